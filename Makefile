@@ -1,0 +1,63 @@
+# One entry point for people and CI. Every target sets up what it needs (venv, pinned packages,
+# DynamoDB Local from npm) so a bare clone works with `make run` or `make test` alone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+AWS_REGION ?= us-east-1
+export AWS_REGION
+DDB_JAR := local/dynamodb/node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar
+# sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, where the machine has it).
+PY312 := $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || command -v python3.12 2>/dev/null)
+
+.PHONY: setup run test lint typecheck template build unit integration e2e bench clean
+
+setup: $(VENV)/.installed $(DDB_JAR)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+$(DDB_JAR): local/dynamodb/package.json local/dynamodb/package-lock.json
+	cd local/dynamodb && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	test -f $@ && touch $@
+
+run: setup
+	$(BIN)/python -m b24stack --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy layers/b24core/b24core
+	$(BIN)/mypy local cli functions --explicit-package-bases
+
+template: setup
+	$(BIN)/sam validate --region $(AWS_REGION)
+	$(BIN)/sam validate --lint --region $(AWS_REGION)
+	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+
+build: setup
+	@test -n "$(PY312)" || { echo "sam build needs python3.12 on PATH"; exit 1; }
+	PATH="$(dir $(PY312)):$$PATH" $(BIN)/sam build --region $(AWS_REGION)
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+test: setup lint typecheck template build
+	$(BIN)/pytest
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
