@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 AWS_REGION ?= us-east-1
 export AWS_REGION
+export SAM_CLI_TELEMETRY := 0
 DDB_JAR := local/dynamodb/node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar
 # sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, where the machine has it).
 PY312 := $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || command -v python3.12 2>/dev/null)

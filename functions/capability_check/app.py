@@ -1,0 +1,11 @@
+"""CapabilityCheckFunction: what this portal has of what the app needs; binds the app's events."""
+
+from typing import Any
+
+from b24core.capability_runner import handle_capability_event
+from b24core.logs import logger
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_capability_event(event)

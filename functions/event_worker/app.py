@@ -1,0 +1,15 @@
+"""EventWorkerFunction: buffered events → the app's handlers (see example_app.py)."""
+
+from typing import Any
+
+import example_app  # noqa: F401  (registers the app's handlers)
+from b24core.events.worker import Worker
+from b24core.logs import logger
+from b24core.registry import registry
+
+worker = Worker(registry)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return worker(event, context)

@@ -1,0 +1,11 @@
+"""TokenRefreshFunction: the keep-alive sweep over portals whose refresh token is getting old."""
+
+from typing import Any
+
+from b24core.logs import logger
+from b24core.sweep import handle_sweep_event
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_sweep_event(event, context)

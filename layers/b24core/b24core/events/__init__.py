@@ -1,0 +1,1 @@
+"""Event intake (verify, strip, buffer) and dispatch (queue message → registered handlers)."""

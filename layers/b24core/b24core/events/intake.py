@@ -1,0 +1,97 @@
+"""Intake: prove the event came from Bitrix24, then buffer it; acknowledge only what is stored.
+
+Bitrix24 never retries a delivery, so a 200 must mean "in SQS". The proof is the application_token
+stored for the portal at install (api-reference/events/safe-event-handlers.md), compared in constant
+time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from b24core.apigw import HttpError
+from b24core.events.message import QueuedEvent, strip_tokens
+from b24core.logs import logger, remember_secret
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState
+
+_EVENT_NAME_MAX = 128
+
+
+class PortalLookup(Protocol):
+    def get(self, member_id: str) -> Portal | None: ...
+
+
+class EventSink(Protocol):
+    def send(self, message: QueuedEvent) -> None:
+        """Store the message durably or raise."""
+        ...
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: str
+    member_id: str
+
+
+class EventIntake:
+    def __init__(
+        self, portals: PortalLookup, sink: EventSink, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.portals = portals
+        self.sink = sink
+        self.clock = clock
+
+    def verify(self, form: dict[str, Any]) -> tuple[str, str, Portal]:
+        event = form.get("event")
+        auth = form.get("auth")
+        if not isinstance(event, str) or not event or len(event) > _EVENT_NAME_MAX:
+            raise HttpError(400, "missing_fields", "missing required field: event")
+        if not isinstance(auth, dict):
+            raise HttpError(401, "missing_auth", "missing auth block")
+        member_id = auth.get("member_id")
+        app_token = auth.get("application_token")
+        if not isinstance(member_id, str) or not member_id:
+            raise HttpError(401, "missing_auth", "missing auth[member_id]")
+        if not isinstance(app_token, str) or not app_token:
+            self._refuse("missing_application_token", event, member_id)
+            raise HttpError(401, "missing_application_token", "missing auth[application_token]")
+        remember_secret(app_token)
+        portal = self.portals.get(member_id)
+        if portal is None:
+            self._refuse("unknown_portal", event, member_id)
+            raise HttpError(401, "unknown_portal", "no installation for this member_id")
+        if portal.state == PortalState.DELETED or not portal.application_token:
+            self._refuse("portal_uninstalled", event, member_id)
+            raise HttpError(403, "portal_uninstalled", "the app is not installed on this portal")
+        if not hmac.compare_digest(portal.application_token.encode(), app_token.encode()):
+            self._refuse("application_token_mismatch", event, member_id)
+            raise HttpError(403, "application_token_mismatch", "application_token does not match")
+        return event.upper(), member_id, portal
+
+    def accept(self, form: dict[str, Any]) -> Accepted:
+        event, member_id, _portal = self.verify(form)
+        message = strip_tokens(form, int(self.clock()))
+        self.sink.send(message)
+        logger.info(
+            "event accepted",
+            extra={"action": "intake", "outcome": "enqueued", "event": event, "member_id": member_id},
+        )
+        return Accepted(event=event, member_id=member_id)
+
+    @staticmethod
+    def _refuse(reason: str, event: str, member_id: str) -> None:
+        logger.warning(
+            "event refused",
+            extra={
+                "action": "intake",
+                "outcome": "refused",
+                "reason": reason,
+                "event": event,
+                "member_id": member_id,
+            },
+        )

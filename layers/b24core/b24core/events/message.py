@@ -1,0 +1,81 @@
+"""The queue message: a Bitrix24 event with every token removed.
+
+Only what handlers need travels through SQS; the auth block (access/refresh/application tokens) never
+does, so a queue, a DLQ or a redrive can never leak credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MESSAGE_VERSION = 1
+_AUTH_KEEP = ("domain", "member_id", "client_endpoint", "user_id", "status")
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    event: str
+    member_id: str
+    domain: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: str = ""
+    event_handler_id: str = ""
+    user_id: str = ""
+    source: str = "online"
+    received_at: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": MESSAGE_VERSION,
+                "event": self.event,
+                "member_id": self.member_id,
+                "domain": self.domain,
+                "data": self.data,
+                "ts": self.ts,
+                "event_handler_id": self.event_handler_id,
+                "user_id": self.user_id,
+                "source": self.source,
+                "received_at": self.received_at,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, body: str) -> QueuedEvent:
+        raw = json.loads(body)
+        if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
+            raise ValueError("not a queued Bitrix24 event")
+        return cls(
+            event=str(raw["event"]).upper(),
+            member_id=str(raw["member_id"]),
+            domain=str(raw.get("domain") or ""),
+            data=_as_dict(raw.get("data")),
+            ts=str(raw.get("ts") or ""),
+            event_handler_id=str(raw.get("event_handler_id") or ""),
+            user_id=str(raw.get("user_id") or ""),
+            source=str(raw.get("source") or "online"),
+            received_at=int(raw.get("received_at") or 0),
+        )
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def strip_tokens(form: dict[str, Any], received_at: int) -> QueuedEvent:
+    auth = _as_dict(form.get("auth"))
+    data = _as_dict(form.get("data"))
+    return QueuedEvent(
+        event=str(form.get("event") or "").upper(),
+        member_id=str(auth.get("member_id") or ""),
+        domain=str(auth.get("domain") or ""),
+        data=data,
+        ts=str(form.get("ts") or ""),
+        event_handler_id=str(form.get("event_handler_id") or ""),
+        user_id=str(auth.get("user_id") or ""),
+        received_at=received_at,
+    )

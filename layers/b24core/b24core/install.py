@@ -1,0 +1,248 @@
+"""Installation: trust nothing in the request until the authorization server vouches for the token.
+
+Two doors lead here: the install frame of an app with UI (query DOMAIN/PROTOCOL/LANG, form AUTH_ID,
+REFRESH_ID, APPLICATION_TOKEN, member_id...) and the ONAPPINSTALL callback (form ``auth[...]``).
+Both become an ``InstallClaim``; the claim is checked at ``/rest/app.info`` of the authorization
+server (client_id is ours; member_id, domain and client_endpoint are the ones claimed) before
+anything is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from b24core.apigw import HttpError
+from b24core.endpoints import EndpointRefused, check_endpoint
+from b24core.logs import logger, remember_secret
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState, TokenState
+from b24core.portals.store import PortalStore, StaleWrite
+from b24core.protocol.errors import AuthError, B24Error, BadResponse, TransportError
+from b24core.protocol.oauth import AuthServer
+
+
+@dataclass(frozen=True)
+class InstallClaim:
+    path: str  # "ui" (install frame) or "event" (ONAPPINSTALL)
+    member_id: str
+    domain: str
+    client_endpoint: str
+    server_endpoint: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    application_token: str = field(repr=False)
+    scope: str
+    language: str
+    user_id: str
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _require(fields: dict[str, str]) -> None:
+    missing = sorted(name for name, value in fields.items() if not value)
+    if missing:
+        raise HttpError(400, "missing_fields", f"missing required fields: {', '.join(missing)}")
+
+
+def _expires_in(raw: str) -> int:
+    try:
+        value = int(raw or "3600")
+    except ValueError:
+        raise HttpError(400, "bad_field", "expires_in / AUTH_EXPIRES is not a number") from None
+    return max(0, min(value, 24 * 3600))
+
+
+def claim_from_frame(query: dict[str, str], form: dict[str, Any]) -> InstallClaim:
+    """The install frame of an app with UI (settings/oauth/simple-way.md)."""
+    domain = _text(query.get("DOMAIN") or form.get("DOMAIN"))
+    protocol = _text(query.get("PROTOCOL") or form.get("PROTOCOL") or "1")
+    fields = {
+        "DOMAIN": domain,
+        "AUTH_ID": _text(form.get("AUTH_ID")),
+        "REFRESH_ID": _text(form.get("REFRESH_ID")),
+        "APPLICATION_TOKEN": _text(form.get("APPLICATION_TOKEN")),
+        "member_id": _text(form.get("member_id")),
+    }
+    _require(fields)
+    if protocol not in ("0", "1"):
+        raise HttpError(400, "bad_field", "PROTOCOL must be 0 or 1")
+    scheme = "https" if protocol == "1" else "http"
+    return InstallClaim(
+        path="ui",
+        member_id=fields["member_id"],
+        domain=domain,
+        client_endpoint=f"{scheme}://{domain}/rest/",
+        server_endpoint=_text(form.get("SERVER_ENDPOINT")),
+        access_token=fields["AUTH_ID"],
+        refresh_token=fields["REFRESH_ID"],
+        expires_in=_expires_in(_text(form.get("AUTH_EXPIRES"))),
+        application_token=fields["APPLICATION_TOKEN"],
+        scope=_text(form.get("APPLICATION_SCOPE")),
+        language=_text(query.get("LANG") or form.get("LANG")),
+        user_id="",
+    )
+
+
+def claim_from_event(form: dict[str, Any]) -> InstallClaim:
+    """The ONAPPINSTALL callback (api-reference/common/events/on-app-install.md)."""
+    auth = form.get("auth")
+    if not isinstance(auth, dict):
+        raise HttpError(400, "missing_fields", "missing required fields: auth")
+    data = form.get("data") if isinstance(form.get("data"), dict) else {}
+    fields = {
+        "auth[access_token]": _text(auth.get("access_token")),
+        "auth[refresh_token]": _text(auth.get("refresh_token")),
+        "auth[application_token]": _text(auth.get("application_token")),
+        "auth[member_id]": _text(auth.get("member_id")),
+        "auth[domain]": _text(auth.get("domain")),
+        "auth[client_endpoint]": _text(auth.get("client_endpoint")),
+    }
+    _require(fields)
+    return InstallClaim(
+        path="event",
+        member_id=fields["auth[member_id]"],
+        domain=fields["auth[domain]"],
+        client_endpoint=fields["auth[client_endpoint]"],
+        server_endpoint=_text(auth.get("server_endpoint")),
+        access_token=fields["auth[access_token]"],
+        refresh_token=fields["auth[refresh_token]"],
+        expires_in=_expires_in(_text(auth.get("expires_in"))),
+        application_token=fields["auth[application_token]"],
+        scope=_text(auth.get("scope")),
+        language=_text((data or {}).get("LANGUAGE")),
+        user_id=_text(auth.get("user_id")),
+    )
+
+
+def claim_from_request(query: dict[str, str], form: dict[str, Any]) -> InstallClaim:
+    if _text(form.get("event")).upper() == "ONAPPINSTALL":
+        return claim_from_event(form)
+    if "event" in form:
+        raise HttpError(400, "unexpected_event", "only ONAPPINSTALL is accepted at /install")
+    return claim_from_frame(query, form)
+
+
+class InstallService:
+    def __init__(
+        self,
+        store: PortalStore,
+        auth_server: AuthServer,
+        client_id: str,
+        allow_insecure_endpoints: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.auth_server = auth_server
+        self.client_id = client_id
+        self.allow_insecure = allow_insecure_endpoints
+        self.clock = clock
+
+    def install(self, claim: InstallClaim) -> Portal:
+        """Verify the claim at the authorization server, then store the portal (idempotent)."""
+        for secret in (claim.access_token, claim.refresh_token, claim.application_token):
+            remember_secret(secret)
+        try:
+            endpoint = check_endpoint(claim.client_endpoint, self.allow_insecure)
+        except EndpointRefused as exc:
+            self._refuse("endpoint_refused", claim, str(exc))
+            raise HttpError(400, "endpoint_refused", f"client endpoint refused: {exc}") from None
+        try:
+            info = self.auth_server.app_info(claim.access_token)
+        except AuthError:
+            self._refuse("token_rejected", claim, "authorization server rejected the token")
+            raise HttpError(
+                401, "token_rejected", "the authorization server does not accept this token"
+            ) from None
+        except (TransportError, BadResponse):
+            logger.error(
+                "authorization server unavailable",
+                extra={"action": "install", "outcome": "error", "member_id": claim.member_id},
+            )
+            raise HttpError(
+                503, "auth_server_unavailable", "the authorization server could not be reached; try again"
+            ) from None
+        except B24Error as exc:
+            self._refuse("token_rejected", claim, exc.code)
+            raise HttpError(
+                401, "token_rejected", f"the authorization server refused the token ({exc.code})"
+            ) from None
+        mismatches = []
+        if info.client_id != self.client_id:
+            mismatches.append("client_id")
+        if info.install.member_id != claim.member_id:
+            mismatches.append("member_id")
+        if info.install.domain.lower() != claim.domain.lower():
+            mismatches.append("domain")
+        if info.install.client_endpoint.rstrip("/") != endpoint.rstrip("/"):
+            mismatches.append("client_endpoint")
+        if mismatches:
+            reason = "token was issued for another app or portal (" + ", ".join(mismatches) + ")"
+            self._refuse("claim_mismatch", claim, reason)
+            raise HttpError(403, "claim_mismatch", reason)
+        return self._store(claim, endpoint, info.install.status, info.scope or claim.scope)
+
+    def _store(self, claim: InstallClaim, endpoint: str, status: str, scope: str) -> Portal:
+        now = int(self.clock())
+        for _ in range(5):
+            current = self.store.get(claim.member_id)
+            base = current or Portal(
+                member_id=claim.member_id, domain=claim.domain, client_endpoint=endpoint, installed_at=now
+            )
+            if base.state != PortalState.ACTIVE:
+                base = base.with_state(PortalState.ACTIVE)
+            if base.token_state != TokenState.ACTIVE:
+                base = base.with_token_state(TokenState.ACTIVE)
+            portal = replace(
+                base,
+                domain=claim.domain,
+                client_endpoint=endpoint,
+                server_endpoint=claim.server_endpoint or base.server_endpoint,
+                access_token=claim.access_token,
+                refresh_token=claim.refresh_token,
+                access_expires_at=now + claim.expires_in,
+                application_token=claim.application_token,
+                scope=scope,
+                status=status,
+                user_id=claim.user_id or base.user_id,
+                language=claim.language or base.language,
+                install_path=claim.path,
+                installed_at=base.installed_at or now,
+                updated_at=now,
+                refreshed_at=now,
+            )
+            try:
+                saved = self.store.save(portal)
+            except StaleWrite:
+                continue
+            logger.info(
+                "portal installed",
+                extra={
+                    "action": "install",
+                    "outcome": "stored",
+                    "member_id": saved.member_id,
+                    "domain": saved.domain,
+                    "install_path": claim.path,
+                },
+            )
+            return saved
+        raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
+
+    def _refuse(self, reason: str, claim: InstallClaim, detail: str) -> None:
+        logger.warning(
+            "install refused",
+            extra={
+                "action": "install",
+                "outcome": "refused",
+                "reason": reason,
+                "detail": detail,
+                "member_id": claim.member_id,
+                "domain": claim.domain,
+                "install_path": claim.path,
+            },
+        )

@@ -1,0 +1,82 @@
+"""Logging that cannot leak secrets.
+
+Every logger of the bundle formats through ``RedactingFormatter``: values under secret-looking keys
+are replaced, and any secret value the process has seen (``remember_secret``) is masked wherever it
+appears in the rendered line — so a token pasted into a message or an exception is masked too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+MASK = "***"
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "application_token",
+        "client_secret",
+        "auth_id",
+        "refresh_id",
+        "auth",
+        "code",
+        "password",
+        "token",
+        "secret",
+        "authorization",
+    }
+)
+_SECRET_KEY_RE = re.compile(r"(token|secret|password|auth_id|refresh_id)", re.IGNORECASE)
+_known_secrets: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    """Register a value that must never be printed (tokens seen by this process)."""
+    if value and len(value) >= 6:
+        _known_secrets.add(value)
+
+
+def redact(value: Any) -> Any:
+    """Return a copy of ``value`` with every secret-keyed entry masked."""
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = str(k).lower()
+            if key in SECRET_KEYS or _SECRET_KEY_RE.search(key):
+                out[k] = MASK if v not in (None, "") else v
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def mask_known(text: str) -> str:
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    def serialize(self, log: Any) -> str:
+        return mask_known(super().serialize(redact(log) if isinstance(log, dict) else log))
+
+
+def _default(obj: Any) -> str:
+    return str(obj)
+
+
+# One logger per process; handler modules decorate with ``logger.inject_lambda_context``.
+logger = Logger(logger_formatter=RedactingFormatter(json_default=_default))
+
+
+def dumps_safe(value: Any) -> str:
+    """JSON for error bodies and CLI output, with secrets removed."""
+    return mask_known(json.dumps(redact(value), default=_default, ensure_ascii=False))

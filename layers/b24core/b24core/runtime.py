@@ -1,0 +1,49 @@
+"""Per-process wiring: settings → store, auth server, queue, clients. Built once, reused warm."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from b24core.client import PortalClient
+from b24core.portals.model import Portal
+from b24core.portals.store import DynamoPortalStore
+from b24core.protocol.oauth import AuthServer
+from b24core.secrets import client_secret
+from b24core.settings import Settings, get_settings
+from b24core.tokens import TokenKeeper
+
+
+@lru_cache(maxsize=1)
+def portal_store() -> DynamoPortalStore:
+    s = get_settings()
+    return DynamoPortalStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def auth_server() -> AuthServer:
+    s = get_settings()
+    return AuthServer(s.oauth_url, s.http_timeout_s)
+
+
+@lru_cache(maxsize=1)
+def token_keeper() -> TokenKeeper:
+    s = get_settings()
+    return TokenKeeper(portal_store(), auth_server(), s.client_id, lambda: client_secret(s))
+
+
+def portal_client(portal: Portal) -> PortalClient:
+    return PortalClient(portal, token_keeper(), get_settings().http_timeout_s)
+
+
+@lru_cache(maxsize=4)
+def boto_client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=get_settings().region)  # type: ignore[call-overload]
+
+
+def events_url(settings: Settings, request_host: str = "") -> str:
+    """Where Bitrix24 sends events: B24_PUBLIC_URL, or the API's own address."""
+    base = settings.public_url or (f"https://{request_host}" if request_host else "")
+    return f"{base}/events" if base else ""
