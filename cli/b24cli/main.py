@@ -1,0 +1,120 @@
+"""``b24app``: look at the portals the bundle serves. Never prints a token value."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from b24cli.target import TargetError, find_target
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "-"
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from b24core.portals.store import DynamoPortalStore
+
+    target = find_target(args.stack)
+    return DynamoPortalStore(target.table_name, target.region, target.dynamodb_endpoint)
+
+
+def _features_line(view: dict[str, Any]) -> str:
+    features = (view.get("capabilities") or {}).get("features") or {}
+    if not features:
+        return "not checked"
+    parts = []
+    for name, info in sorted(features.items()):
+        mark = {True: "ok", False: "missing", None: "unknown"}[info.get("available")]
+        parts.append(f"{name}:{mark}")
+    return " ".join(parts)
+
+
+def cmd_portals_list(args: argparse.Namespace) -> int:
+    portals = [p.public_view() for p in _store(args).list_all()]
+    if args.json:
+        print(json.dumps(portals, indent=2, ensure_ascii=False))
+        return 0
+    if not portals:
+        print("no portals installed")
+        return 0
+    print(f"{'MEMBER_ID':34} {'DOMAIN':32} {'STATE':8} {'TOKENS':16} FEATURES")
+    for v in portals:
+        print(
+            f"{v['member_id']:34} {v['domain'][:32]:32} {v['state']:8} {v['token_state']:16} "
+            f"{_features_line(v)}"
+        )
+    return 0
+
+
+def cmd_portals_show(args: argparse.Namespace) -> int:
+    portal = _store(args).get(args.member_id)
+    if portal is None:
+        print(f"no portal with member_id {args.member_id}", file=sys.stderr)
+        return 1
+    view = portal.public_view()
+    if args.json:
+        print(json.dumps(view, indent=2, ensure_ascii=False))
+        return 0
+    rows = [
+        ("member_id", view["member_id"]),
+        ("domain", view["domain"]),
+        ("client_endpoint", view["client_endpoint"]),
+        ("state", view["state"]),
+        ("token state", view["token_state"]),
+        ("access token expires", _when(view["access_expires_at"])),
+        ("last refresh", _when(view["refreshed_at"])),
+        ("keep-alive refresh due", _when(view["refresh_due_at"])),
+        ("installed", f"{_when(view['installed_at'])} via {view['install_path'] or '-'}"),
+        ("status (auth server)", view["status"] or "-"),
+        ("scope", view["scope"] or "-"),
+        ("capabilities", _features_line(view)),
+    ]
+    features = (view.get("capabilities") or {}).get("features") or {}
+    for name, info in sorted(features.items()):
+        missing = [
+            *info.get("missing_methods", []),
+            *info.get("missing_events", []),
+            *info.get("missing_scopes", []),
+        ]
+        if missing:
+            rows.append((f"  {name} lacks", ", ".join(missing)))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="b24app", description="Operate the Bitrix24 serverless bundle.")
+    parser.add_argument(
+        "--stack", help="CloudFormation stack name (default: B24_STACK_NAME, else the local stack)"
+    )
+    sub = parser.add_subparsers(dest="group", required=True)
+    portals = sub.add_parser("portals", help="installed portals").add_subparsers(
+        dest="command", required=True
+    )
+    p_list = portals.add_parser("list", help="every portal, one line each")
+    p_list.add_argument("--json", action="store_true")
+    p_list.set_defaults(func=cmd_portals_list)
+    p_show = portals.add_parser("show", help="one portal in detail (never token values)")
+    p_show.add_argument("member_id")
+    p_show.add_argument("--json", action="store_true")
+    p_show.set_defaults(func=cmd_portals_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TargetError as exc:
+        print(f"b24app: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
