@@ -3,6 +3,7 @@
 from typing import Any
 
 import example_app  # noqa: F401  (registers the app's handlers)
+
 from b24core.events.worker import Worker
 from b24core.logs import logger
 from b24core.registry import registry

@@ -199,7 +199,8 @@ class DynamoPortalStore:
             install_path=portal.install_path or None,
             capabilities=json.dumps(portal.capabilities, sort_keys=True) if portal.capabilities else None,
         )
-        item.version = portal.version or None
+        if portal.version:
+            item.version = portal.version  # pynamodb saves only if the stored version still equals it
         try:
             item.save()
         except PutError as exc:
