@@ -34,7 +34,8 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy layers/b24core/b24core
-	$(BIN)/mypy local cli functions --explicit-package-bases
+	$(BIN)/mypy local/b24sim local/b24stack local/b24run cli/b24cli
+	for d in functions/*/; do $(BIN)/mypy "$$d" || exit 1; done
 
 template: setup
 	$(BIN)/sam validate --region $(AWS_REGION)
