@@ -1,0 +1,116 @@
+"""What a portal can offer: methods and events, grouped by module, and the two portal profiles.
+
+A real portal's method/event set depends on its modules and their versions. The cloud always has the
+newest set; an on-premise ("box") portal may miss whole modules (telephony) or newer methods until its
+admin installs updates. Apps are told to check ``methods``/``method.get``/``events`` at install time, so
+the simulator keeps these sets explicit and mutable per portal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: ``None`` scope = the ``basic`` scope every app has (system and event methods).
+BASIC: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    module: str
+    scope: str | None
+    #: Methods that only work with application (OAuth) authorization, not with webhooks.
+    app_only: bool = False
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    name: str
+    module: str
+    scope: str | None
+
+
+def _methods(module: str, scope: str | None, names: str, app_only: bool = False) -> list[MethodInfo]:
+    return [MethodInfo(n, module, scope, app_only) for n in names.split()]
+
+
+def _events(module: str, scope: str | None, names: str) -> list[EventInfo]:
+    return [EventInfo(n, module, scope) for n in names.split()]
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in [
+        *_methods("rest", BASIC, "batch methods method.get scope server.time profile"),
+        *_methods("rest", BASIC, "app.info events event.bind event.get event.unbind event.test", True),
+        *_methods(
+            "rest",
+            BASIC,
+            "event.offline.get event.offline.clear event.offline.error event.offline.list",
+            True,
+        ),
+        *_methods("main", "user", "user.current"),
+        *_methods(
+            "crm",
+            "crm",
+            "crm.deal.add crm.deal.get crm.deal.list crm.deal.update crm.deal.delete crm.deal.fields",
+        ),
+        *_methods("im", "im", "im.notify im.notify.system.add im.notify.personal.add"),
+        *_methods(
+            "telephony",
+            "telephony",
+            "telephony.externalcall.register telephony.externalcall.finish "
+            "telephony.externalcall.show telephony.externalcall.hide",
+        ),
+    ]
+}
+
+EVENTS: dict[str, EventInfo] = {
+    e.name: e
+    for e in [
+        *_events(
+            "rest",
+            BASIC,
+            "ONAPPINSTALL ONAPPUNINSTALL ONAPPUPDATE ONAPPPAYMENT ONAPPTEST ONAPPMETHODCONFIRM "
+            "ONOFFLINEEVENT",
+        ),
+        *_events("main", "user", "ONUSERADD"),
+        *_events("crm", "crm", "ONCRMDEALADD ONCRMDEALUPDATE ONCRMDEALDELETE"),
+        *_events("telephony", "telephony", "ONEXTERNALCALLSTART ONEXTERNALCALLBACKSTART"),
+    ]
+}
+
+#: Scopes each module brings to a portal (``scope`` with ``full=true`` lists the union).
+MODULE_SCOPES: dict[str, tuple[str, ...]] = {
+    "rest": (),
+    "main": ("user", "user_brief", "user_basic", "department"),
+    "crm": ("crm",),
+    "im": ("im",),
+    "telephony": ("telephony", "call"),
+}
+
+#: A method in scope "user" is also callable with the reduced user scopes.
+SCOPE_ALIASES: dict[str, tuple[str, ...]] = {"user": ("user", "user_brief", "user_basic")}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    modules: frozenset[str]
+    #: Methods of enabled modules that this profile's (older) module versions do not have yet.
+    missing_methods: frozenset[str]
+    license_type: str
+    license_family: str
+
+
+PROFILES: dict[str, Profile] = {
+    "cloud": Profile("cloud", frozenset(MODULE_SCOPES), frozenset(), "pro100", "pro"),
+    "box": Profile(
+        "box",
+        frozenset(MODULE_SCOPES) - {"telephony"},
+        # Stands for "a method newer than this box's im module": present in the cloud, not here.
+        frozenset({"im.notify.system.add", "im.notify.personal.add"}),
+        "selfhosted",
+        "selfhosted",
+    ),
+}

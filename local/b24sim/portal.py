@@ -1,0 +1,285 @@
+"""One simulated Bitrix24 portal: its modules, users, deals, app installation and event bindings.
+
+A portal is created with a profile (``cloud`` or ``box``) that fixes its starting module and method set;
+tests then change it the way an admin would (``enable_module`` after a box update, ``remove_method`` to
+play an old version). User actions in the portal UI (``ui_deal_*``) fire events with the acting user's
+tokens, as a real portal does for changes a user caused.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from b24sim.catalog import EVENTS, METHODS, MODULE_SCOPES, PROFILES, SCOPE_ALIASES, Profile
+from b24sim.crm import DealStore
+from b24sim.ratelimit import LeakyBucket, OperatingTracker
+
+if TYPE_CHECKING:
+    from b24sim.simulator import Simulator
+
+
+@dataclass
+class User:
+    id: int
+    name: str
+    last_name: str = ""
+    admin: bool = False
+
+
+@dataclass
+class Installation:
+    """The simulated app as installed on one portal."""
+
+    application_token: str = field(repr=False)
+    version: int
+    status: str
+    scope: tuple[str, ...]
+    installed: bool
+    installer_id: int
+    app_id: int
+    code: str
+
+
+@dataclass
+class Binding:
+    """An ``event.bind`` registration."""
+
+    id: int
+    event: str
+    handler: str
+    auth_type: int
+    offline: bool
+    auth_connector: str
+    options: dict[str, Any]
+    user_id: int
+    last_notified: float = float("-inf")
+
+
+@dataclass
+class OfflineRecord:
+    """One entry of the offline event queue (the latest state of one changed object)."""
+
+    id: int
+    timestamp: float
+    event: str
+    data: dict[str, Any]
+    message_id: str
+    connector: str
+    process_id: str = ""
+    error: bool = False
+
+
+class Portal:
+    """State of one portal. Mutate it only while holding ``sim.lock`` (the UI helpers do that)."""
+
+    def __init__(
+        self,
+        sim: Simulator,
+        domain: str,
+        profile: str,
+        member_id: str | None,
+        rate: tuple[float, float],
+        language: str,
+        queue_blocked: bool,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}")
+        self._sim = sim
+        self.domain = domain
+        self.profile: str = profile
+        self.profile_info: Profile = PROFILES[profile]
+        self.member_id = member_id or secrets.token_hex(16)
+        self.language = language
+        #: Events from this portal cannot reach the cloud queue servers (a box behind a firewall).
+        self.queue_blocked = queue_blocked
+        #: The authorization server refuses new tokens for this portal (subscription expired).
+        self.payment_required = False
+        #: Answer every REST call with 500 PORTAL_DELETED.
+        self.deleted = False
+        #: Per-method accumulated-time limit (seconds per 10 minutes); ``None`` = no limit.
+        self.operating_limit_s: float | None = None
+        #: Extra simulated execution seconds charged per call of a method (to reach the limit quickly).
+        self.method_cost: dict[str, float] = {}
+        self.modules: set[str] = set(self.profile_info.modules)
+        self.removed_methods: set[str] = set(self.profile_info.missing_methods)
+        self.users: dict[int, User] = {1: User(1, "Admin", "Portal", admin=True)}
+        self.deals = DealStore()
+        self.bindings: list[Binding] = []
+        self.offline: list[OfflineRecord] = []
+        self.notifications: list[dict[str, Any]] = []
+        self.external_calls: dict[str, dict[str, Any]] = {}
+        self.app: Installation | None = None
+        self.bucket = LeakyBucket(rate[0], rate[1], sim.clock.now)
+        self.operating = OperatingTracker()
+        self._next_binding = 1
+        self._next_offline = 1
+        self._message_ids: dict[tuple[str, str], str] = {}
+
+    # -- addresses -------------------------------------------------------------------------------------
+    #: Set when the portal listens on its own address (then ``domain`` is that ``host:port``).
+    own_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The portal's web address inside the simulator (the ``uri`` of the auth server's app.info)."""
+        return self.own_url or f"{self._sim.url}/p/{self.domain}"
+
+    @property
+    def client_endpoint(self) -> str:
+        return f"{self.base_url}/rest/"
+
+    @property
+    def rate(self) -> tuple[float, float]:
+        return (self.bucket.threshold, self.bucket.drain_per_s)
+
+    @rate.setter
+    def rate(self, value: tuple[float, float]) -> None:
+        self.bucket.threshold, self.bucket.drain_per_s = value
+
+    # -- what the portal offers ------------------------------------------------------------------------
+    def has_method(self, name: str) -> bool:
+        info = METHODS.get(name)
+        return info is not None and info.module in self.modules and name not in self.removed_methods
+
+    def has_event(self, name: str) -> bool:
+        info = EVENTS.get(name.upper())
+        return info is not None and info.module in self.modules
+
+    def method_names(self) -> list[str]:
+        return [name for name in METHODS if self.has_method(name)]
+
+    def event_names(self) -> list[str]:
+        return [name for name in EVENTS if self.has_event(name)]
+
+    def scopes(self) -> list[str]:
+        """Every scope this portal's modules provide (``scope`` with ``full=true``)."""
+        out: list[str] = []
+        for module, scopes in MODULE_SCOPES.items():
+            if module in self.modules:
+                out.extend(s for s in scopes if s not in out)
+        return out
+
+    def granted_scopes(self, token_scope: tuple[str, ...] | None = None) -> list[str]:
+        """Scopes the app may use here: its own (or the token's) intersected with the portal's."""
+        wanted = token_scope if token_scope is not None else (self.app.scope if self.app else ())
+        available = self.scopes()
+        return [s for s in dict.fromkeys(wanted) if s in available]
+
+    def scope_allows(self, scope: str | None, granted: list[str]) -> bool:
+        if scope is None:
+            return True
+        return any(alias in granted for alias in SCOPE_ALIASES.get(scope, (scope,)))
+
+    def enable_module(self, module: str) -> None:
+        """Install/enable a module (e.g. after the box admin installs telephony)."""
+        if module not in MODULE_SCOPES:
+            raise ValueError(f"unknown module {module!r}")
+        with self._sim.lock:
+            self.modules.add(module)
+            self.removed_methods -= {n for n, m in METHODS.items() if m.module == module}
+
+    def disable_module(self, module: str) -> None:
+        """Switch a module off: its methods, events and scopes disappear from this portal."""
+        with self._sim.lock:
+            self.modules.discard(module)
+
+    def remove_method(self, name: str) -> None:
+        """Make one method unknown here (an older module version)."""
+        with self._sim.lock:
+            self.removed_methods.add(name.lower())
+
+    def restore_method(self, name: str) -> None:
+        with self._sim.lock:
+            self.removed_methods.discard(name.lower())
+
+    def add_user(self, user_id: int, name: str = "User", *, admin: bool = False) -> User:
+        with self._sim.lock:
+            user = User(user_id, name, admin=admin)
+            self.users[user_id] = user
+            return user
+
+    def is_admin(self, user_id: int) -> bool:
+        user = self.users.get(user_id)
+        return bool(user and user.admin)
+
+    # -- bindings and offline queue (called with sim.lock held) ----------------------------------------
+    def new_binding(self, **kwargs: Any) -> Binding:
+        binding = Binding(id=self._next_binding, **kwargs)
+        self._next_binding += 1
+        self.bindings.append(binding)
+        return binding
+
+    def record_offline(self, event: str, data: dict[str, Any], connector: str, now: float) -> bool:
+        """Keep one record per (queue, event, object): a repeated change refreshes the pending record."""
+        object_id = str((data.get("FIELDS") or {}).get("ID", "")) if isinstance(data, dict) else ""
+        key = (event, object_id)
+        message_id = self._message_ids.setdefault(key, str(len(self._message_ids) + 1))
+        for record in self.offline:
+            if (
+                record.connector == connector
+                and record.message_id == message_id
+                and not record.process_id
+                and not record.error
+            ):
+                record.timestamp = now
+                record.data = data
+                return False
+        self.offline.append(OfflineRecord(self._next_offline, now, event, data, message_id, connector))
+        self._next_offline += 1
+        return True
+
+    # -- user actions in the portal UI -----------------------------------------------------------------
+    def ui_deal_add(self, fields: dict[str, Any] | None = None, *, user_id: int | None = 1) -> int:
+        """A user creates a deal in the UI. ``user_id=None`` plays a robot/agent (no tokens in the event)."""
+        with self._sim.lock:
+            deal_id = self.deals.add(fields or {}, user_id or 1, self._sim.clock.now())
+            self._sim.fire_event(self, "ONCRMDEALADD", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
+            return deal_id
+
+    def ui_deal_update(self, deal_id: int, fields: dict[str, Any], *, user_id: int | None = 1) -> None:
+        with self._sim.lock:
+            if not self.deals.update(int(deal_id), fields, user_id or 1, self._sim.clock.now()):
+                raise KeyError(f"deal {deal_id} not found on {self.domain}")
+            self._sim.fire_event(self, "ONCRMDEALUPDATE", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
+
+    def ui_deal_delete(self, deal_id: int, *, user_id: int | None = 1) -> None:
+        with self._sim.lock:
+            if not self.deals.delete(int(deal_id)):
+                raise KeyError(f"deal {deal_id} not found on {self.domain}")
+            self._sim.fire_event(self, "ONCRMDEALDELETE", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
+
+    def ui_click_to_call(self, phone: str, *, user_id: int = 1, entity: tuple[str, int] | None = None) -> str:
+        """A user clicks a phone number in the CRM: fires ONEXTERNALCALLSTART (telephony module only)."""
+        with self._sim.lock:
+            call_id = f"externalCall.{secrets.token_hex(16)}.{int(self._sim.clock.now())}"
+            data: dict[str, Any] = {
+                "PHONE_NUMBER": phone,
+                "PHONE_NUMBER_INTERNATIONAL": phone,
+                "EXTENSION": "",
+                "USER_ID": str(user_id),
+                "CALL_LIST_ID": "0",
+                "LINE_NUMBER": "",
+                "IS_MOBILE": "0",
+                "CALL_ID": call_id,
+            }
+            if entity:
+                data["CRM_ENTITY_TYPE"], data["CRM_ENTITY_ID"] = entity[0], str(entity[1])
+            self._sim.fire_event(self, "ONEXTERNALCALLSTART", data, user_id=user_id)
+            return call_id
+
+    def summary(self) -> dict[str, Any]:
+        """Non-secret description (for the control API)."""
+        return {
+            "domain": self.domain,
+            "member_id": self.member_id,
+            "profile": self.profile,
+            "client_endpoint": self.client_endpoint,
+            "installed": bool(self.app and self.app.installed),
+            "app_present": self.app is not None,
+            "queue_blocked": self.queue_blocked,
+            "modules": sorted(self.modules),
+            "deals": len(self.deals),
+            "bindings": len(self.bindings),
+        }
