@@ -26,7 +26,7 @@ $(DDB_JAR): local/dynamodb/package.json local/dynamodb/package-lock.json
 	test -f $@ && touch $@
 
 run: setup
-	$(BIN)/python -m b24stack --port $(PORT)
+	$(BIN)/python -m b24run --port $(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

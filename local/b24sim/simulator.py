@@ -192,6 +192,12 @@ class Simulator:
     def next_app_id(self) -> int:
         return next(self._app_ids)
 
+    def issued_secrets(self) -> set[str]:
+        """Every token, refresh token, code and application token issued so far, and the client_secret."""
+        from b24sim.tokens import ISSUED
+
+        return {*ISSUED, self._client_secret}
+
     def check_client(self, client_id: str, client_secret: str) -> bool:
         same_id = hmac.compare_digest(client_id.encode(), self.client_id.encode())
         return same_id and hmac.compare_digest(client_secret.encode(), self._client_secret.encode())

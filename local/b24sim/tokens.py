@@ -18,9 +18,15 @@ REFRESH_TTL_S = 180 * 24 * 3600
 CODE_TTL_S = 30
 
 
+#: Every secret value this process handed out, so tests can prove none of them leaked into logs.
+ISSUED: set[str] = set()
+
+
 def new_secret() -> str:
     """A token-like random value (32 lowercase hex characters, like the docs' examples)."""
-    return secrets.token_hex(16)
+    value = secrets.token_hex(16)
+    ISSUED.add(value)
+    return value
 
 
 @dataclass

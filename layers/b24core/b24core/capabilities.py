@@ -14,6 +14,9 @@ from b24core.client import PortalClient
 from b24core.logs import logger
 from b24core.manifest import Manifest
 
+# Bitrix24 sends these only to handlers the app bound itself; they are how update and uninstall reach us.
+LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
+
 
 def _names(value: Any) -> set[str] | None:
     if isinstance(value, list):
@@ -65,7 +68,7 @@ def check_portal(
     }
     to_bind = sorted(
         {e for f in manifest.features if features[f.name]["available"] is not False for e in f.events}
-        - {e for e, h in already if h == handler_url}
+        | set(LIFECYCLE_EVENTS) - {e for e, h in already if h == handler_url}
     )
     bind_errors: dict[str, Any] = {}
     if to_bind:

@@ -1,0 +1,84 @@
+"""The whole local stack (template.yaml) against the Bitrix24 simulator, started once per session."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b24core.mirror import DealMirror
+from b24core.portals.store import DynamoPortalStore
+from b24sim import Simulator
+from b24stack.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_ID = "e2e.app"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Simulator]:
+    with Simulator(CLIENT_ID, secrets.token_hex(16)) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    port = free_port()
+    env = {
+        "B24_CLIENT_ID": CLIENT_ID,
+        "B24_CLIENT_SECRET": sim._client_secret,
+        "B24_OAUTH_URL": sim.oauth_url,
+        "B24_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "B24_ALLOW_INSECURE_ENDPOINTS": "1",
+    }
+    state = tmp_path_factory.mktemp("stack")
+    with LocalStack(
+        ROOT, port=port, state_dir=state, in_memory=True, env_overrides=env, schedules=False
+    ) as st:
+        yield st
+
+
+@pytest.fixture(scope="session")
+def store(stack: LocalStack) -> DynamoPortalStore:
+    return DynamoPortalStore(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint)
+
+
+@pytest.fixture(scope="session")
+def mirror(stack: LocalStack) -> DealMirror:
+    return DealMirror(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint)
+
+
+@pytest.fixture
+def install_url(stack: LocalStack) -> str:
+    return f"{stack.gateway_url}/install"
+
+
+@pytest.fixture
+def events_url(stack: LocalStack) -> str:
+    return f"{stack.gateway_url}/events"
