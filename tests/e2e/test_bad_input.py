@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from b24core.protocol.forms import encode_form
+from tests.e2e.conftest import wait_for
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 def accepted_count(stack) -> int:
     log = stack.logs_dir / "EventsFunction.log"
-    return log.read_text().count('"event accepted"') if log.exists() else 0
+    return log.read_text().count('"EventsAccepted"') if log.exists() else 0
 
 
 def queue_depth(stack) -> int:
@@ -30,6 +31,10 @@ def queue_depth(stack) -> int:
 def installed(sim, stack):
     portal = sim.add_portal(profile="cloud")
     assert sim.install(portal.domain, f"{stack.gateway_url}/install", mode="ui").status_code == 200
+    # One genuine event first, so "nothing more was accepted" below is measured against real traffic.
+    before = accepted_count(stack)
+    portal.ui_deal_add({"TITLE": "genuine"})
+    wait_for(lambda: accepted_count(stack) > before, what="a genuine event accepted")
     return portal
 
 
@@ -159,6 +164,7 @@ def event_body(portal, app_token: str | None, member_id: str | None = None) -> s
 def test_forged_and_malformed_events_are_refused_and_not_enqueued(stack, installed, case, status, code):
     stack.wait_idle(timeout=20)
     accepted_before = accepted_count(stack)
+    assert accepted_before > 0, "the installed portal's own traffic must show up, or this check is vacuous"
     body = {
         "wrong_token": lambda: event_body(installed, secrets.token_hex(16)),
         "missing_token": lambda: event_body(installed, None),

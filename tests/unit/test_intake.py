@@ -5,6 +5,7 @@ import json
 import pytest
 
 from b24core.apigw import HttpError
+from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
@@ -18,6 +19,18 @@ class ListSink:
 
     def send(self, message):
         self.sent.append(message)
+
+
+class StoreReader:
+    """Reads PortalAuth from an in-memory store and counts table reads."""
+
+    def __init__(self, store):
+        self.store, self.reads = store, 0
+
+    def read(self, member_id):
+        self.reads += 1
+        p = self.store.get(member_id)
+        return None if p is None else PortalAuth(member_id, p.state, p.application_token)
 
 
 def setup():
@@ -34,7 +47,9 @@ def setup():
         )
     )
     sink = ListSink()
-    return EventIntake(store, sink), sink
+    intake = EventIntake(AuthCache(StoreReader(store)), sink)
+    intake.store = store
+    return intake, sink
 
 
 def event(app_token="app-token-1", member_id="m1"):
@@ -83,9 +98,29 @@ def test_forged_or_incomplete_events_are_refused_and_not_enqueued(form, status):
 
 def test_uninstalled_portal_refuses_events():
     intake, sink = setup()
-    store = intake.portals
-    p = store.get("m1")
-    store.save(p.with_state(PortalState.DELETED))
+    p = intake.store.get("m1")
+    intake.store.save(p.with_state(PortalState.DELETED))
+    intake.portals.drop("m1")
     with pytest.raises(HttpError) as err:
         intake.accept(event())
     assert err.value.status == 403 and sink.sent == []
+
+
+def test_steady_traffic_costs_no_table_read_per_event():
+    intake, sink = setup()
+    for _ in range(1000):
+        intake.accept(event())
+    assert len(sink.sent) == 1000
+    assert intake.portals.reader.reads == 1
+
+
+def test_a_rotated_application_token_is_reread_once_before_refusing():
+    from dataclasses import replace
+
+    intake, sink = setup()
+    intake.accept(event())
+    intake.store.save(replace(intake.store.get("m1"), application_token="app-token-2"))
+    intake.accept(event(app_token="app-token-2"))
+    assert len(sink.sent) == 2
+    with pytest.raises(HttpError):
+        intake.accept(event(app_token="app-token-1"))

@@ -67,6 +67,21 @@ def parse_event(event: dict[str, Any], max_body_bytes: int) -> Request:
     )
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "")
+
+
+def read_form(req: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's form (Bitrix24 posts PHP-bracket forms); 415/400 for anything else."""
+    from b24core.protocol.forms import FormError, FormLimits, parse_form
+
+    if req.content_type not in FORM_TYPES:
+        raise HttpError(415, "unsupported_media_type", "expected application/x-www-form-urlencoded")
+    try:
+        return parse_form(req.body, FormLimits(max_bytes=max_bytes))
+    except FormError as exc:
+        raise HttpError(400, "bad_form", str(exc)) from None
+
+
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",

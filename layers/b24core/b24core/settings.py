@@ -37,6 +37,8 @@ class Settings:
     dynamodb_endpoint: str | None = None
     capability_check_function: str = ""
     max_body_bytes: int = 256 * 1024
+    # How long a warm EventsFunction trusts its cached application_token (seconds).
+    auth_cache_ttl_s: float = 60.0
     http_timeout_s: float = 10.0
 
     @classmethod
@@ -66,6 +68,7 @@ class Settings:
             dynamodb_endpoint=e.get("AWS_ENDPOINT_URL_DYNAMODB") or e.get("AWS_ENDPOINT_URL") or None,
             capability_check_function=e.get("CAPABILITY_CHECK_FUNCTION", ""),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
+            auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
         )
 
 

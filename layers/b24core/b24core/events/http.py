@@ -1,4 +1,8 @@
-"""HTTP side of the events function: parse within limits, verify, enqueue, answer."""
+"""HTTP side of the events function: parse within limits, verify, enqueue, answer.
+
+This is the cold-start critical path: it imports only the form parser, the verifier, the SQS sink and
+boto3. Lifecycle events (ONAPPUNINSTALL, ONAPPUPDATE) are rare and import their handlers lazily.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,38 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from b24core.apigw import HttpError, error_response, json_response, parse_event
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from b24core.apigw import HttpError, error_response, json_response, parse_event, read_form
+from b24core.events.auth_cache import AuthCache, DynamoAuthReader
 from b24core.events.intake import EventIntake
-from b24core.events.lifecycle import handle_uninstall
 from b24core.events.sqs import EnqueueFailed, SqsSink
 from b24core.logs import logger
 from b24core.settings import get_settings
 
+metrics = Metrics()
+LIFECYCLE_EVENTS = frozenset({"ONAPPUNINSTALL", "ONAPPUPDATE"})
+
 
 @lru_cache(maxsize=1)
 def _intake() -> EventIntake:
-    from b24core import runtime
+    import boto3
 
     settings = get_settings()
-    return EventIntake(runtime.portal_store(), SqsSink(runtime.boto_client("sqs"), settings.events_queue_url))
+    session = boto3.session.Session(region_name=settings.region)
+    reader = DynamoAuthReader(session.client("dynamodb"), settings.table_name)
+    sink = SqsSink(session.client("sqs"), settings.events_queue_url)
+    return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink)
+
+
+def auth_cache() -> AuthCache:
+    cache = _intake().portals
+    assert isinstance(cache, AuthCache)
+    return cache
 
 
 def handle_event(event: dict[str, Any]) -> dict[str, Any]:
-    from b24core.web import read_form
-
     settings = get_settings()
     try:
         req = parse_event(event, settings.max_body_bytes)
@@ -32,14 +49,34 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
             raise HttpError(405, "method_not_allowed", "use POST")
         form = read_form(req, settings.max_body_bytes)
         intake = _intake()
-        if str(form.get("event", "")).upper() == "ONAPPUNINSTALL":
-            _name, _member, portal = intake.verify(form)
-            handle_uninstall(portal, form)
-            return json_response(200, {"status": "uninstalled"})
+        name = str(form.get("event", "")).upper()
+        if name in LIFECYCLE_EVENTS:
+            _name, member_id = intake.verify(form)
+            return _lifecycle(name, member_id, form)
         accepted = intake.accept(form)
     except HttpError as err:
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
         return error_response(err)
     except EnqueueFailed:
+        metrics.add_metric(name="EventsNotStored", unit=MetricUnit.Count, value=1)
         logger.error("event not stored", extra={"action": "intake", "outcome": "enqueue_failed"})
         return json_response(503, {"error": "queue_unavailable", "message": "event not stored; try again"})
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=1)
     return json_response(200, {"status": "accepted", "event": accepted.event, "at": int(time.time())})
+
+
+def _lifecycle(name: str, member_id: str, form: dict[str, Any]) -> dict[str, Any]:
+    """Verified lifecycle event → its handler (b24core.events.lifecycle), then forget the cached token."""
+    from b24core.events import lifecycle
+
+    try:
+        if name == "ONAPPUNINSTALL":
+            from b24core import runtime
+
+            portal = runtime.portal_store().get(member_id)
+            if portal is not None:
+                lifecycle.handle_uninstall(portal, form)
+            return json_response(200, {"status": "uninstalled"})
+        return json_response(200, {"status": "ignored", "event": name})
+    finally:
+        auth_cache().drop(member_id)

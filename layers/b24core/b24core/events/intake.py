@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from b24core.apigw import HttpError
+from b24core.events.auth_cache import PortalAuth
 from b24core.events.message import QueuedEvent, strip_tokens
 from b24core.logs import logger, remember_secret
-from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 
 _EVENT_NAME_MAX = 128
 
 
 class PortalLookup(Protocol):
-    def get(self, member_id: str) -> Portal | None: ...
+    def get(self, member_id: str, fresh: bool = False) -> PortalAuth | None: ...
 
 
 class EventSink(Protocol):
@@ -46,7 +46,8 @@ class EventIntake:
         self.sink = sink
         self.clock = clock
 
-    def verify(self, form: dict[str, Any]) -> tuple[str, str, Portal]:
+    def verify(self, form: dict[str, Any]) -> tuple[str, str]:
+        """Return (EVENT, member_id) of an event that proved itself, or raise HttpError."""
         event = form.get("event")
         auth = form.get("auth")
         if not isinstance(event, str) or not event or len(event) > _EVENT_NAME_MAX:
@@ -55,32 +56,30 @@ class EventIntake:
             raise HttpError(401, "missing_auth", "missing auth block")
         member_id = auth.get("member_id")
         app_token = auth.get("application_token")
-        if not isinstance(member_id, str) or not member_id:
+        if not isinstance(member_id, str) or not member_id or len(member_id) > 64:
             raise HttpError(401, "missing_auth", "missing auth[member_id]")
         if not isinstance(app_token, str) or not app_token:
             self._refuse("missing_application_token", event, member_id)
             raise HttpError(401, "missing_application_token", "missing auth[application_token]")
         remember_secret(app_token)
         portal = self.portals.get(member_id)
+        if portal is not None and not _same(portal.application_token, app_token):
+            portal = self.portals.get(member_id, fresh=True)  # the token may have just been rotated
         if portal is None:
             self._refuse("unknown_portal", event, member_id)
             raise HttpError(401, "unknown_portal", "no installation for this member_id")
         if portal.state == PortalState.DELETED or not portal.application_token:
             self._refuse("portal_uninstalled", event, member_id)
             raise HttpError(403, "portal_uninstalled", "the app is not installed on this portal")
-        if not hmac.compare_digest(portal.application_token.encode(), app_token.encode()):
+        if not _same(portal.application_token, app_token):
             self._refuse("application_token_mismatch", event, member_id)
             raise HttpError(403, "application_token_mismatch", "application_token does not match")
-        return event.upper(), member_id, portal
+        return event.upper(), member_id
 
     def accept(self, form: dict[str, Any]) -> Accepted:
-        event, member_id, _portal = self.verify(form)
+        event, member_id = self.verify(form)
         message = strip_tokens(form, int(self.clock()))
         self.sink.send(message)
-        logger.info(
-            "event accepted",
-            extra={"action": "intake", "outcome": "enqueued", "event": event, "member_id": member_id},
-        )
         return Accepted(event=event, member_id=member_id)
 
     @staticmethod
@@ -95,3 +94,7 @@ class EventIntake:
                 "member_id": member_id,
             },
         )
+
+
+def _same(stored: str, given: str) -> bool:
+    return hmac.compare_digest(stored.encode(), given.encode())
