@@ -2,11 +2,10 @@
 
 from typing import Any
 
-from b24core.events.http import handle_event, metrics
+from b24core.events.http import handle_event
 from b24core.logs import logger
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_event(event)

@@ -15,8 +15,10 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 def accepted_count(stack) -> int:
-    log = stack.logs_dir / "EventsFunction.log"
-    return log.read_text().count('"EventsAccepted"') if log.exists() else 0
+    """Events that reached the worker through the queue (each one is logged once at dispatch)."""
+    stack.wait_idle(timeout=20)
+    log = stack.logs_dir / "EventWorkerFunction.log"
+    return log.read_text().count('"action":"dispatch"') if log.exists() else 0
 
 
 def queue_depth(stack) -> int:

@@ -8,6 +8,7 @@ time.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from b24core.logs import logger, remember_secret
 from b24core.portals.states import PortalState
 
 _EVENT_NAME_MAX = 128
+_EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:]+$")
 
 
 class PortalLookup(Protocol):
@@ -52,6 +54,8 @@ class EventIntake:
         auth = form.get("auth")
         if not isinstance(event, str) or not event or len(event) > _EVENT_NAME_MAX:
             raise HttpError(400, "missing_fields", "missing required field: event")
+        if not _EVENT_NAME_RE.match(event):
+            raise HttpError(400, "bad_field", "event is not an event name")
         if not isinstance(auth, dict):
             raise HttpError(401, "missing_auth", "missing auth block")
         member_id = auth.get("member_id")

@@ -7,13 +7,9 @@ internet before anything is verified: size, nesting depth and key count are boun
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
-
-_KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
-_PART_RE = re.compile(r"\[([^\[\]]*)\]")
 
 
 class FormError(ValueError):
@@ -47,14 +43,32 @@ def parse_form(body: str | bytes, limits: FormLimits = DEFAULT_LIMITS) -> dict[s
         raise FormError(f"too many fields (limit {limits.max_keys})") from exc
     result: dict[str, Any] = {}
     for raw_key, value in pairs:
-        match = _KEY_RE.match(raw_key)
-        if not match:
-            raise FormError("malformed field name")
-        path = [match.group(1), *_PART_RE.findall(match.group(2))]
+        path = _split_key(raw_key)
         if len(path) > limits.max_depth:
             raise FormError(f"field nesting deeper than {limits.max_depth}")
-        _assign(result, path, value)
+        if len(path) == 1:
+            if isinstance(result.get(raw_key), dict | list):
+                raise FormError("field is both a value and a group")
+            result[raw_key] = value
+        else:
+            _assign(result, path, value)
     return result
+
+
+def _split_key(key: str) -> list[str]:
+    """``a[b][c]`` → ``["a", "b", "c"]``; plain names take the fast path (the hot case)."""
+    if "[" not in key:
+        if "]" in key or not key:
+            raise FormError("malformed field name")
+        return [key]
+    head, _, rest = key.partition("[")
+    if not head or "]" in head or not rest.endswith("]"):
+        raise FormError("malformed field name")
+    parts = rest[:-1].split("][")
+    for part in parts:
+        if "[" in part or "]" in part:
+            raise FormError("malformed field name")
+    return [head, *parts]
 
 
 def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
