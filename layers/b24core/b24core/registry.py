@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from b24core.client import PortalClient
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 
@@ -28,6 +27,8 @@ class Event:
     ts: str = ""
     user_id: str = ""
     source: str = "online"
+    #: The changed object, read by the worker when the handler declared ``fetch=`` (coalesced per object).
+    object: dict[str, Any] | None = None
 
     @classmethod
     def from_message(cls, message: QueuedEvent) -> Event:
@@ -52,7 +53,7 @@ class Event:
 @dataclass
 class HandlerContext:
     portal: Portal
-    client: PortalClient
+    client: Any  # PortalClient, or the worker's rate-limited wrapper with the same call/batch methods
 
     def has_feature(self, name: str) -> bool:
         features = self.portal.capabilities.get("features")
@@ -69,19 +70,28 @@ Handler = Callable[[Event, HandlerContext], None]
 class Registration:
     handler: Handler
     feature: str | None
+    #: REST method that reads the changed object by ``id`` (e.g. "crm.deal.get"). Declaring it lets the
+    #: worker coalesce repeated events of one object and read many objects in one `batch` call.
+    fetch: str | None = None
 
 
 class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Registration]] = {}
 
-    def on(self, *events: str, feature: str | None = None) -> Callable[[Handler], Handler]:
+    def on(
+        self, *events: str, feature: str | None = None, fetch: str | None = None
+    ) -> Callable[[Handler], Handler]:
         def decorate(fn: Handler) -> Handler:
             for name in events:
-                self._handlers.setdefault(name.upper(), []).append(Registration(fn, feature))
+                self._handlers.setdefault(name.upper(), []).append(Registration(fn, feature, fetch))
             return fn
 
         return decorate
+
+    def fetch_method(self, event: str) -> str | None:
+        """The read method declared for this event (the first handler that declares one)."""
+        return next((r.fetch for r in self._handlers.get(event.upper(), []) if r.fetch), None)
 
     def events(self) -> list[str]:
         return sorted(self._handlers)
