@@ -4,13 +4,14 @@ from typing import Any
 
 import example_app  # noqa: F401  (registers the app's handlers)
 
-from b24core.events.worker import Worker
+from b24core.events.worker_runtime import build_worker
 from b24core.logs import logger
 from b24core.registry import registry
 
-worker = Worker(registry)
+worker, idempotency = build_worker(registry)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
     return worker(event, context)

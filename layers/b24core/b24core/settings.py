@@ -39,7 +39,22 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # How long a warm EventsFunction trusts its cached application_token (seconds).
     auth_cache_ttl_s: float = 60.0
+    # A portal's default REST budget (leaky bucket X, Y/s; limits.md); per portal overrides in the table.
+    rate_threshold: float = 50.0
+    rate_drain_per_s: float = 2.0
+    # How long a worker waits for a spent budget before sending the events back with a delay.
+    worker_max_wait_s: float = 5.0
     http_timeout_s: float = 10.0
+    # Capability re-checks: a portal that lacks something is asked again after this long (boxes
+    # update later); when a check could not learn everything, much sooner.
+    recheck_interval_s: int = 7 * 24 * 3600
+    recheck_soon_s: int = 3600
+    # How long the install waits for the capability check before answering the portal's frame.
+    check_budget_s: float = 12.0
+    # Token custody (refresh policy, keep-alive sweep, secret cache, metrics): see TokenPolicy.
+    tokens: TokenPolicy = field(default_factory=lambda: TokenPolicy())
+    service_name: str = "b24app"
+    metrics_namespace: str = "B24App"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -67,9 +82,83 @@ class Settings:
             region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
             dynamodb_endpoint=e.get("AWS_ENDPOINT_URL_DYNAMODB") or e.get("AWS_ENDPOINT_URL") or None,
             capability_check_function=e.get("CAPABILITY_CHECK_FUNCTION", ""),
+            recheck_interval_s=int(e.get("B24_RECHECK_INTERVAL_S") or 7 * 24 * 3600),
+            recheck_soon_s=int(e.get("B24_RECHECK_SOON_S") or 3600),
+            check_budget_s=float(e.get("B24_CHECK_BUDGET_S") or 12.0),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
             auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
+            rate_threshold=float(e.get("B24_RATE_X", "50")),
+            rate_drain_per_s=float(e.get("B24_RATE_Y", "2")),
+            worker_max_wait_s=float(e.get("B24_WORKER_MAX_WAIT_S", "5")),
+            tokens=TokenPolicy.from_env(e),
+            service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
+            metrics_namespace=e.get("POWERTOOLS_METRICS_NAMESPACE") or "B24App",
         )
+
+
+DAY_S = 24 * 3600
+# A refresh token lives 180 days; a keep-alive age must leave weeks of slack for outages.
+MAX_KEEPALIVE_S = 150 * DAY_S
+
+
+def _number(e: dict[str, str], name: str, default: float) -> float:
+    raw = e.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """How tokens are kept alive: when to refresh, how fast, how long to wait for a peer."""
+
+    # Keep-alive: refresh a portal whose refresh token was last renewed longer ago than this.
+    keepalive_age_s: int = 30 * DAY_S
+    # Never refresh one portal more often than this, except on expired_token.
+    min_interval_s: int = DAY_S
+    # Keep-alive sweep: parallel refreshes, and the cap of requests per second to the auth server.
+    sweep_concurrency: int = 4
+    auth_rate_per_s: float = 5.0
+    # Single-flight lease on a portal's refresh; a crashed holder blocks it at most this long.
+    lease_s: float = 30.0
+    # How long a caller that lost the race waits for the winner's new pair before giving up.
+    wait_s: float = 10.0
+    # After invalid_grant, how long the store is re-read for a pair a peer may be saving.
+    invalid_grant_grace_s: float = 3.0
+    # Powertools parameters cache for the client_secret (SSM / Secrets Manager).
+    secret_max_age_s: int = 300
+
+    @classmethod
+    def from_env(cls, e: dict[str, str]) -> TokenPolicy:
+        policy = cls(
+            keepalive_age_s=int(_number(e, "B24_REFRESH_KEEPALIVE_DAYS", 30) * DAY_S),
+            min_interval_s=int(_number(e, "B24_REFRESH_MIN_INTERVAL_HOURS", 24) * 3600),
+            sweep_concurrency=int(_number(e, "B24_SWEEP_CONCURRENCY", 4)),
+            auth_rate_per_s=_number(e, "B24_AUTH_RATE_PER_S", 5),
+            lease_s=_number(e, "B24_REFRESH_LEASE_S", 30),
+            wait_s=_number(e, "B24_REFRESH_WAIT_S", 10),
+            invalid_grant_grace_s=_number(e, "B24_INVALID_GRANT_GRACE_S", 3),
+            secret_max_age_s=int(_number(e, "B24_SECRET_MAX_AGE_S", 300)),
+        )
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        if self.min_interval_s < DAY_S:
+            raise ConfigurationError("B24_REFRESH_MIN_INTERVAL_HOURS below 24 risks a ban by the auth server")
+        if not self.min_interval_s <= self.keepalive_age_s <= MAX_KEEPALIVE_S:
+            raise ConfigurationError(
+                "B24_REFRESH_KEEPALIVE_DAYS must lie between the minimum interval and 150 days"
+            )
+        if not 1 <= self.sweep_concurrency <= 64:
+            raise ConfigurationError("B24_SWEEP_CONCURRENCY must be between 1 and 64")
+        if not 0 < self.auth_rate_per_s <= 100:
+            raise ConfigurationError("B24_AUTH_RATE_PER_S must be above 0 and at most 100")
+        if self.lease_s <= 0 or self.wait_s < 0 or self.invalid_grant_grace_s < 0:
+            raise ConfigurationError("refresh lease and wait times must be positive")
 
 
 @lru_cache(maxsize=1)

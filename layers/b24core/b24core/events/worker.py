@@ -1,59 +1,310 @@
-"""The worker: SQS records → typed events → registered handlers, with partial batch responses.
+"""The worker: SQS records → typed events → registered handlers, spending each portal's REST budget well.
 
-A record whose handler fails is reported back alone (batchItemFailures) so the rest of the batch is
-not retried; after the queue's maxReceiveCount it moves to the DLQ.
+Within a batch, events are grouped per portal and coalesced per object: for handlers that declared
+``fetch=``, only the latest event of an object is dispatched and its object is read once, in `batch`
+calls of up to 50 reads. Reads are paced by the shared rate limiter; when a portal's budget is spent
+for longer than the worker may wait, its events go back to the queue with a delay (a new message, so
+they never count towards the DLQ). Powertools runs the records with partial batch responses, and an
+idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does not repeat side effects.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from b24core import runtime
+from b24core.events.limiter import RateLimiter
 from b24core.events.message import QueuedEvent
 from b24core.logs import logger
+from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
+from b24core.protocol.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
+from b24core.protocol.rest import BATCH_LIMIT
 from b24core.registry import Event, HandlerContext, Registry
 from b24core.tokens import PortalUnavailable
 
+MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
+
+
+@dataclass
+class Plan:
+    """What the prefetch decided for each record of the batch (by SQS messageId)."""
+
+    events: dict[str, Event] = field(default_factory=dict)
+    skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
+    failed: set[str] = field(default_factory=set)
+    portals: dict[str, Portal] = field(default_factory=dict)
+
+
+class LimitedClient:
+    """The portal-bound client handlers get: every HTTP call first takes its share of the budget."""
+
+    def __init__(
+        self,
+        client: Any,
+        limiter: RateLimiter,
+        member_id: str,
+        wait: Callable[[float], None],
+        max_wait_s: float,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._member_id = member_id
+        self._wait = wait
+        self._max_wait_s = max_wait_s
+
+    @property
+    def portal(self) -> Portal:
+        p: Portal = self._client.portal
+        return p
+
+    def _spend(self, method: str | None) -> None:
+        waited = 0.0
+        while True:
+            delay = self._limiter.acquire(self._member_id, method=method)
+            if delay <= 0:
+                return
+            if waited + delay > self._max_wait_s:
+                raise QueryLimitExceeded("the portal's REST budget is spent for now")
+            self._wait(delay)
+            waited += delay
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self._spend(method)
+        return self._guard(method, lambda: self._client.call(method, params))
+
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], halt: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"result": {}, "error": {}}
+        items = list(commands.items())
+        for start in range(0, len(items), BATCH_LIMIT):
+            chunk = dict(items[start : start + BATCH_LIMIT])
+            methods = {m for m, _ in chunk.values()}
+            self._spend(next(iter(methods)) if len(methods) == 1 else None)
+            answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
+            out["result"].update(answer.get("result") or {})
+            out["error"].update(answer.get("error") or {})
+        return out
+
+    def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except QueryLimitExceeded:
+            self._limiter.saturate(self._member_id)
+            raise
+        except OperationTimeLimit as exc:
+            self._limiter.block(self._member_id, method, exc.reset_at or time.time() + 60)
+            raise
+
 
 class Worker:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        load_portal: Callable[[str], Portal | None],
+        make_client: Callable[[Portal], Any],
+        limiter: RateLimiter,
+        requeue: Callable[[str, int], None],
+        idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+        max_wait_s: float = 5.0,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.registry = registry
-        self.processor = BatchProcessor(event_type=EventType.SQS)
+        self.load_portal = load_portal
+        self.make_client = make_client
+        self.limiter = limiter
+        self.requeue = requeue
+        self.max_wait_s = max_wait_s
+        self.wait = wait
+        self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
+        self._plan = Plan()
+        self._clients: dict[str, LimitedClient] = {}
 
-    def handle_record(self, record: SQSRecord) -> None:
-        try:
-            message = QueuedEvent.from_json(record.body)
-        except (ValueError, KeyError, TypeError):
-            logger.error(
-                "unreadable queue message dropped",
-                extra={"action": "dispatch", "outcome": "dropped", "reason": "malformed"},
-            )
-            return
-        event = Event.from_message(message)
-        log = {"action": "dispatch", "event": event.name, "member_id": event.member_id}
-        if not self.registry.handlers_for(event.name):
-            logger.info("no handler", extra={**log, "outcome": "ignored"})
-            return
-        portal = runtime.portal_store().get(event.member_id)
-        if portal is None or portal.state != PortalState.ACTIVE:
-            logger.warning("portal not active; event dropped", extra={**log, "outcome": "dropped"})
-            return
-        ctx = HandlerContext(portal=portal, client=runtime.portal_client(portal))
-        try:
-            ran = self.registry.dispatch(event, ctx)
-        except PortalUnavailable as exc:
-            logger.warning(
-                "portal unavailable; event dropped", extra={**log, "outcome": "dropped", "reason": str(exc)}
-            )
-            return
-        logger.info("event handled", extra={**log, "outcome": "handled", "handlers": ran})
-
+    # ---- the Lambda entry
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self._plan = self.prefetch(event.get("Records") or [])
+        processor = BatchProcessor(event_type=EventType.SQS)
         response = process_partial_response(
-            event=event, record_handler=self.handle_record, processor=self.processor, context=context
+            event=event, record_handler=self.handle_record, processor=processor, context=context
         )
         return dict(response)
+
+    # ---- step 1: parse, coalesce, read objects in batch, decide
+    def prefetch(self, records: list[dict[str, Any]]) -> Plan:
+        plan = Plan()
+        latest: dict[tuple[str, str, str], str] = {}  # (member, fetch method, object id) -> messageId
+        by_portal: dict[str, list[str]] = {}
+        for rec in records:
+            mid = str(rec.get("messageId"))
+            try:
+                message = QueuedEvent.from_json(str(rec.get("body")))
+            except (ValueError, KeyError, TypeError):
+                plan.skip[mid] = "malformed"
+                logger.error(
+                    "unreadable queue message dropped",
+                    extra={"action": "dispatch", "outcome": "dropped", "reason": "malformed"},
+                )
+                continue
+            ev = Event.from_message(message)
+            plan.events[mid] = ev
+            by_portal.setdefault(ev.member_id, []).append(mid)
+            method = self.registry.fetch_method(ev.name)
+            if method and ev.object_id is not None:
+                key = (ev.member_id, method, ev.object_id)
+                previous = latest.get(key)
+                if previous is not None:
+                    plan.skip[previous] = "coalesced"
+                latest[key] = mid
+        for member_id, mids in by_portal.items():
+            self._prefetch_portal(plan, member_id, [m for m in mids if m not in plan.skip], latest)
+        return plan
+
+    def _prefetch_portal(
+        self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
+    ) -> None:
+        portal = self.load_portal(member_id)
+        if portal is None or portal.state != PortalState.ACTIVE:
+            for mid in mids:
+                plan.skip[mid] = "portal_not_active"
+            return
+        plan.portals[member_id] = portal
+        wanted = {mid: (m, oid) for (mem, m, oid), mid in latest.items() if mem == member_id and mid in mids}
+        # A delete that is the latest event of an object needs no read.
+        reads = {mid: mo for mid, mo in wanted.items() if not plan.events[mid].name.endswith("DELETE")}
+        if not reads:
+            return
+        client = self._client(portal)
+        commands = {f"r{i}": (method, {"id": oid}) for i, (method, oid) in enumerate(reads.values())}
+        try:
+            answer = client.batch(commands)
+        except (QueryLimitExceeded, OperationTimeLimit) as exc:
+            delay = self._defer_delay(member_id, exc)
+            for mid in mids:
+                self._defer(plan, mid, delay)
+            return
+        except PortalUnavailable as exc:
+            for mid in mids:
+                plan.skip[mid] = "portal_unavailable"
+            logger.warning(
+                "portal unavailable; events dropped",
+                extra={
+                    "action": "dispatch",
+                    "outcome": "dropped",
+                    "member_id": member_id,
+                    "reason": str(exc),
+                },
+            )
+            return
+        except B24Error:
+            plan.failed.update(mids)  # SQS retries them; after maxReceiveCount they reach the DLQ
+            raise_logged(member_id)
+            return
+        for key, mid in zip(commands, reads, strict=True):
+            obj = answer["result"].get(key)
+            if isinstance(obj, dict):
+                plan.events[mid] = replace(plan.events[mid], object=obj)
+            elif _not_found(answer["error"].get(key)):
+                plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
+            else:
+                plan.failed.add(mid)
+
+    def _client(self, portal: Portal) -> LimitedClient:
+        client = LimitedClient(
+            self.make_client(portal), self.limiter, portal.member_id, self.wait, self.max_wait_s
+        )
+        self._clients[portal.member_id] = client
+        return client
+
+    def _defer_delay(self, member_id: str, exc: Exception) -> int:
+        if isinstance(exc, OperationTimeLimit) and exc.reset_at:
+            return int(min(MAX_DELAY_S, max(1.0, exc.reset_at - time.time())))
+        wait = self.limiter.acquire(member_id, cost=0.0)
+        return int(min(MAX_DELAY_S, max(1.0, wait + 1.0)))
+
+    def _defer(self, plan: Plan, mid: str, delay: int) -> None:
+        ev = plan.events[mid]
+        try:
+            self.requeue(_to_body(ev), delay)
+            plan.skip[mid] = "deferred"
+        except Exception:
+            plan.failed.add(mid)
+
+    # ---- step 2: per record (Powertools), dispatch what was planned
+    def handle_record(self, record: SQSRecord) -> None:
+        mid = record.message_id
+        plan = self._plan
+        if mid in plan.failed:
+            raise RuntimeError("event could not be prepared; it will be retried")
+        reason = plan.skip.get(mid)
+        ev = plan.events.get(mid)
+        if reason or ev is None:
+            if ev is not None:
+                logger.info(
+                    "event not dispatched",
+                    extra={
+                        "action": "dispatch",
+                        "outcome": reason,
+                        "event": ev.name,
+                        "member_id": ev.member_id,
+                    },
+                )
+            return
+        if not self.registry.handlers_for(ev.name):
+            logger.info(
+                "no handler",
+                extra={
+                    "action": "dispatch",
+                    "outcome": "ignored",
+                    "event": ev.name,
+                    "member_id": ev.member_id,
+                },
+            )
+            return
+        # The idempotency key is the message body (stable across redeliveries of the same event).
+        self._dispatch(payload={"message": json.loads(record.body), "mid": mid})
+
+    def _run_handlers(self, payload: dict[str, Any]) -> None:
+        ev = self._plan.events[payload["mid"]]
+        portal = self._plan.portals[ev.member_id]
+        client = self._clients.get(ev.member_id) or self._client(portal)
+        ran = self.registry.dispatch(ev, HandlerContext(portal=portal, client=client))
+        logger.info(
+            "event handled",
+            extra={
+                "action": "dispatch",
+                "outcome": "handled",
+                "event": ev.name,
+                "member_id": ev.member_id,
+                "handlers": ran,
+            },
+        )
+
+
+def _not_found(error: Any) -> bool:
+    text = json.dumps(error).lower() if error is not None else ""
+    return "not found" in text
+
+
+def raise_logged(member_id: str) -> None:
+    logger.warning(
+        "object reads failed; events will be retried",
+        extra={"action": "dispatch", "outcome": "retry", "member_id": member_id},
+    )
+
+
+def _to_body(ev: Event) -> str:
+    return QueuedEvent(
+        event=ev.name,
+        member_id=ev.member_id,
+        domain=ev.domain,
+        data=ev.data,
+        ts=ev.ts,
+        user_id=ev.user_id,
+        source=ev.source,
+        received_at=int(time.time()),
+    ).to_json()

@@ -1,0 +1,138 @@
+"""A portal's REST budget, shared by every concurrent worker through one DynamoDB item.
+
+Bitrix24 meters each portal with a leaky bucket (threshold X, drained Y per second; limits.md). All
+workers spend from the same budget, so they keep the bucket's level in the table
+(pk=PORTAL#member_id, sk=RATE) and change it with conditional writes: a request is granted only if
+adding it keeps the level at or under X. QUERY_LIMIT_EXCEEDED fills our view of the bucket (the portal
+knows better), OPERATION_TIME_LIMIT blocks that method until the portal's operating_reset_at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RATE_SK = "RATE"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    threshold: float = 50.0  # X
+    drain_per_s: float = 2.0  # Y
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        default: RateLimit,
+        clock: Callable[[], float] = time.time,
+        attempts: int = 8,
+    ) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.default = default
+        self.clock = clock
+        self.attempts = attempts
+
+    def _key(self, member_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": RATE_SK}}
+
+    def _read(self, member_id: str) -> dict[str, Any]:
+        item = self.client.get_item(TableName=self.table_name, Key=self._key(member_id), ConsistentRead=True)
+        return item.get("Item") or {}
+
+    def limit_for(self, item: dict[str, Any]) -> RateLimit:
+        x = float(item["x"]["N"]) if "x" in item else self.default.threshold
+        y = float(item["y"]["N"]) if "y" in item else self.default.drain_per_s
+        return RateLimit(x, y)
+
+    def acquire(self, member_id: str, cost: float = 1.0, method: str | None = None) -> float:
+        """Spend ``cost`` now and return 0, or return how many seconds to wait before asking again."""
+        for _ in range(self.attempts):
+            item = self._read(member_id)
+            now = self.clock()
+            limit = self.limit_for(item)
+            blocked = _blocked_until(item, method)
+            if blocked > now:
+                return blocked - now
+            level = float(item["level"]["N"]) if "level" in item else 0.0
+            at = float(item["at"]["N"]) if "at" in item else now
+            level = max(0.0, level - max(0.0, now - at) * limit.drain_per_s)
+            if level + cost > limit.threshold:
+                return (level + cost - limit.threshold) / limit.drain_per_s
+            if self._write(member_id, item, level + cost, now):
+                return 0.0
+        return 0.05  # heavy contention: back off briefly and try again
+
+    def saturate(self, member_id: str) -> None:
+        """The portal answered QUERY_LIMIT_EXCEEDED: its bucket is full whatever we counted."""
+        for _ in range(self.attempts):
+            item = self._read(member_id)
+            if self._write(member_id, item, self.limit_for(item).threshold, self.clock()):
+                return
+
+    def block(self, member_id: str, method: str, until: float) -> None:
+        """OPERATION_TIME_LIMIT: no calls of ``method`` until the portal's operating_reset_at."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(member_id),
+            UpdateExpression="SET #b = if_not_exists(#b, :empty)",
+            ExpressionAttributeNames={"#b": "blocked"},
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(member_id),
+            UpdateExpression="SET #b.#m = :until",
+            ExpressionAttributeNames={"#b": "blocked", "#m": method},
+            ExpressionAttributeValues={":until": {"N": repr(until)}},
+        )
+
+    def configure(self, member_id: str, limit: RateLimit) -> None:
+        """Per-portal X/Y (a box sets its own; Enterprise has 250/5)."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(member_id),
+            UpdateExpression="SET x = :x, y = :y",
+            ExpressionAttributeValues={
+                ":x": {"N": repr(limit.threshold)},
+                ":y": {"N": repr(limit.drain_per_s)},
+            },
+        )
+
+    def _write(self, member_id: str, old: dict[str, Any], level: float, now: float) -> bool:
+        version = int(old["v"]["N"]) if "v" in old else 0
+        names = {"#v": "v"}
+        values: dict[str, Any] = {
+            ":l": {"N": repr(level)},
+            ":at": {"N": repr(now)},
+            ":nv": {"N": str(version + 1)},
+        }
+        if version:
+            condition = "#v = :ov"
+            values[":ov"] = {"N": str(version)}
+        else:
+            condition = "attribute_not_exists(#v)"
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(member_id),
+                UpdateExpression="SET #l = :l, #at = :at, #v = :nv",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={**names, "#l": "level", "#at": "at"},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+
+
+def _blocked_until(item: dict[str, Any], method: str | None) -> float:
+    if method is None:
+        return 0.0
+    value = item.get("blocked", {}).get("M", {}).get(method)
+    return float(value["N"]) if value else 0.0

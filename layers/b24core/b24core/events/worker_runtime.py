@@ -1,0 +1,67 @@
+"""Wiring of the worker in a Lambda process: store, limiter, requeue and idempotency from settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from b24core import runtime
+from b24core.events.limiter import RateLimit, RateLimiter
+from b24core.events.worker import Worker
+from b24core.registry import Registry
+from b24core.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def limiter() -> RateLimiter:
+    s = get_settings()
+    return RateLimiter(
+        runtime.boto_client("dynamodb"), s.table_name, RateLimit(s.rate_threshold, s.rate_drain_per_s)
+    )
+
+
+def _requeue(body: str, delay_s: int) -> None:
+    runtime.boto_client("sqs").send_message(
+        QueueUrl=get_settings().events_queue_url, MessageBody=body, DelaySeconds=max(0, min(900, delay_s))
+    )
+
+
+def _idempotency() -> Any:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    s = get_settings()
+    persistence = DynamoDBPersistenceLayer(
+        table_name=s.table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value="IDEMPOTENCY#event_worker",
+        expiry_attr="ttl",
+        boto3_client=runtime.boto_client("dynamodb"),
+    )
+    config = IdempotencyConfig(event_key_jmespath="message", expires_after_seconds=24 * 3600)
+
+    def wrap(fn: Any) -> Any:
+        return idempotent_function(
+            data_keyword_argument="payload", config=config, persistence_store=persistence
+        )(fn)
+
+    return wrap, config
+
+
+def build_worker(registry: Registry) -> tuple[Worker, Any]:
+    """The worker and the idempotency config (register the Lambda context on it per invocation)."""
+    wrap, config = _idempotency()
+    worker = Worker(
+        registry,
+        load_portal=runtime.portal_store().get,
+        make_client=runtime.portal_client,
+        limiter=limiter(),
+        requeue=_requeue,
+        idempotent=wrap,
+        max_wait_s=get_settings().worker_max_wait_s,
+    )
+    return worker, config
