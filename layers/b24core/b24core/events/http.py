@@ -21,6 +21,9 @@ from b24core.settings import get_settings
 
 metrics = Metrics()
 LIFECYCLE_EVENTS = frozenset({"ONAPPUNINSTALL", "ONAPPUPDATE"})
+# Delivery signals, handled by b24core.events.delivery (imported lazily): the probe event that proves
+# the cloud queue reaches us, and the hint that a portal's offline queue has records to pull.
+DELIVERY_EVENTS = frozenset({"ONAPPTEST", "ONOFFLINEEVENT"})
 
 
 @lru_cache(maxsize=1)
@@ -52,6 +55,11 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         if name in LIFECYCLE_EVENTS:
             _name, member_id = intake.verify(form)
             return _lifecycle(name, member_id, form)
+        if name in DELIVERY_EVENTS:
+            _name, member_id = intake.verify(form)
+            from b24core.events import delivery
+
+            return json_response(200, delivery.on_delivery_event(name, member_id, form))
         accepted = intake.accept(form)
     except HttpError as err:
         _count("EventsRejected", err.code)
