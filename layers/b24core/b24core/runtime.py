@@ -6,10 +6,11 @@ from functools import lru_cache
 from typing import Any
 
 from b24core.client import PortalClient
+from b24core.lease import DynamoLeaseStore
 from b24core.portals.model import Portal
 from b24core.portals.store import DynamoPortalStore
 from b24core.protocol.oauth import AuthServer
-from b24core.secrets import client_secret
+from b24core.secrets import ClientSecret
 from b24core.settings import Settings, get_settings
 from b24core.tokens import TokenKeeper
 
@@ -27,9 +28,23 @@ def auth_server() -> AuthServer:
 
 
 @lru_cache(maxsize=1)
+def lease_store() -> DynamoLeaseStore:
+    s = get_settings()
+    return DynamoLeaseStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
 def token_keeper() -> TokenKeeper:
     s = get_settings()
-    return TokenKeeper(portal_store(), auth_server(), s.client_id, lambda: client_secret(s))
+    return TokenKeeper(
+        portal_store(),
+        auth_server(),
+        s.client_id,
+        ClientSecret(s),
+        lease_store(),
+        s.tokens,
+        allow_insecure_endpoints=s.allow_insecure_endpoints,
+    )
 
 
 def portal_client(portal: Portal) -> PortalClient:

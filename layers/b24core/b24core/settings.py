@@ -44,6 +44,9 @@ class Settings:
     rate_drain_per_s: float = 2.0
     # How long a worker waits for a spent budget before sending the events back with a delay.
     worker_max_wait_s: float = 5.0
+    metrics_namespace: str = "B24App"
+    # First retry delay of a failed event (doubles per receive, up to 15 min; the DLQ takes it after N).
+    retry_base_s: float = 10.0
     http_timeout_s: float = 10.0
     # Capability re-checks: a portal that lacks something is asked again after this long (boxes
     # update later); when a check could not learn everything, much sooner.
@@ -53,8 +56,9 @@ class Settings:
     check_budget_s: float = 12.0
     # Token custody (refresh policy, keep-alive sweep, secret cache, metrics): see TokenPolicy.
     tokens: TokenPolicy = field(default_factory=lambda: TokenPolicy())
+    # Delivery probe and offline pull (b24core.events.probe / offline): see DeliveryPolicy.
+    delivery: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy())
     service_name: str = "b24app"
-    metrics_namespace: str = "B24App"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -90,9 +94,11 @@ class Settings:
             rate_threshold=float(e.get("B24_RATE_X", "50")),
             rate_drain_per_s=float(e.get("B24_RATE_Y", "2")),
             worker_max_wait_s=float(e.get("B24_WORKER_MAX_WAIT_S", "5")),
-            tokens=TokenPolicy.from_env(e),
-            service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
+            retry_base_s=float(e.get("B24_RETRY_BASE_S", "10")),
             metrics_namespace=e.get("POWERTOOLS_METRICS_NAMESPACE") or "B24App",
+            tokens=TokenPolicy.from_env(e),
+            delivery=DeliveryPolicy.from_env(e),
+            service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
         )
 
 
@@ -159,6 +165,73 @@ class TokenPolicy:
             raise ConfigurationError("B24_AUTH_RATE_PER_S must be above 0 and at most 100")
         if self.lease_s <= 0 or self.wait_s < 0 or self.invalid_grant_grace_s < 0:
             raise ConfigurationError("refresh lease and wait times must be positive")
+
+
+DEFAULT_APP_WORLD_URL = "https://dl.bitrix24.com/webhook/app-world.json"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How the bundle learns whether events reach it, and how it pulls when they do not."""
+
+    # A probe (event.test) not answered by ONAPPTEST within this long marks delivery blocked.
+    # 0 judges it at the next check (tests).
+    probe_timeout_s: float = 300.0
+    # How often each portal is probed: boxes (firewalls change) more often than the cloud.
+    probe_interval_box_s: int = 3600
+    probe_interval_cloud_s: int = DAY_S
+    # A probe that could not be sent (the portal did not answer) is tried again after this long;
+    # one sent before the install was finished (BX24.installFinish: no events yet) much sooner.
+    probe_retry_s: int = 900
+    probe_soon_s: int = 60
+    # The published list of the event queue servers (network-access.md), fetched at most once
+    # per app_world_ttl_s per process (the docs ask for no more than once a minute).
+    app_world_url: str = DEFAULT_APP_WORLD_URL
+    app_world_ttl_s: float = 600.0
+    # event.offline.get page size, the source key of the app's own writes, ONOFFLINEEVENT pacing.
+    pull_batch_size: int = 50
+    auth_connector: str = "b24app"
+    offline_notify_min_s: int = 5
+    # Portals pulled side by side by one scheduled run; single-flight lease per portal's pull.
+    pull_concurrency: int = 4
+    pull_lease_s: float = 120.0
+    # The function that probes and pulls (async-invoked by the events function on ONAPPTEST /
+    # ONOFFLINEEVENT).
+    pull_function: str = ""
+
+    @classmethod
+    def from_env(cls, e: dict[str, str]) -> DeliveryPolicy:
+        policy = cls(
+            probe_timeout_s=_number(e, "B24_PROBE_TIMEOUT_S", 300.0),
+            probe_interval_box_s=int(_number(e, "B24_PROBE_INTERVAL_BOX_S", 3600)),
+            probe_interval_cloud_s=int(_number(e, "B24_PROBE_INTERVAL_CLOUD_S", DAY_S)),
+            probe_retry_s=int(_number(e, "B24_PROBE_RETRY_S", 900)),
+            probe_soon_s=int(_number(e, "B24_PROBE_SOON_S", 60)),
+            app_world_url=(e.get("B24_APP_WORLD_URL") or DEFAULT_APP_WORLD_URL).strip(),
+            app_world_ttl_s=_number(e, "B24_APP_WORLD_TTL_S", 600.0),
+            pull_batch_size=int(_number(e, "B24_PULL_BATCH_SIZE", 50)),
+            auth_connector=(e.get("B24_AUTH_CONNECTOR") or "b24app").strip(),
+            offline_notify_min_s=int(_number(e, "B24_OFFLINE_NOTIFY_MIN_S", 5)),
+            pull_concurrency=int(_number(e, "B24_PULL_CONCURRENCY", 4)),
+            pull_lease_s=_number(e, "B24_PULL_LEASE_S", 120.0),
+            pull_function=e.get("OFFLINE_PULL_FUNCTION", ""),
+        )
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        if self.probe_timeout_s < 0 or self.probe_retry_s < 0 or self.probe_soon_s < 0:
+            raise ConfigurationError("probe timeouts and retry delays must not be negative")
+        if min(self.probe_interval_box_s, self.probe_interval_cloud_s) < 300:
+            raise ConfigurationError("probe intervals below 5 minutes would spam the portal's event queue")
+        if self.app_world_ttl_s < 60:
+            raise ConfigurationError("B24_APP_WORLD_TTL_S below 60: the list may be polled once a minute")
+        if not 1 <= self.pull_batch_size <= 1000:
+            raise ConfigurationError("B24_PULL_BATCH_SIZE must be between 1 and 1000")
+        if not 1 <= self.pull_concurrency <= 32:
+            raise ConfigurationError("B24_PULL_CONCURRENCY must be between 1 and 32")
+        if not self.auth_connector or len(self.auth_connector) > 64:
+            raise ConfigurationError("B24_AUTH_CONNECTOR must be 1..64 characters")
 
 
 @lru_cache(maxsize=1)

@@ -39,6 +39,12 @@ class Portal:
     refreshed_at: int = 0
     install_path: str = ""
     capabilities: dict[str, Any] = field(default_factory=dict)
+    # Token custody (b24core.tokens): why and when the token state last changed, and the retry
+    # schedule while refreshes fail (refresh_failing) or the subscription lapsed (payment_required).
+    token_state_reason: str = ""
+    token_state_at: int = 0
+    refresh_attempts: int = 0
+    next_attempt_at: int = 0
     version: int = 0
 
     # ---- transitions (each checks the lifecycle)
@@ -74,5 +80,9 @@ class Portal:
             "updated_at": self.updated_at,
             "refreshed_at": self.refreshed_at,
             "refresh_due_at": self.refresh_due_at,
+            "token_state_reason": self.token_state_reason,
+            "token_state_at": self.token_state_at,
+            "refresh_attempts": self.refresh_attempts,
+            "next_attempt_at": self.next_attempt_at,
             "capabilities": self.capabilities,
         }

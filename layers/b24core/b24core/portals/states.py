@@ -56,7 +56,10 @@ TOKEN_TRANSITIONS: dict[TokenState, frozenset[TokenState]] = {
         }
     ),
     TokenState.REAUTH_REQUIRED: frozenset({TokenState.ACTIVE, TokenState.UNINSTALLED}),
-    TokenState.PAYMENT_REQUIRED: frozenset({TokenState.ACTIVE, TokenState.UNINSTALLED}),
+    # A payment-required portal is probed daily; its refresh token may have died meanwhile.
+    TokenState.PAYMENT_REQUIRED: frozenset(
+        {TokenState.ACTIVE, TokenState.PAYMENT_REQUIRED, TokenState.REAUTH_REQUIRED, TokenState.UNINSTALLED}
+    ),
     TokenState.UNINSTALLED: frozenset({TokenState.ACTIVE}),
 }
 

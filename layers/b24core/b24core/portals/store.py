@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -17,12 +17,22 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from b24core.portals.model import Portal
+from b24core.portals import token_index
+from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.states import PortalState, TokenState
 
 
 class StaleWrite(RuntimeError):
     """Somebody else saved the portal since we read it; re-read and decide again."""
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """One page of a gsi1 token partition (b24core.portals.token_index), in sort-key order."""
+
+    portals: list[Portal]
+    next_key: dict[str, Any] | None
+    read: int  # items the query read (what DynamoDB bills), never more than it returned
 
 
 class PortalStore(Protocol):
@@ -56,6 +66,32 @@ class InMemoryPortalStore:
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         return sorted(self._items.values(), key=lambda p: p.domain)[:limit]
+
+    # ---- the token index, computed the way DynamoDB's gsi1 would hold it
+    def _partition(self, partition: str, below: str | None) -> list[tuple[str, Portal]]:
+        rows = []
+        for portal in self._items.values():
+            pk, sk = token_index.index_keys(portal)
+            if pk == partition and sk is not None and (below is None or sk < below):
+                rows.append((sk, portal))
+        return sorted(rows, key=lambda r: r[0])
+
+    def index_page(
+        self, partition: str, below: str | None, limit: int = 100, start_key: dict[str, Any] | None = None
+    ) -> IndexPage:
+        rows = self._partition(partition, below)
+        after = str((start_key or {}).get("gsi1sk", ""))
+        rows = [r for r in rows if r[0] > after][:limit]
+        nxt = {"gsi1sk": rows[-1][0]} if len(rows) == limit else None
+        return IndexPage([p for _, p in rows], nxt, len(rows))
+
+    def count_index(self, partition: str, below: str | None = None) -> int:
+        return len(self._partition(partition, below))
+
+    def due_for_refresh(self, now: int, limit: int = 1000, age_s: int = REFRESH_KEEPALIVE_S) -> list[Portal]:
+        due = self.index_page(token_index.RETRY, token_index.upper_bound(now), limit).portals
+        bound = token_index.upper_bound(now - age_s)
+        return due + self.index_page(token_index.REFRESH, bound, limit).portals
 
 
 PORTAL_SK = "PORTAL"
@@ -107,6 +143,10 @@ class _PortalItem(Model):
     refreshed_at = NumberAttribute(default=0)
     install_path = UnicodeAttribute(null=True)
     capabilities = UnicodeAttribute(null=True)
+    token_state_reason = UnicodeAttribute(null=True)
+    token_state_at = NumberAttribute(default=0)
+    refresh_attempts = NumberAttribute(default=0)
+    next_attempt_at = NumberAttribute(default=0)
     version = VersionAttribute()
     refresh_index = _RefreshIndex()
 
@@ -151,6 +191,10 @@ def _to_portal(item: _PortalItem) -> Portal:
         refreshed_at=int(item.refreshed_at or 0),
         install_path=item.install_path or "",
         capabilities=caps,
+        token_state_reason=item.token_state_reason or "",
+        token_state_at=int(item.token_state_at or 0),
+        refresh_attempts=int(item.refresh_attempts or 0),
+        next_attempt_at=int(item.next_attempt_at or 0),
         version=int(item.version or 0),
     )
 
@@ -168,16 +212,13 @@ class DynamoPortalStore:
             return None
         return _to_portal(item)
 
-    def save(self, portal: Portal) -> Portal:
-        refreshable = portal.state == PortalState.ACTIVE and portal.token_state in (
-            TokenState.ACTIVE,
-            TokenState.REFRESH_FAILING,
-        )
-        item = self._model(
+    def _item(self, portal: Portal) -> _PortalItem:
+        gsi1pk, gsi1sk = token_index.index_keys(portal)
+        return self._model(
             portal_pk(portal.member_id),
             PORTAL_SK,
-            gsi1pk=REFRESH_INDEX_PK if refreshable and portal.refresh_token else None,
-            gsi1sk=f"{portal.refresh_due_at:012d}#{portal.member_id}" if refreshable else None,
+            gsi1pk=gsi1pk,
+            gsi1sk=gsi1sk,
             member_id=portal.member_id,
             domain=portal.domain,
             client_endpoint=portal.client_endpoint,
@@ -198,7 +239,14 @@ class DynamoPortalStore:
             refreshed_at=portal.refreshed_at,
             install_path=portal.install_path or None,
             capabilities=json.dumps(portal.capabilities, sort_keys=True) if portal.capabilities else None,
+            token_state_reason=portal.token_state_reason or None,
+            token_state_at=portal.token_state_at,
+            refresh_attempts=portal.refresh_attempts,
+            next_attempt_at=portal.next_attempt_at,
         )
+
+    def save(self, portal: Portal) -> Portal:
+        item = self._item(portal)
         if portal.version:
             item.version = portal.version  # pynamodb saves only if the stored version still equals it
         try:
@@ -215,12 +263,35 @@ class DynamoPortalStore:
         portals = [_to_portal(i) for i in items]
         return sorted(portals, key=lambda p: p.domain)[:limit]
 
-    def due_for_refresh(self, now: int, limit: int = 1000) -> list[Portal]:
-        """Portals whose keep-alive refresh is due, read through the GSI (never a Scan)."""
+    def due_for_refresh(self, now: int, limit: int = 1000, age_s: int = REFRESH_KEEPALIVE_S) -> list[Portal]:
+        """Portals whose keep-alive refresh or retry is due, read through the GSI (never a Scan)."""
+        due = self.index_page(token_index.RETRY, token_index.upper_bound(now), limit).portals
+        bound = token_index.upper_bound(now - age_s)
+        return due + self.index_page(token_index.REFRESH, bound, limit).portals
+
+    def index_page(
+        self, partition: str, below: str | None, limit: int = 100, start_key: dict[str, Any] | None = None
+    ) -> IndexPage:
+        """One Query page of a token partition of gsi1 (sort keys below ``below``), never a Scan."""
+        condition = self._model.gsi1sk < below if below is not None else None
         items = self._model.refresh_index.query(
-            REFRESH_INDEX_PK, self._model.gsi1sk < f"{now:012d}~", limit=limit
+            partition, condition, limit=limit, page_size=limit, last_evaluated_key=start_key
         )
-        return [_to_portal(i) for i in items]
+        portals = [_to_portal(i) for i in items]
+        read = int(items.page_iter.total_scanned_count)
+        nxt = items.last_evaluated_key
+        return IndexPage(portals, dict(nxt) if nxt else None, read)
+
+    def count_index(self, partition: str, below: str | None = None) -> int:
+        """How many portals a token partition holds (below a sort key): a COUNT Query, no Scan."""
+        condition = self._model.gsi1sk < below if below is not None else None
+        return int(self._model.refresh_index.count(partition, condition))
+
+    def batch_put(self, portals: list[Portal]) -> None:
+        """Seed many records at once (BatchWriteItem, no version check): benchmarks and migrations."""
+        with self._model.batch_write() as batch:
+            for portal in portals:
+                batch.save(self._item(replace(portal, version=0)))
 
     def delete(self, member_id: str) -> None:
         try:
