@@ -1,64 +1,191 @@
-"""Entry of the capability check: one portal on demand/at install, or the scheduled re-check."""
+"""CapabilityCheckFunction's work: check one portal (install, ONAPPUPDATE, on demand) or every portal
+whose re-check is due (schedule), and keep the per-portal record, history and schedule.
+
+Events it accepts:
+
+* ``{"action": "check", "member_id": M, "events_url": U, "trigger": "install|update|manual",
+  "budget_s": S}`` — check now; the answer is the report (no secrets in it);
+* ``{"action": "recheck_due"}`` — the schedule: portals whose re-check is due, through the index.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
-from b24core import runtime
-from b24core.capabilities import check_portal
+from b24core.capabilities import (
+    PortalFailure,
+    Status,
+    carry_last_known,
+    check_portal,
+    history_changes,
+    next_check_at,
+    unknown_report,
+)
+from b24core.capability_store import CapabilityStore
+from b24core.client import PortalClient
 from b24core.logs import logger
-from b24core.manifest import load_manifest
+from b24core.manifest import Manifest
+from b24core.notifications import plan_notices
+from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import StaleWrite
-from b24core.protocol.errors import B24Error
-from b24core.settings import get_settings
-from b24core.tokens import PortalUnavailable
+from b24core.portals.store import PortalStore, StaleWrite
+
+TRIGGERS = ("install", "update", "schedule", "manual")
 
 
-def check_one(member_id: str, events_url: str) -> dict[str, Any]:
-    store = runtime.portal_store()
-    portal = store.get(member_id)
-    if portal is None or portal.state != PortalState.ACTIVE:
-        return {"error": "portal_not_active", "member_id": member_id}
-    client = runtime.portal_client(portal)
-    try:
-        report = check_portal(client, load_manifest(), events_url)
-    except (B24Error, PortalUnavailable) as exc:
-        logger.warning(
-            "capability check failed",
+@dataclass
+class CapabilityRunner:
+    portals: PortalStore
+    caps: CapabilityStore
+    manifest: Manifest
+    make_client: Callable[[Portal, float], PortalClient]
+    recheck_interval_s: int
+    recheck_soon_s: int
+    http_timeout_s: float = 10.0
+    clock: Callable[[], float] = time.time
+    #: Runs after an install/update check (the delivery probe, b24core.events.delivery_runner).
+    after_check: Callable[[PortalClient, dict[str, Any]], None] | None = None
+
+    def check(
+        self, member_id: str, events_url: str, trigger: str = "manual", budget_s: float | None = None
+    ) -> dict[str, Any]:
+        portal = self.portals.get(member_id)
+        if portal is None or portal.state != PortalState.ACTIVE:
+            return {"error": "portal_not_active", "member_id": member_id}
+        previous = dict(portal.capabilities or {})
+        events_url = events_url or str(previous.get("events_url") or "")
+        timeout = min(self.http_timeout_s, budget_s) if budget_s else self.http_timeout_s
+        client = self.make_client(portal, max(1.0, timeout))
+        now = int(self.clock())
+        planner = partial(plan_notices, manifest=self.manifest, language=portal.language)
+        outcome = "ok"
+        try:
+            report = check_portal(
+                client,
+                self.manifest,
+                events_url,
+                previous=previous,
+                plan_notices=planner,
+                fallback_admin=portal.user_id,
+                clock=self.clock,
+            )
+        except PortalFailure as exc:  # the portal could not be asked: unknown, never missing; re-check soon
+            outcome = "unknown"
+            report = unknown_report(self.manifest, previous, _reason(exc), now, events_url)
+        carry_last_known(previous, report)
+        report["trigger"] = trigger if trigger in TRIGGERS else "manual"
+        report["next_check_at"] = next_check_at(report, now, self.recheck_interval_s, self.recheck_soon_s)
+        changes = history_changes(previous, report)
+        saved = self._save(member_id, report)
+        if saved is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        if changes:
+            self.caps.add_history(
+                member_id, now, {"at": now, "trigger": report["trigger"], "changes": changes}
+            )
+        self.caps.schedule_recheck(member_id, report["next_check_at"])
+        logger.info(
+            "capabilities checked",
             extra={
                 "action": "capability_check",
-                "outcome": "error",
+                "outcome": outcome,
                 "member_id": member_id,
-                "reason": type(exc).__name__,
+                "trigger": report["trigger"],
+                "features": {n: f["status"] for n, f in report["features"].items()},
+                "bound": len(report.get("bound") or []),
+                "bind_errors": sorted(report.get("bind_errors") or {}),
+                "changed": len(changes),
+                "reason": ",".join(sorted((report.get("errors") or {}).values())) or None,
             },
         )
-        return {"error": "check_failed", "member_id": member_id, "reason": type(exc).__name__}
-    report["events_url"] = events_url
-    for _ in range(5):
-        current = store.get(member_id) or client.portal
-        try:
-            store.save(replace(current, capabilities=report))
-            break
-        except StaleWrite:
-            continue
-    return report
+        if self.after_check is not None and report["trigger"] in ("install", "update"):
+            self.after_check(client, report)
+        return report
+
+    def _save(self, member_id: str, report: dict[str, Any]) -> Portal | None:
+        for _ in range(8):
+            current = self.portals.get(member_id)
+            if current is None or current.state != PortalState.ACTIVE:
+                return None  # uninstalled meanwhile: leave its record alone
+            try:
+                return self.portals.save(replace(current, capabilities=report))
+            except StaleWrite:
+                continue
+        raise StaleWrite(member_id)
+
+    def recheck_due(
+        self, default_events_url: str, deadline: float | None = None, limit: int = 200
+    ) -> dict[str, int]:
+        now = int(self.clock())
+        done = skipped = 0
+        for member_id in self.caps.due_rechecks(now, limit):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            portal = self.portals.get(member_id)
+            if portal is None or portal.state != PortalState.ACTIVE:
+                self.caps.schedule_recheck(member_id, None)
+                skipped += 1
+                continue
+            url = str(portal.capabilities.get("events_url") or default_events_url)
+            self.check(member_id, url, trigger="schedule")
+            done += 1
+        return {"rechecked": done, "skipped": skipped}
 
 
-def handle_capability_event(event: dict[str, Any]) -> dict[str, Any]:
+def _reason(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}:{code}" if isinstance(code, str) and code else type(exc).__name__
+
+
+# ---------------------------------------------------------------- Lambda wiring
+def _runner() -> CapabilityRunner:
+    from b24core import runtime
+    from b24core.capability_store import DynamoCapabilityStore
+    from b24core.events.delivery_runner import after_capability_check
+    from b24core.manifest import load_manifest
+    from b24core.settings import get_settings
+
+    s = get_settings()
+    return CapabilityRunner(
+        portals=runtime.portal_store(),
+        caps=DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint),
+        manifest=load_manifest(),
+        make_client=lambda portal, timeout: PortalClient(portal, runtime.token_keeper(), timeout),
+        recheck_interval_s=s.recheck_interval_s,
+        recheck_soon_s=s.recheck_soon_s,
+        http_timeout_s=s.http_timeout_s,
+        after_check=after_capability_check,
+    )
+
+
+def handle_capability_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    from b24core import runtime
+    from b24core.settings import get_settings
+
     action = event.get("action")
+    runner = _runner()
+    default_url = runtime.events_url(get_settings())
     if action == "check" and isinstance(event.get("member_id"), str):
-        url = event.get("events_url") or runtime.events_url(get_settings())
-        return check_one(event["member_id"], str(url))
+        budget = event.get("budget_s")
+        return runner.check(
+            event["member_id"],
+            str(event.get("events_url") or ""),
+            trigger=str(event.get("trigger") or "manual"),
+            budget_s=float(budget) if isinstance(budget, int | float) else None,
+        )
     if action == "recheck_due":
-        rechecked = []
-        for portal in runtime.portal_store().list_all():
-            features = portal.capabilities.get("features") or {}
-            lacking = not features or any(f.get("available") is not True for f in features.values())
-            if portal.state == PortalState.ACTIVE and lacking:
-                url = portal.capabilities.get("events_url") or runtime.events_url(get_settings())
-                check_one(portal.member_id, str(url))
-                rechecked.append(portal.member_id)
-        return {"rechecked": len(rechecked)}
+        deadline = None
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            deadline = time.monotonic() + max(0.0, context.get_remaining_time_in_millis() / 1000 - 15)
+        return runner.recheck_due(default_url, deadline)
     return {"error": "unknown_action"}
+
+
+def missing(capabilities: dict[str, Any], feature: str) -> bool:
+    """Is ``feature`` known missing in this stored report? (operators' filters)"""
+    info = (capabilities.get("features") or {}).get(feature) or {}
+    return info.get("status") == Status.MISSING or info.get("available") is False

@@ -21,7 +21,7 @@ from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.errors import AuthError, B24Error, BadResponse, TransportError
-from b24core.protocol.oauth import AuthServer
+from b24core.protocol.oauth import AppInfo, AuthServer
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ def claim_from_frame(query: dict[str, str], form: dict[str, Any]) -> InstallClai
     )
 
 
-def claim_from_event(form: dict[str, Any]) -> InstallClaim:
-    """The ONAPPINSTALL callback (api-reference/common/events/on-app-install.md)."""
+def claim_from_event(form: dict[str, Any], path: str = "event") -> InstallClaim:
+    """The ONAPPINSTALL callback (api-reference/common/events/on-app-install.md); ONAPPUPDATE has the
+    same ``auth`` block with the NEW application_token (on-app-update.md)."""
     auth = form.get("auth")
     if not isinstance(auth, dict):
         raise HttpError(400, "missing_fields", "missing required fields: auth")
@@ -105,7 +106,7 @@ def claim_from_event(form: dict[str, Any]) -> InstallClaim:
     }
     _require(fields)
     return InstallClaim(
-        path="event",
+        path=path,
         member_id=fields["auth[member_id]"],
         domain=fields["auth[domain]"],
         client_endpoint=fields["auth[client_endpoint]"],
@@ -145,6 +146,55 @@ class InstallService:
 
     def install(self, claim: InstallClaim) -> Portal:
         """Verify the claim at the authorization server, then store the portal (idempotent)."""
+        endpoint, info = self._verify(claim)
+        return self._store(claim, endpoint, info.install.status, info.scope or claim.scope)
+
+    def update(self, claim: InstallClaim, version: str) -> Portal:
+        """ONAPPUPDATE: keep the NEW application_token (and the fresh tokens the event carries) only
+        after the authorization server vouched for the event's access token, for this portal."""
+        endpoint, info = self._verify(claim)
+        now = int(self.clock())
+        for _ in range(5):
+            current = self.store.get(claim.member_id)
+            if current is None or current.state == PortalState.DELETED:
+                self._refuse("not_installed", claim, "update for a portal the app is not installed on")
+                raise HttpError(409, "not_installed", "the app is not installed on this portal")
+            base = current
+            if base.token_state != TokenState.ACTIVE:
+                base = base.with_token_state(TokenState.ACTIVE)
+            portal = replace(
+                base,
+                domain=claim.domain,
+                client_endpoint=endpoint,
+                server_endpoint=claim.server_endpoint or base.server_endpoint,
+                access_token=claim.access_token,
+                refresh_token=claim.refresh_token,
+                access_expires_at=now + claim.expires_in,
+                application_token=claim.application_token,
+                scope=info.scope or claim.scope or base.scope,
+                status=info.install.status or base.status,
+                app_version=version or info.install.version or base.app_version,
+                updated_at=now,
+                refreshed_at=now,
+            )
+            try:
+                saved = self.store.save(portal)
+            except StaleWrite:
+                continue
+            logger.info(
+                "portal updated",
+                extra={
+                    "action": "update",
+                    "outcome": "stored",
+                    "member_id": saved.member_id,
+                    "domain": saved.domain,
+                    "app_version": saved.app_version,
+                },
+            )
+            return saved
+        raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
+
+    def _verify(self, claim: InstallClaim) -> tuple[str, AppInfo]:
         for secret in (claim.access_token, claim.refresh_token, claim.application_token):
             remember_secret(secret)
         try:
@@ -185,7 +235,7 @@ class InstallService:
             reason = "token was issued for another app or portal (" + ", ".join(mismatches) + ")"
             self._refuse("claim_mismatch", claim, reason)
             raise HttpError(403, "claim_mismatch", reason)
-        return self._store(claim, endpoint, info.install.status, info.scope or claim.scope)
+        return endpoint, info
 
     def _store(self, claim: InstallClaim, endpoint: str, status: str, scope: str) -> Portal:
         now = int(self.clock())
@@ -235,9 +285,9 @@ class InstallService:
 
     def _refuse(self, reason: str, claim: InstallClaim, detail: str) -> None:
         logger.warning(
-            "install refused",
+            "install refused" if claim.path != "update" else "update refused",
             extra={
-                "action": "install",
+                "action": "update" if claim.path == "update" else "install",
                 "outcome": "refused",
                 "reason": reason,
                 "detail": detail,

@@ -6,6 +6,10 @@ REST client bound to the event's portal.
     @registry.on("ONCRMDEALUPDATE", feature="crm")
     def on_deal(event: Event, ctx: HandlerContext) -> None:
         deal = ctx.client.call("crm.deal.get", {"id": event.object_id})
+
+A handler names the manifest feature it belongs to; the worker runs it only where the capability
+check did not find that feature missing, and it starts running by itself once a re-check finds the
+feature there. Code that uses an optional feature outside its own events asks ``ctx.has_feature``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from b24core.capabilities import has_feature
 from b24core.events.message import QueuedEvent
+from b24core.manifest import Manifest
 from b24core.portals.model import Portal
 
 
@@ -56,11 +62,9 @@ class HandlerContext:
     client: Any  # PortalClient, or the worker's rate-limited wrapper with the same call/batch methods
 
     def has_feature(self, name: str) -> bool:
-        features = self.portal.capabilities.get("features")
-        if not isinstance(features, dict):
-            return True  # not checked yet: do not withhold work
-        info = features.get(name)
-        return not isinstance(info, dict) or info.get("available") is not False
+        """False only when the last capability check found the feature missing on this portal; a
+        portal not checked yet, or whose check could not tell, does not withhold work."""
+        return has_feature(self.portal.capabilities, name)
 
 
 Handler = Callable[[Event, HandlerContext], None]
@@ -98,6 +102,26 @@ class Registry:
 
     def handlers_for(self, event: str) -> list[Registration]:
         return list(self._handlers.get(event.upper(), []))
+
+    def check(self, manifest: Manifest) -> list[str]:
+        """Problems between the handlers and the manifest: a feature it does not declare, or an
+        event outside the handler's feature (which would be bound only by chance)."""
+        problems = []
+        for event, registrations in sorted(self._handlers.items()):
+            for reg in registrations:
+                if reg.feature is None:
+                    continue
+                feature = manifest.feature(reg.feature)
+                if feature is None:
+                    problems.append(
+                        f"{event}: handler {reg.handler.__name__} names unknown feature {reg.feature!r}"
+                    )
+                elif event not in feature.events:
+                    problems.append(
+                        f"{event}: not an event of feature {reg.feature!r} in the manifest "
+                        f"(handler {reg.handler.__name__})"
+                    )
+        return problems
 
     def dispatch(self, event: Event, ctx: HandlerContext) -> int:
         """Run every handler for the event whose feature the portal has; return how many ran."""

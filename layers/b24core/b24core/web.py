@@ -1,15 +1,19 @@
-"""HTTP orchestration of the install function: install frame / ONAPPINSTALL, and the health check."""
+"""HTTP orchestration of the install function: install frame / ONAPPINSTALL, and the health check;
+and how the other functions start a capability check."""
 
 from __future__ import annotations
 
 import json
+import time
+from functools import lru_cache
 from typing import Any
 
 from b24core import runtime
 from b24core.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
+from b24core.capability_store import DynamoCapabilityStore
 from b24core.install import InstallService, claim_from_request
 from b24core.logs import logger
-from b24core.pages import install_page
+from b24core.pages import decide, install_page
 from b24core.portals.model import Portal
 from b24core.protocol.forms import FormError, FormLimits, parse_form
 from b24core.settings import get_settings
@@ -45,42 +49,120 @@ def handle_install(event: dict[str, Any]) -> dict[str, Any]:
         portal = service.install(claim)
     except HttpError as err:
         return error_response(err)
-    report = run_capability_check(portal, runtime.events_url(settings, req.host))
+    events_url = runtime.events_url(settings, req.host)
+    report = run_capability_check(portal, events_url, "install")
     if claim.path == "ui":
-        page, csp = install_page(report, claim.language or portal.language, portal.domain)
+        page, csp = install_page(
+            report,
+            claim.language or portal.language,
+            portal.domain,
+            portal_url=portal_url(portal),
+            events_url=events_url,
+        )
         return html_response(200, page, csp)
+    outcome = decide(report)
     return json_response(
         200,
-        {"installed": True, "member_id": portal.member_id, "domain": portal.domain, "capabilities": report},
+        {
+            "installed": True,
+            "member_id": portal.member_id,
+            "domain": portal.domain,
+            "install_state": outcome.state,
+            "capabilities": report,
+        },
     )
 
 
-def run_capability_check(portal: Portal, events_url: str) -> dict[str, Any] | None:
-    """Run the check synchronously within a time budget; on failure the schedule re-checks later."""
+def portal_url(portal: Portal) -> str:
+    """The portal's web address (its REST endpoint without /rest/)."""
+    endpoint = portal.client_endpoint
+    return endpoint[: -len("/rest/")] if endpoint.endswith("/rest/") else endpoint.rstrip("/")
+
+
+@lru_cache(maxsize=4)
+def _lambda_client(read_timeout_s: float) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2, read_timeout=read_timeout_s, retries={"max_attempts": 1, "mode": "standard"}
+    )
+    return boto3.client("lambda", region_name=get_settings().region, config=config)
+
+
+def run_capability_check(portal: Portal, events_url: str, trigger: str) -> dict[str, Any] | None:
+    """Run the check synchronously within the install's time budget. A re-check is put on the
+    schedule first, so a check that fails or overruns is repeated soon whatever happens."""
     settings = get_settings()
     if not settings.capability_check_function:
         return None
+    budget = settings.check_budget_s
     try:
-        resp = runtime.boto_client("lambda").invoke(
+        capability_store().schedule_recheck(portal.member_id, int(time.time()) + settings.recheck_soon_s)
+        resp = _lambda_client(budget).invoke(
             FunctionName=settings.capability_check_function,
             InvocationType="RequestResponse",
-            Payload=json.dumps({"action": "check", "member_id": portal.member_id, "events_url": events_url}),
+            Payload=json.dumps(
+                {
+                    "action": "check",
+                    "member_id": portal.member_id,
+                    "events_url": events_url,
+                    "trigger": trigger,
+                    "budget_s": max(1.0, budget - 2),
+                }
+            ),
         )
         if resp.get("FunctionError"):
             raise RuntimeError("capability check failed")
         result = json.loads(resp["Payload"].read() or b"null")
-        return result if isinstance(result, dict) else None
-    except Exception as exc:  # the install stands; the check is retried by its schedule
+        if not isinstance(result, dict) or "error" in result:
+            return None
+        return result
+    except Exception as exc:  # the install stands; the check is repeated by its schedule
         logger.warning(
             "capability check not completed",
             extra={
-                "action": "install",
+                "action": trigger,
                 "outcome": "deferred",
                 "member_id": portal.member_id,
                 "reason": type(exc).__name__,
             },
         )
         return None
+
+
+def start_capability_check(member_id: str, events_url: str, trigger: str) -> bool:
+    """Ask for a check without waiting (after ONAPPUPDATE); the schedule is the safety net."""
+    settings = get_settings()
+    if not settings.capability_check_function:
+        return False
+    try:
+        capability_store().schedule_recheck(member_id, int(time.time()) + settings.recheck_soon_s)
+        runtime.boto_client("lambda").invoke(
+            FunctionName=settings.capability_check_function,
+            InvocationType="Event",
+            Payload=json.dumps(
+                {"action": "check", "member_id": member_id, "events_url": events_url, "trigger": trigger}
+            ),
+        )
+        return True
+    except Exception as exc:
+        logger.warning(
+            "capability check not started",
+            extra={
+                "action": trigger,
+                "outcome": "deferred",
+                "member_id": member_id,
+                "reason": type(exc).__name__,
+            },
+        )
+        return False
+
+
+@lru_cache(maxsize=1)
+def capability_store() -> DynamoCapabilityStore:
+    settings = get_settings()
+    return DynamoCapabilityStore(settings.table_name, settings.region, settings.dynamodb_endpoint)
 
 
 def health() -> dict[str, Any]:

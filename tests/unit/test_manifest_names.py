@@ -1,0 +1,89 @@
+"""The manifest: shape, and every name a real Bitrix24 name (checked at build and test time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from b24core.manifest import KnownNames, Manifest, ManifestError, check_known_names, load_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ROOT / "tools" / "b24_names.json"
+
+
+def manifest(**features) -> Manifest:
+    return Manifest.from_dict({"scopes": ["crm"], "features": features})
+
+
+def test_the_shipped_manifest_names_only_real_bitrix24_methods_events_and_scopes():
+    known = KnownNames.load(NAMES)
+    assert len(known.methods) > 1000 and "crm.deal.get" in known.methods and "ONCRMDEALADD" in known.events
+    check_known_names(load_manifest(), known)
+
+
+def test_an_unknown_method_is_rejected_with_a_clear_message():
+    bad = manifest(crm={"scopes": ["crm"], "methods": ["crm.deal.lst"], "events": ["ONCRMDEALCHANGE"]})
+    with pytest.raises(ManifestError) as err:
+        check_known_names(bad, KnownNames.load(NAMES))
+    message = str(err.value)
+    assert "feature 'crm': method 'crm.deal.lst' (did you mean crm.deal.list?)" in message
+    assert "feature 'crm': event 'ONCRMDEALCHANGE'" in message
+    assert "bitrix24/b24restdocs@" in message
+
+
+def test_the_build_step_refuses_such_a_manifest(tmp_path):
+    bad = tmp_path / "manifest.json"
+    bad.write_text(
+        json.dumps({"scopes": ["crm"], "features": {"crm": {"scopes": ["crm"], "methods": ["crm.deal.lst"]}}})
+    )
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "b24_names.py"), "check", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "crm.deal.lst" in run.stderr
+    good = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "b24_names.py"), "check"], capture_output=True, text=True
+    )
+    assert good.returncode == 0, good.stderr
+
+
+def test_declared_custom_methods_of_a_box_pass_the_name_check():
+    custom = Manifest.from_dict(
+        {
+            "scopes": [],
+            "custom_methods": ["acme.sync.run"],
+            "features": {"sync": {"methods": ["acme.sync.run"]}},
+        }
+    )
+    check_known_names(custom, KnownNames.load(NAMES))
+
+
+def test_per_type_events_are_accepted():
+    dyn = manifest(items={"events": ["ONCRMDYNAMICITEMADD_147"]})
+    check_known_names(dyn, KnownNames.load(NAMES))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"x": {"methods": "crm.deal.get"}}, "must be a list of names"),
+        ({"x": {"methods": ["crm.deal.get"], "required": "yes"}}, "'required' must be true or false"),
+        (
+            {"x": {"scopes": ["telephony"], "methods": ["telephony.externalcall.register"]}},
+            "missing from the top-level",
+        ),
+        ({"x": {"events": ["ONAPPUNINSTALL"]}}, "the bundle handles install, update and uninstall itself"),
+        ({"x": {}}, "names no method and no event"),
+        ({"X-Y": {"methods": ["crm.deal.get"]}}, "lower-case"),
+        ({"x": {"methods": ["crm.deal.get"], "events": ["ONCRMDEALADD", "ONCRMDEALADD"]}}, "repeats"),
+        ({"x": {"methods": ["crm.deal.get"], "modul": "crm"}}, "unknown key"),
+    ],
+)
+def test_bad_shapes_are_rejected_with_a_clear_message(spec, message):
+    with pytest.raises(ManifestError, match=message):
+        manifest(**spec)
