@@ -19,7 +19,7 @@ from b24core.events.sqs import EnqueueFailed, SqsSink
 from b24core.logs import logger
 from b24core.settings import get_settings
 
-metrics = Metrics()
+metrics = Metrics(namespace=get_settings().metrics_namespace)
 LIFECYCLE_EVENTS = frozenset({"ONAPPUNINSTALL", "ONAPPUPDATE"})
 # Delivery signals, handled by b24core.events.delivery (imported lazily): the probe event that proves
 # the cloud queue reaches us, and the hint that a portal's offline queue has records to pull.
@@ -29,11 +29,15 @@ DELIVERY_EVENTS = frozenset({"ONAPPTEST", "ONOFFLINEEVENT"})
 @lru_cache(maxsize=1)
 def _intake() -> EventIntake:
     import boto3
+    from botocore.config import Config
 
     settings = get_settings()
     session = boto3.session.Session(region_name=settings.region)
-    reader = DynamoAuthReader(session.client("dynamodb"), settings.table_name)
-    sink = SqsSink(session.client("sqs"), settings.events_queue_url)
+    # Retries must fit the request's budget (the function has seconds, Bitrix24 waits no longer):
+    # short timeouts, two tries per send, and SqsSink's own three rounds on top.
+    quick = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
+    reader = DynamoAuthReader(session.client("dynamodb", config=quick), settings.table_name)
+    sink = SqsSink(session.client("sqs", config=quick), settings.events_queue_url)
     return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink)
 
 
@@ -52,11 +56,15 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         form = read_form(req, settings.max_body_bytes)
         intake = _intake()
         name = str(form.get("event", "")).upper()
+        if name == "ONAPPUPDATE":
+            # It carries a NEW application_token: proven at the authorization server, not by the old one.
+            return _update(form, req.host)
         if name in LIFECYCLE_EVENTS:
             _name, member_id = intake.verify(form)
             return _lifecycle(name, member_id, form)
         if name in DELIVERY_EVENTS:
             _name, member_id = intake.verify(form)
+            _adopt_offered_pair(form)
             from b24core.events import delivery
 
             return json_response(200, delivery.on_delivery_event(name, member_id, form))
@@ -82,6 +90,38 @@ def _count(metric: str, reason: str) -> None:
     metrics.add_dimension(name="reason", value=reason)
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
+
+
+def _update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
+    """ONAPPUPDATE → b24core.events.lifecycle.handle_update, then forget the cached (old) token."""
+    from b24core.events import lifecycle
+
+    auth = form.get("auth")
+    member_id = auth.get("member_id") if isinstance(auth, dict) else None
+    try:
+        return lifecycle.handle_update(form, request_host)
+    finally:
+        if isinstance(member_id, str) and member_id:
+            auth_cache().drop(member_id)
+
+
+def _adopt_offered_pair(form: dict[str, Any]) -> None:
+    """A verified event that carries a fresh token pair (ONOFFLINEEVENT does) heals a lost portal.
+
+    Rare, so its imports stay off the hot path; it never fails the intake.
+    """
+    auth = form.get("auth")
+    if not isinstance(auth, dict) or not auth.get("refresh_token"):
+        return
+    try:
+        from b24core.healing import adopt_from_event
+
+        adopt_from_event(form)
+    except Exception as exc:
+        logger.warning(
+            "offered token pair not adopted",
+            extra={"action": "heal", "outcome": "skipped", "reason": type(exc).__name__},
+        )
 
 
 def _lifecycle(name: str, member_id: str, form: dict[str, Any]) -> dict[str, Any]:

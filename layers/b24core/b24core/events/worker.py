@@ -87,8 +87,8 @@ class LimitedClient:
             methods = {m for m, _ in chunk.values()}
             self._spend(next(iter(methods)) if len(methods) == 1 else None)
             answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
-            out["result"].update(answer.get("result") or {})
-            out["error"].update(answer.get("error") or {})
+            out["result"].update(answer["result"] or {})
+            out["error"].update(answer["error"] or {})
         return out
 
     def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
@@ -113,6 +113,8 @@ class Worker:
         idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
         max_wait_s: float = 5.0,
         wait: Callable[[float], None] = time.sleep,
+        backoff: Callable[[str, int], None] | None = None,
+        retry_base_s: float = 10.0,
     ) -> None:
         self.registry = registry
         self.load_portal = load_portal
@@ -121,6 +123,8 @@ class Worker:
         self.requeue = requeue
         self.max_wait_s = max_wait_s
         self.wait = wait
+        self.backoff = backoff
+        self.retry_base_s = retry_base_s
         self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
         self._plan = Plan()
         self._clients: dict[str, LimitedClient] = {}
@@ -128,11 +132,31 @@ class Worker:
     # ---- the Lambda entry
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self._plan = self.prefetch(event.get("Records") or [])
-        processor = BatchProcessor(event_type=EventType.SQS)
+        # An all-failed batch is still answered with its failures (not an error), so each record gets its
+        # own backoff instead of the whole batch waiting out the queue's visibility timeout.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         response = process_partial_response(
             event=event, record_handler=self.handle_record, processor=processor, context=context
         )
+        self._back_off(event.get("Records") or [], list(response.get("batchItemFailures") or []))
         return dict(response)
+
+    def _back_off(self, records: list[dict[str, Any]], failures: list[Any]) -> None:
+        """Failed records come back later and later (not hot); after maxReceiveCount the DLQ takes them."""
+        if self.backoff is None or not failures:
+            return
+        failed = {f["itemIdentifier"] for f in failures}
+        for rec in records:
+            if rec.get("messageId") not in failed:
+                continue
+            count = int((rec.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+            seconds = int(min(MAX_DELAY_S, self.retry_base_s * 2 ** max(0, count - 1)))
+            try:
+                self.backoff(str(rec.get("receiptHandle")), max(0, seconds))
+            except Exception:  # the queue's own visibility timeout still brings it back
+                logger.warning(
+                    "could not delay a failed event", extra={"action": "dispatch", "outcome": "retry"}
+                )
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
     def prefetch(self, records: list[dict[str, Any]]) -> Plan:

@@ -26,6 +26,12 @@ def _requeue(body: str, delay_s: int) -> None:
     )
 
 
+def _backoff(receipt_handle: str, seconds: int) -> None:
+    runtime.boto_client("sqs").change_message_visibility(
+        QueueUrl=get_settings().events_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+    )
+
+
 def _idempotency() -> Any:
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
@@ -63,5 +69,7 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         requeue=_requeue,
         idempotent=wrap,
         max_wait_s=get_settings().worker_max_wait_s,
+        backoff=_backoff,
+        retry_base_s=get_settings().retry_base_s,
     )
     return worker, config
