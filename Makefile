@@ -12,7 +12,7 @@ DDB_JAR := local/dynamodb/node_modules/amplify-dynamodb-simulator/emulator/Dynam
 # sam build for the python3.12 runtime needs a python3.12 on PATH (pyenv's, where the machine has it).
 PY312 := $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || command -v python3.12 2>/dev/null)
 
-.PHONY: setup run test lint typecheck template build unit integration e2e bench clean
+.PHONY: setup run test lint typecheck template build unit integration e2e browser bench clean
 
 setup: $(VENV)/.installed $(DDB_JAR)
 
@@ -24,6 +24,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(DDB_JAR): local/dynamodb/package.json local/dynamodb/package-lock.json
 	cd local/dynamodb && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	test -f $@ && touch $@
+
+# The browser test drives Debian's Chromium (never a downloaded browser build) through playwright.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the browser test needs Debian's chromium at $@"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
 run: setup
 	$(BIN)/python -m b24run --port $(PORT)
@@ -41,6 +52,7 @@ template: setup
 	$(BIN)/sam validate --region $(AWS_REGION)
 	$(BIN)/sam validate --lint --region $(AWS_REGION)
 	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(BIN)/python tools/b24_names.py check b24app.manifest.json
 
 build: setup
 	@test -n "$(PY312)" || { echo "sam build needs python3.12 on PATH"; exit 1; }
@@ -55,7 +67,7 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
-test: setup lint typecheck template build
+test: setup browser lint typecheck template build
 	$(BIN)/pytest
 
 bench: setup

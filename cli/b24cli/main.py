@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from b24cli import capabilities_cmd, delivery_cmd, events_cmd, tokens_cmd
 from b24cli.target import TargetError, find_target
 
 
@@ -23,23 +24,19 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _features_line(view: dict[str, Any]) -> str:
-    features = (view.get("capabilities") or {}).get("features") or {}
-    if not features:
-        return "not checked"
-    parts = []
-    for name, info in sorted(features.items()):
-        mark = {True: "ok", False: "missing", None: "unknown"}[info.get("available")]
-        parts.append(f"{name}:{mark}")
-    return " ".join(parts)
+    return capabilities_cmd.features_line(view.get("capabilities") or {})
 
 
 def cmd_portals_list(args: argparse.Namespace) -> int:
     portals = [p.public_view() for p in _store(args).list_all()]
+    if args.missing:
+        lacking = capabilities_cmd.is_missing
+        portals = [v for v in portals if lacking(v.get("capabilities") or {}, args.missing)]
     if args.json:
         print(json.dumps(portals, indent=2, ensure_ascii=False))
         return 0
     if not portals:
-        print("no portals installed")
+        print(f"no portal lacks {args.missing}" if args.missing else "no portals installed")
         return 0
     print(f"{'MEMBER_ID':34} {'DOMAIN':32} {'STATE':8} {'TOKENS':16} FEATURES")
     for v in portals:
@@ -56,8 +53,14 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         print(f"no portal with member_id {args.member_id}", file=sys.stderr)
         return 1
     view = portal.public_view()
+    history = capabilities_cmd.history_for(find_target(args.stack), portal.member_id)
     if args.json:
-        print(json.dumps(view, indent=2, ensure_ascii=False))
+        delivery = delivery_cmd.view(find_target(args.stack), portal.member_id)
+        print(
+            json.dumps(
+                {**view, "capability_history": history, "delivery": delivery}, indent=2, ensure_ascii=False
+            )
+        )
         return 0
     rows = [
         ("member_id", view["member_id"]),
@@ -72,16 +75,9 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         ("status (auth server)", view["status"] or "-"),
         ("scope", view["scope"] or "-"),
         ("capabilities", _features_line(view)),
+        *capabilities_cmd.capability_rows(view.get("capabilities") or {}, history),
+        *delivery_cmd.show_rows(find_target(args.stack), portal.member_id),
     ]
-    features = (view.get("capabilities") or {}).get("features") or {}
-    for name, info in sorted(features.items()):
-        missing = [
-            *info.get("missing_methods", []),
-            *info.get("missing_events", []),
-            *info.get("missing_scopes", []),
-        ]
-        if missing:
-            rows.append((f"  {name} lacks", ", ".join(missing)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:{width}}  {value}")
@@ -99,11 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_list = portals.add_parser("list", help="every portal, one line each")
     p_list.add_argument("--json", action="store_true")
+    p_list.add_argument("--missing", metavar="FEATURE", help="only portals where FEATURE is missing")
     p_list.set_defaults(func=cmd_portals_list)
     p_show = portals.add_parser("show", help="one portal in detail (never token values)")
     p_show.add_argument("member_id")
     p_show.add_argument("--json", action="store_true")
     p_show.set_defaults(func=cmd_portals_show)
+    capabilities_cmd.register(portals)
+    delivery_cmd.register(portals)
+    events_cmd.register(sub)
+    tokens_cmd.register(sub)
     return parser
 
 

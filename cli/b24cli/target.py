@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class TargetError(RuntimeError):
@@ -20,9 +21,19 @@ class Target:
     region: str
     dynamodb_endpoint: str | None
     description: str
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
+    sqs_endpoint: str | None = None
+    capability_function: str = ""
+    lambda_endpoint: str | None = None
+
+    def sqs(self) -> Any:
+        import boto3
+
+        return boto3.client("sqs", region_name=self.region, endpoint_url=self.sqs_endpoint)
 
 
-def find_target(stack: str | None, state_dir: Path = Path(".local")) -> Target:
+def find_target(stack: str | None, state_dir: Path | None = None) -> Target:
     stack = stack or os.environ.get("B24_STACK_NAME")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     if stack:
@@ -36,7 +47,15 @@ def find_target(stack: str | None, state_dir: Path = Path(".local")) -> Target:
         values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         if "TableName" not in values:
             raise TargetError(f"stack {stack!r} has no TableName output")
-        return Target(values["TableName"], region, None, f"stack {stack}")
+        return Target(
+            values["TableName"],
+            region,
+            None,
+            f"stack {stack}",
+            events_queue_url=values.get("EventsQueueUrl", ""),
+            events_dlq_url=values.get("EventsDLQUrl", ""),
+            capability_function=values.get("CapabilityCheckFunctionName", ""),
+        )
     if os.environ.get("B24_TABLE_NAME"):
         return Target(
             os.environ["B24_TABLE_NAME"],
@@ -44,6 +63,7 @@ def find_target(stack: str | None, state_dir: Path = Path(".local")) -> Target:
             os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
             "table from B24_TABLE_NAME",
         )
+    state_dir = state_dir or Path(os.environ.get("B24_LOCAL_STATE_DIR") or ".local")
     stack_file = state_dir / "stack.json"
     if stack_file.exists():
         info = json.loads(stack_file.read_text())
@@ -58,6 +78,11 @@ def find_target(stack: str | None, state_dir: Path = Path(".local")) -> Target:
             str(info.get("region") or region),
             str(info["dynamodb_endpoint"]),
             "local stack (make run)",
+            events_queue_url=str(resources.get("EventsQueue", "")),
+            events_dlq_url=str(resources.get("EventsDLQ", "")),
+            sqs_endpoint=str(info.get("sqs_endpoint") or "") or None,
+            capability_function=str(resources.get("CapabilityCheckFunction", "")),
+            lambda_endpoint=str(info.get("invoke_url") or "") or None,
         )
     raise TargetError(
         "no stack found: start `make run` in this directory, or pass --stack NAME (or set B24_STACK_NAME)"

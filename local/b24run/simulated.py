@@ -49,6 +49,7 @@ class SimulatorHook(Hook):
                 "B24_OAUTH_URL": self.sim.oauth_url,
                 "B24_PUBLIC_URL": public,
                 "B24_ALLOW_INSECURE_ENDPOINTS": "1",
+                "B24_APP_WORLD_URL": self.sim.app_world_url,  # the queue servers' list, served locally
             }
         )
 

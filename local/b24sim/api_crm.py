@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from b24sim.crm import PAGE_SIZE, fields_description
-from b24sim.registry import CallContext, MethodResult, as_list, as_mapping, crm_error, method
+from b24sim.registry import CallContext, MethodResult, RestError, as_list, as_mapping, crm_error, method
 
 
 def _deal_id(ctx: CallContext) -> int:
@@ -46,6 +46,8 @@ def deal_add(ctx: CallContext) -> MethodResult:
 
 @method("crm.deal.get")
 def deal_get(ctx: CallContext) -> MethodResult:
+    if _deal_id(ctx) in ctx.portal.poison_deals:
+        raise RestError("INTERNAL_SERVER_ERROR", "Internal error (simulated, this deal only)", 500)
     deal = ctx.portal.deals.get(_deal_id(ctx))
     if deal is None:
         raise crm_error("Not found")

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
 
 Reply = tuple[int, Any]
 
-_KNOBS = ("queue_blocked", "payment_required", "deleted", "operating_limit_s")
+_KNOBS = (
+    "queue_blocked",
+    "payment_required",
+    "deleted",
+    "operating_limit_s",
+    "rest_latency_s",
+    "failing_methods",
+)
 
 
 def _error(status: int, message: str) -> Reply:

@@ -49,7 +49,7 @@ def _with_query(url: str, query: dict[str, str]) -> str:
     return f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
 
 
-def frame_post(
+def frame_form(
     sim: Simulator,
     portal: Portal,
     url: str,
@@ -57,8 +57,8 @@ def frame_post(
     user_id: int,
     placement: str = "DEFAULT",
     placement_options: dict[str, Any] | None = None,
-) -> httpx.Response:
-    """POST the application frame the way the user's browser does when Bitrix24 opens the app."""
+) -> tuple[str, dict[str, Any]]:
+    """The application frame's request: the URL with its query and the form body (fresh tokens)."""
     with sim.lock:
         app = portal.app
         if app is None:
@@ -83,8 +83,24 @@ def frame_post(
         }
         if placement_options is not None:
             body["PLACEMENT_OPTIONS"] = forms.json_dumps(placement_options)
+    return _with_query(url, query), body
+
+
+def frame_post(
+    sim: Simulator,
+    portal: Portal,
+    url: str,
+    *,
+    user_id: int,
+    placement: str = "DEFAULT",
+    placement_options: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """POST the application frame the way the user's browser does when Bitrix24 opens the app."""
+    target, body = frame_form(
+        sim, portal, url, user_id=user_id, placement=placement, placement_options=placement_options
+    )
     response = httpx.post(
-        _with_query(url, query),
+        target,
         content=forms.encode(body).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         timeout=FRAME_TIMEOUT_S,
@@ -153,6 +169,33 @@ def install(
         }
     _, response = sim.queue.send_now(domain, "ONAPPINSTALL", handler_url, payload)
     return response
+
+
+def install_silently(
+    sim: Simulator,
+    domain: str,
+    scope: str | Iterable[str] | None = None,
+    *,
+    status: str = "F",
+    user_id: int = 1,
+) -> dict[str, Any]:
+    from b24sim.oauth import token_response
+
+    portal = sim.portal(domain)
+    with sim.lock:
+        previous = portal.app
+        app = portal.app = Installation(
+            application_token=new_secret(),
+            version=1,
+            status=status,
+            scope=_scope(portal, scope),
+            installed=True,
+            installer_id=user_id,
+            app_id=previous.app_id if previous else sim.next_app_id(),
+            code=sim.app_code,
+        )
+        access, refresh = sim.tokens.issue_pair(portal.member_id, user_id, app.scope)
+        return {**token_response(sim, portal, access, refresh), "application_token": app.application_token}
 
 
 def install_finish(sim: Simulator, domain: str) -> None:

@@ -102,6 +102,12 @@ class Portal:
         self.operating_limit_s: float | None = None
         #: Extra simulated execution seconds charged per call of a method (to reach the limit quickly).
         self.method_cost: dict[str, float] = {}
+        #: Methods that fail with this error code (also inside ``batch``: a partial batch failure).
+        self.failing_methods: dict[str, str] = {}
+        #: Deals whose reads always fail (a poison event for the app's worker).
+        self.poison_deals: set[int] = set()
+        #: Seconds every REST request waits before it is answered (a slow or overloaded box).
+        self.rest_latency_s = 0.0
         self.modules: set[str] = set(self.profile_info.modules)
         self.removed_methods: set[str] = set(self.profile_info.missing_methods)
         self.users: dict[int, User] = {1: User(1, "Admin", "Portal", admin=True)}

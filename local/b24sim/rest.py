@@ -82,6 +82,8 @@ class RestApi:
     ) -> tuple[int, dict[str, Any]]:
         sim = self.sim
         method = normalize_method(method)
+        if portal.rest_latency_s > 0:
+            time.sleep(portal.rest_latency_s)  # outside the lock: only this request is slow
         started, t0 = sim.clock.now(), time.perf_counter()
         token: AccessToken | None = None
         sub_methods: tuple[str, ...] = ()
@@ -148,6 +150,9 @@ class RestApi:
         handler = HANDLERS.get(method)
         if not portal.has_method(method) or handler is None:
             raise not_found()
+        failure = portal.failing_methods.get(method)
+        if failure:
+            raise RestError(failure, "Internal error (simulated)", 500)
         if not portal.scope_allows(METHODS[method].scope, ctx.granted):
             raise RestError(
                 "insufficient_scope",

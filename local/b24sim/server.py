@@ -25,13 +25,29 @@ log = logging.getLogger("b24sim.http")
 NOT_FOUND_PAGE = "<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
 
 
+class Redirect(str):
+    """A reply that sends ``302 Found`` with this string as ``Location``."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of new connections (twenty Lambdas calling
+    # one portal at once) would be reset, which no real portal does.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            # The caller gave up (its timeout is shorter than a slow portal's answer): nothing to report.
+            log.info("client %s went away before the answer", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
 
 def make_server(sim: Simulator, host: str, port: int) -> _Server:
@@ -138,6 +154,12 @@ class _Handler(BaseHTTPRequestHandler):
         params = read_params(query, self.headers.get("Content-Type") or "", body)
         if path.rstrip("/") == "/oauth/token":
             return sim.oauth.token(params)
+        if path == "/webhook/app-world.json" and verb == "GET":
+            with sim.lock:
+                sim.app_world_requests += 1
+                if sim.app_world_down:
+                    return 503, NOT_FOUND_PAGE
+                return 200, {"nodes": list(sim.app_world_nodes)}
         if path.startswith("/rest/"):
             if normalize_method(path[len("/rest/") :]) == "app.info":
                 return sim.oauth.app_info(params, self._bearer())
@@ -145,6 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/p/"):
             domain, _, rest = path[len("/p/") :].partition("/")
             portal = sim.portals.get(domain)
+            if portal is None and domain in sim.redirects:
+                target = f"{sim.url}/p/{sim.redirects[domain]}/{rest}"
+                return 302, Redirect(f"{target}?{query}" if query else target)
             if portal is None:
                 return 404, NOT_FOUND_PAGE
             if rest.startswith("rest/") and rest[len("rest/") :].strip("/"):
@@ -155,6 +180,12 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, NOT_FOUND_PAGE
 
     def _send(self, status: int, payload: Any) -> None:
+        if isinstance(payload, Redirect):
+            self.send_response(status)
+            self.send_header("Location", str(payload))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if isinstance(payload, str):
             data, ctype = payload.encode(), "text/html; charset=utf-8"
         else:

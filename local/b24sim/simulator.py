@@ -64,6 +64,13 @@ class Simulator:
         self.rest = RestApi(self)
         self.queue = EventQueue(self.clock.now, self._queue_blocked)
         self.calls: list[CallRecord] = []
+        #: The event queue servers' published list (GET /webhook/app-world.json, like dl.bitrix24.com);
+        #: ``app_world_down`` answers 503 instead; ``app_world_requests`` counts the fetches.
+        self.app_world_nodes: list[str] = ["3.217.33.54", "52.29.163.104"]
+        self.app_world_down = False
+        self.app_world_requests = 0
+        #: Old domain -> new domain of renamed portals: the old address answers 302 (change-domen.md).
+        self.redirects: dict[str, str] = {}
         self._app_ids = itertools.count(1)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -88,6 +95,11 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("the simulator is not started")
         return f"{self.public_host or self.host}:{self._server.server_address[1]}"
+
+    @property
+    def app_world_url(self) -> str:
+        """Where the simulator publishes the queue servers' list (the bundle's B24_APP_WORLD_URL)."""
+        return f"{self.url}/webhook/app-world.json"
 
     @property
     def server_endpoint(self) -> str:
@@ -181,13 +193,26 @@ class Simulator:
     def portal_by_member(self, member_id: str) -> Portal | None:
         return next((p for p in self.portals.values() if p.member_id == member_id), None)
 
-    def rename_portal(self, old: str, new: str) -> Portal:
-        """The portal's address changes; member_id and tokens stay (change-domen.md)."""
+    def rename_portal(self, old: str, new: str, redirect: bool = True) -> Portal:
+        """The portal's address changes; member_id and tokens stay (change-domen.md). With
+        ``redirect`` the old address answers ``302 Location: <new address>`` as Bitrix24 does."""
         with self.lock:
             portal = self.portals.pop(old)
             portal.domain = new
             self.portals[new] = portal
+            if redirect:
+                self.redirects[old] = new
+                for source, target in list(self.redirects.items()):
+                    if target == old:
+                        self.redirects[source] = new
             return portal
+
+    def install_silently(
+        self, domain: str, scope: str | Iterable[str] | None = None, *, status: str = "F", user_id: int = 1
+    ) -> dict[str, Any]:
+        """Install the app without calling any handler; returns the token JSON plus the
+        ``application_token`` (seeding many portals for benchmarks)."""
+        return lifecycle.install_silently(self, domain, scope, status=status, user_id=user_id)
 
     def next_app_id(self) -> int:
         return next(self._app_ids)
@@ -253,6 +278,10 @@ class Simulator:
             placement=placement,
             placement_options=placement_options,
         )
+
+    def frame_form(self, domain: str, url: str, *, user_id: int = 1) -> tuple[str, dict[str, Any]]:
+        """What the portal's frame would POST to ``url`` (for a real browser to submit)."""
+        return lifecycle.frame_form(self, self.portal(domain), url, user_id=user_id)
 
     def update_app(
         self, domain: str, handler_url: str | None = None, *, version: int | None = None

@@ -56,6 +56,12 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "B24_OAUTH_URL": sim.oauth_url,
         "B24_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "B24_ALLOW_INSECURE_ENDPOINTS": "1",
+        "B24_RETRY_BASE_S": "0",  # failed events come straight back, so N receives take seconds not hours
+        # Delivery probes: the queue servers' list from the simulator; a probe is judged missed by the
+        # first check after it was sent (tests fire the probe schedule by hand, nothing waits).
+        "B24_APP_WORLD_URL": sim.app_world_url,
+        "B24_PROBE_TIMEOUT_S": "0",
+        "B24_PROBE_SOON_S": "0",
     }
     state = tmp_path_factory.mktemp("stack")
     with LocalStack(
