@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from b24cli import capabilities_cmd, delivery_cmd, events_cmd, tokens_cmd
+from b24cli import capabilities_cmd, delivery_cmd, events_cmd, tokens_cmd, webhook_cmd
 from b24cli.target import TargetError, find_target
 
 
@@ -56,9 +56,12 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
     history = capabilities_cmd.history_for(find_target(args.stack), portal.member_id)
     if args.json:
         delivery = delivery_cmd.view(find_target(args.stack), portal.member_id)
+        auth = webhook_cmd.view(find_target(args.stack), portal.member_id)
         print(
             json.dumps(
-                {**view, "capability_history": history, "delivery": delivery}, indent=2, ensure_ascii=False
+                {**view, **auth, "capability_history": history, "delivery": delivery},
+                indent=2,
+                ensure_ascii=False,
             )
         )
         return 0
@@ -77,6 +80,7 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         ("capabilities", _features_line(view)),
         *capabilities_cmd.capability_rows(view.get("capabilities") or {}, history),
         *delivery_cmd.show_rows(find_target(args.stack), portal.member_id),
+        *webhook_cmd.show_rows(find_target(args.stack), view.get("capabilities") or {}, portal.member_id),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -103,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.set_defaults(func=cmd_portals_show)
     capabilities_cmd.register(portals)
     delivery_cmd.register(portals)
+    webhook_cmd.register(portals)
     events_cmd.register(sub)
     tokens_cmd.register(sub)
     return parser

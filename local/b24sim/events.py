@@ -74,6 +74,7 @@ def fire(
     """Dispatch one event occurrence. Call with ``sim.lock`` held; sending happens in the queue's threads."""
     event = event.upper()
     app = portal.app
+    _fire_outgoing_webhooks(sim, portal, event, data)
     if app is None or not portal.has_event(event):
         return
     ts = str(int(sim.clock.now()))
@@ -86,6 +87,18 @@ def fire(
         payload = {"event": event, "event_handler_id": binding.id, "data": data, "ts": ts, "auth": auth}
         sim.queue.submit(portal.domain, event, binding.handler, payload, binding.id)
     _record_offline(sim, portal, event, data, connector)
+
+
+def _fire_outgoing_webhooks(sim: Simulator, portal: Portal, event: str, data: Any) -> None:
+    """Outgoing webhooks go through the same (blockable) queue; their auth carries their own token."""
+    if not portal.has_event(event):
+        return
+    for handler, events, token in portal.outgoing_webhooks:
+        if event not in events:
+            continue
+        auth = {**base_auth(sim, portal), "application_token": token}
+        payload = {"event": event, "event_handler_id": 0, "data": data, "ts": str(int(sim.clock.now()))}
+        sim.queue.submit(portal.domain, event, handler, {**payload, "auth": auth}, None)
 
 
 def _record_offline(sim: Simulator, portal: Portal, event: str, data: Any, connector: str) -> None:

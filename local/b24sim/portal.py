@@ -108,6 +108,13 @@ class Portal:
         self.poison_deals: set[int] = set()
         #: Seconds every REST request waits before it is answered (a slow or overloaded box).
         self.rest_latency_s = 0.0
+        #: The box cannot reach the authorization server: OAuth REST calls fail with an authorization
+        #: error (the portal cannot check the token), incoming-webhook calls still work.
+        self.auth_server_blocked = False
+        #: Incoming webhooks: code -> (user_id, scopes).
+        self.incoming_webhooks: dict[str, tuple[int, tuple[str, ...]]] = {}
+        #: Outgoing webhooks: (handler URL, events, application token); delivered through the queue.
+        self.outgoing_webhooks: list[tuple[str, tuple[str, ...], str]] = []
         self.modules: set[str] = set(self.profile_info.modules)
         self.removed_methods: set[str] = set(self.profile_info.missing_methods)
         self.users: dict[int, User] = {1: User(1, "Admin", "Portal", admin=True)}
@@ -143,6 +150,29 @@ class Portal:
     @rate.setter
     def rate(self, value: tuple[float, float]) -> None:
         self.bucket.threshold, self.bucket.drain_per_s = value
+
+    def add_incoming_webhook(self, scopes: tuple[str, ...] | list[str], user_id: int = 1) -> str:
+        """What an admin creates in Developer resources: ``{client_endpoint}{user_id}/{code}/``."""
+        from b24sim.tokens import new_secret
+
+        code = new_secret()
+        with self._sim.lock:
+            self.incoming_webhooks[code] = (user_id, tuple(scopes))
+        return f"{self.client_endpoint}{user_id}/{code}/"
+
+    def add_outgoing_webhook(self, handler_url: str, events: tuple[str, ...] | list[str]) -> str:
+        """An outgoing webhook for ``events`` to ``handler_url``; returns its application token."""
+        from b24sim.tokens import new_secret
+
+        token = new_secret()
+        with self._sim.lock:
+            self.outgoing_webhooks.append((handler_url, tuple(e.upper() for e in events), token))
+        return token
+
+    def delete_incoming_webhook(self, url: str) -> None:
+        code = url.rstrip("/").rsplit("/", 1)[-1]
+        with self._sim.lock:
+            self.incoming_webhooks.pop(code, None)
 
     # -- what the portal offers ------------------------------------------------------------------------
     def has_method(self, name: str) -> bool:

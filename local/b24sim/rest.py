@@ -18,11 +18,11 @@ from b24sim import api_crm, api_events, api_misc, api_system, forms  # noqa: F40
 from b24sim.catalog import METHODS
 from b24sim.crm import iso
 from b24sim.registry import HANDLERS, CallContext, MethodResult, RestError, not_found, php_json, truthy
+from b24sim.tokens import AccessToken
 
 if TYPE_CHECKING:
     from b24sim.portal import Portal
     from b24sim.simulator import Simulator
-    from b24sim.tokens import AccessToken
 
 log = logging.getLogger("b24sim.rest")
 
@@ -133,6 +133,14 @@ class RestApi:
         return status, body
 
     def _authenticate(self, portal: Portal, params: dict[str, Any], bearer: str | None) -> AccessToken:
+        hook = params.pop("_sim_webhook", None)
+        if isinstance(hook, tuple):
+            user_id, code = hook
+            params.pop("auth", None)
+            found = portal.incoming_webhooks.get(code)
+            if found is None or found[0] != user_id:
+                raise RestError("INVALID_CREDENTIALS", "Invalid request credentials", 401)
+            return AccessToken("", portal.member_id, user_id, found[1], float("inf"), webhook=True)
         raw = params.pop("auth", None) or bearer
         value = raw if isinstance(raw, str) else ""
         if not value:
@@ -142,6 +150,9 @@ class RestApi:
             raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)
         if self.sim.tokens.is_expired(token):
             raise RestError("expired_token", "The access token provided has expired.", 401)
+        if portal.auth_server_blocked:
+            # The box checks OAuth tokens at the authorization server, which it cannot reach.
+            raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)
         return token
 
     # -- one method -----------------------------------------------------------------------------------
@@ -153,6 +164,8 @@ class RestApi:
         failure = portal.failing_methods.get(method)
         if failure:
             raise RestError(failure, "Internal error (simulated)", 500)
+        if ctx.token.webhook and METHODS[method].app_only:
+            raise RestError("ACCESS_DENIED", "Access denied! Application context required", 403)
         if not portal.scope_allows(METHODS[method].scope, ctx.granted):
             raise RestError(
                 "insufficient_scope",

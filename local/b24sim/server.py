@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("b24sim.http")
 
+#: ``rest/{user_id}/{code}/{method}``: an incoming webhook call (the code authorizes it).
+_WEBHOOK_PATH = re.compile(r"rest/(\d+)/([0-9A-Za-z]+)/([^/]+)/?")
+_WEBHOOK_CODE = re.compile(r"(/rest/\d+/)[0-9A-Za-z]+/")
 NOT_FOUND_PAGE = "<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
 
 
@@ -120,7 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # BaseHTTPRequestHandler logs the request line, which contains ?auth=TOKEN: log the path only.
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+        path = _WEBHOOK_CODE.sub(r"\1***/", urlsplit(self.path).path)  # a webhook's code is a secret
+        log.debug("%s %s -> %s", self.command, path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: %s", format)
@@ -141,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, payload = self._route(sim, verb, path, parts.query, body)
         except Exception:
-            log.exception("internal error while serving %s %s", verb, path)
+            log.exception("internal error while serving %s %s", verb, _WEBHOOK_CODE.sub(r"\1***/", path))
             status, payload = (
                 500,
                 {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"},
@@ -172,6 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return 302, Redirect(f"{target}?{query}" if query else target)
             if portal is None:
                 return 404, NOT_FOUND_PAGE
+            hook = _WEBHOOK_PATH.fullmatch(rest)
+            if hook:
+                params["_sim_webhook"] = (int(hook.group(1)), hook.group(2))
+                return sim.rest.handle(portal, hook.group(3), params, None)
             if rest.startswith("rest/") and rest[len("rest/") :].strip("/"):
                 return sim.rest.handle(portal, rest[len("rest/") :], params, self._bearer())
             if rest.rstrip("/") == "oauth/token" and portal.profile == "cloud":

@@ -37,6 +37,8 @@ class AccessToken:
     scope: tuple[str, ...]
     expires_at: float
     revoked: bool = False
+    #: Authorization by an incoming webhook's code (no application context).
+    webhook: bool = False
 
 
 @dataclass

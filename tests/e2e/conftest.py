@@ -62,6 +62,8 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "B24_APP_WORLD_URL": sim.app_world_url,
         "B24_PROBE_TIMEOUT_S": "0",
         "B24_PROBE_SOON_S": "0",
+        # Change polling (docs/isolated-boxes.md): deletions are reconciled every 2 s instead of hourly.
+        "B24_POLL_RECONCILE_S": "2",
     }
     state = tmp_path_factory.mktemp("stack")
     with LocalStack(

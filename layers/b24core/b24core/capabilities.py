@@ -54,6 +54,11 @@ PROBE: dict[str, tuple[str, dict[str, Any]]] = {
     "profile": ("profile", {}),
 }
 
+#: The same check for a portal connected by an incoming webhook: application-only methods (``events``,
+#: ``event.*``, ``app.info``) are refused to webhooks, so they are not asked (b24core.webhooks).
+WEBHOOK_PROBE = {k: v for k, v in PROBE.items() if k not in ("events", "app_info", "bound")}
+NOT_FOR_WEBHOOKS = "not available to webhooks"
+
 _CLOUD_DOMAIN = re.compile(r"\.bitrix24\.[a-z]{2,3}(\.[a-z]{2})?$|\.bitrix24\.site$", re.IGNORECASE)
 #: Plan families only the cloud sells (api-reference/common/system/app-info.md: LICENSE examples).
 #: "ent" is left out on purpose: self-hosted Bitrix24 has an Enterprise edition too.
@@ -99,12 +104,12 @@ class Probe:
         return "method.get" if self.method_checks is not None else "unavailable"
 
 
-def probe_portal(client: PortalClient) -> Probe:
+def probe_portal(client: PortalClient, spec: dict[str, tuple[str, dict[str, Any]]] = PROBE) -> Probe:
     """The check's one HTTP request. Raises when the request as a whole fails."""
-    answer = client.batch(PROBE)
+    answer = client.batch(spec)
     results: dict[str, Any] = answer["result"]
     errors = {key: _error_code(value) for key, value in answer["error"].items()}
-    for key in PROBE:
+    for key in spec:
         if key not in results and key not in errors:
             errors[key] = "NO_ANSWER"  # the portal dropped the sub-call (e.g. a halted batch)
     methods = _names(results.get("methods")) if "methods" in results else None
@@ -317,6 +322,24 @@ class Notice:
 NoticePlanner = Callable[[dict[str, Any], dict[str, dict[str, Any]], str, str], list[Notice]]
 
 
+def isolation_notice(
+    previous: dict[str, Any], features: dict[str, dict[str, Any]], admin: str, manifest: Manifest
+) -> list[Notice]:
+    """Tell the admin once why the app now works through a webhook: the portal cannot reach a cloud
+    service (found while OAuth failed, so this is the first moment a message can get through)."""
+    from b24core.notifications import notification_feature
+
+    isolation = previous.get("isolation") or {}
+    summary, advice = str(isolation.get("summary") or ""), isolation.get("advice") or []
+    channel = notification_feature(manifest)
+    if not (admin and advice and channel) or (features.get(channel) or {}).get("status") != Status.AVAILABLE:
+        return []
+    if (previous.get("notified") or {}).get("isolation") == summary:
+        return []
+    message = f"[b24app] {summary}. " + " ".join(str(a) for a in advice)
+    return [Notice(key="isolation", user_id=admin, message=message, tag="", marks={"isolation": summary})]
+
+
 def check_portal(
     client: PortalClient,
     manifest: Manifest,
@@ -331,17 +354,23 @@ def check_portal(
     bind what is due and send due notices (one more batch); return the report. Raises when the
     portal cannot be asked at all (the caller records that as unknown)."""
     now = clock()
-    probe = probe_portal(client)
+    via_webhook = getattr(client, "webhook", None) is not None
+    probe = probe_portal(client, WEBHOOK_PROBE if via_webhook else PROBE)
     if probe.methods is None:
         try:
             probe.method_checks = probe_methods(client, manifest.methods())
         except PortalFailure as exc:  # best effort: what it could not learn stays unknown
             probe.errors["method.get"] = type(exc).__name__
     features = assess(manifest, probe)
+    if via_webhook:
+        _events_not_for_webhooks(features)
+        handler_url = ""  # event.bind is application-only: events come by outgoing webhook or polling
     previous = previous or {}
     admin = admin_user(probe.profile) or str(previous.get("admin_user_id") or "") or fallback_admin
     kind = portal_kind(client.portal.domain, probe.app_info)
     notices = plan_notices(previous, features, admin, kind["kind"]) if plan_notices else []
+    if via_webhook:
+        notices += isolation_notice(previous, features, admin, manifest)
     to_bind = events_to_bind(manifest, features, probe, handler_url) if handler_url else []
     bound = bound_events(probe, handler_url)
     bind_errors: dict[str, str] = {}
@@ -351,10 +380,10 @@ def check_portal(
             f"bind_{e}": ("event.bind", {"event": e, "handler": handler_url}) for e in to_bind
         }
         for notice in notices:
-            commands[f"notify_{notice.key}"] = (
-                "im.notify.system.add",
-                {"USER_ID": notice.user_id, "MESSAGE": notice.message, "TAG": notice.tag},
-            )
+            params = {"USER_ID": notice.user_id, "MESSAGE": notice.message}
+            if notice.tag:  # via a webhook a TAG needs the app's CLIENT_ID too: such notices carry none
+                params["TAG"] = notice.tag
+            commands[f"notify_{notice.key}"] = ("im.notify.system.add", params)
         try:
             applied = client.batch(commands)
             results, errors = applied["result"], applied["error"]
@@ -378,9 +407,16 @@ def check_portal(
         "clock_skew_s": clock_skew_s(probe.server_time, now),
         "sources": {
             "methods": probe.method_source,
-            "events": "events" if probe.events is not None else "unavailable",
+            "events": NOT_FOR_WEBHOOKS
+            if via_webhook
+            else "events"
+            if probe.events is not None
+            else "unavailable",
             "scope": "scope" if probe.scopes is not None else "unavailable",
-            "complete": methods_known and probe.events is not None and probe.scopes is not None,
+            "complete": methods_known
+            and (via_webhook or probe.events is not None)
+            and probe.scopes is not None,
+            "auth": "webhook" if via_webhook else "oauth",
         },
         "features": features,
         "required_ok": not any(f["required"] and f["status"] == Status.MISSING for f in features.values()),
@@ -392,6 +428,23 @@ def check_portal(
         "events_url": handler_url,
     }
     return report
+
+
+def _events_not_for_webhooks(features: dict[str, dict[str, Any]]) -> None:
+    """Webhook auth cannot list events: record that per feature instead of calling them unknown."""
+    for info in features.values():
+        events = [u for u in info["unknown"] if not u.startswith("scope:") and u.upper() == u]
+        if not events:
+            continue
+        info["unknown"] = [u for u in info["unknown"] if u not in events]
+        info["events_not_checked"] = events
+        info["events_check"] = NOT_FOR_WEBHOOKS
+        if info["status"] == Status.UNKNOWN and not info["unknown"]:
+            info["status"], info["available"] = str(Status.AVAILABLE), True
+            info["reason"] = (
+                "every method and scope it needs is there; its events are not listed to webhooks "
+                "(they come by an outgoing webhook or change polling)"
+            )
 
 
 def unknown_report(

@@ -49,6 +49,8 @@ class CapabilityRunner:
     clock: Callable[[], float] = time.time
     #: Runs after an install/update check (the delivery probe, b24core.events.delivery_runner).
     after_check: Callable[[PortalClient, dict[str, Any]], None] | None = None
+    #: When the portal refuses the check: why, if a blocked cloud service explains it (b24core.isolation).
+    diagnose: Callable[[PortalClient, Exception], dict[str, Any] | None] | None = None
 
     def check(
         self, member_id: str, events_url: str, trigger: str = "manual", budget_s: float | None = None
@@ -76,6 +78,11 @@ class CapabilityRunner:
         except PortalFailure as exc:  # the portal could not be asked: unknown, never missing; re-check soon
             outcome = "unknown"
             report = unknown_report(self.manifest, previous, _reason(exc), now, events_url)
+            found = self.diagnose(client, exc) if self.diagnose is not None else None
+            if found:
+                report["isolation"] = found
+        if "isolation" not in report and getattr(client, "webhook", None) and previous.get("isolation"):
+            report["isolation"] = previous["isolation"]  # connected by webhook: OAuth still cannot work
         carry_last_known(previous, report)
         report["trigger"] = trigger if trigger in TRIGGERS else "manual"
         report["next_check_at"] = next_check_at(report, now, self.recheck_interval_s, self.recheck_soon_s)
@@ -146,6 +153,7 @@ def _runner() -> CapabilityRunner:
     from b24core import runtime
     from b24core.capability_store import DynamoCapabilityStore
     from b24core.events.delivery_runner import after_capability_check
+    from b24core.isolation import diagnose_client
     from b24core.manifest import load_manifest
     from b24core.settings import get_settings
 
@@ -154,11 +162,12 @@ def _runner() -> CapabilityRunner:
         portals=runtime.portal_store(),
         caps=DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint),
         manifest=load_manifest(),
-        make_client=lambda portal, timeout: PortalClient(portal, runtime.token_keeper(), timeout),
+        make_client=lambda portal, timeout: runtime.portal_client(portal, timeout),
         recheck_interval_s=s.recheck_interval_s,
         recheck_soon_s=s.recheck_soon_s,
         http_timeout_s=s.http_timeout_s,
         after_check=after_capability_check,
+        diagnose=lambda client, exc: diagnose_client(client, exc, runtime.auth_server()),
     )
 
 

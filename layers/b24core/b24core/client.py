@@ -38,6 +38,7 @@ from b24core.tokens import (
     SubscriptionExpired,
     TokenKeeper,
 )
+from b24core.webhooks import IncomingWebhook, webhook_call
 
 
 @dataclass
@@ -75,8 +76,11 @@ class PortalClient:
         keeper: TokenKeeper,
         timeout_s: float = 10.0,
         http: httpx.Client | None = None,
+        webhook: IncomingWebhook | None = None,
     ) -> None:
         self.portal = portal
+        #: Set for a webhook-connected portal: REST goes through its incoming webhook, nothing to refresh.
+        self.webhook = webhook
         self.keeper = keeper
         self.timeout_s = timeout_s
         self.http = http
@@ -111,6 +115,10 @@ class PortalClient:
             )
 
     def call_raw(self, method: str, params: dict[str, Any] | None = None) -> RestAnswer:
+        if self.webhook is not None:
+            if self.portal.state != PortalState.ACTIVE:
+                raise PortalNotInstalled(f"portal is {self.portal.state}")
+            return webhook_call(self.webhook, method, dict(params or {}), self.timeout_s, self.http)
         portal = self._usable()
         body = dict(params or {})
         try:

@@ -173,6 +173,13 @@ def install_page(
         ]
         items = "".join(f"<li>{_e(i)}</li>" for i in network)
         parts.append(f"<section id='network'><h2>{_e(t['network_title'])}</h2><ul>{items}</ul></section>")
+    isolation = report.get("isolation")
+    if isinstance(isolation, dict) and isolation.get("advice"):
+        # b24core.isolation: a cloud service the portal cannot reach, and what to do (docs/isolated-boxes.md)
+        items = "".join(f"<li>{_e(a)}</li>" for a in isolation["advice"])
+        parts.append(
+            f"<section id='isolation'><h2>{_e(isolation.get('summary') or '')}</h2><ul>{items}</ul></section>"
+        )
     kind_label = {"box": t["kind_box"], "cloud": t["kind_cloud"]}.get(kind, "")
     subtitle = f"<p><small>{_e(domain)}{' · ' + _e(kind_label) if kind_label else ''}</small></p>"
     script = (

@@ -13,6 +13,7 @@ from b24core.protocol.oauth import AuthServer
 from b24core.secrets import ClientSecret
 from b24core.settings import Settings, get_settings
 from b24core.tokens import TokenKeeper
+from b24core.webhooks import DynamoWebhookStore
 
 
 @lru_cache(maxsize=1)
@@ -47,8 +48,21 @@ def token_keeper() -> TokenKeeper:
     )
 
 
-def portal_client(portal: Portal) -> PortalClient:
-    return PortalClient(portal, token_keeper(), get_settings().http_timeout_s)
+@lru_cache(maxsize=1)
+def webhook_store() -> DynamoWebhookStore:
+    s = get_settings()
+    return DynamoWebhookStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+def portal_client(portal: Portal, timeout_s: float | None = None) -> PortalClient:
+    """OAuth, or the portal's incoming webhook when one is connected (b24core.webhooks)."""
+    conn = webhook_store().get(portal.member_id)
+    return PortalClient(
+        portal,
+        token_keeper(),
+        get_settings().http_timeout_s if timeout_s is None else timeout_s,
+        webhook=conn.incoming if conn else None,
+    )
 
 
 @lru_cache(maxsize=4)

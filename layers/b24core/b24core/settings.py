@@ -54,6 +54,11 @@ class Settings:
     recheck_soon_s: int = 3600
     # How long the install waits for the capability check before answering the portal's frame.
     check_budget_s: float = 12.0
+    # Change polling of webhook-connected portals (b24core.polling): the overlap re-read at the cursor,
+    # how often deletions are reconciled, and the page cap of one round.
+    poll_overlap_s: int = 60
+    poll_reconcile_s: int = 3600
+    poll_max_pages: int = 10
     # Token custody (refresh policy, keep-alive sweep, secret cache, metrics): see TokenPolicy.
     tokens: TokenPolicy = field(default_factory=lambda: TokenPolicy())
     # Delivery probe and offline pull (b24core.events.probe / offline): see DeliveryPolicy.
@@ -89,6 +94,9 @@ class Settings:
             recheck_interval_s=int(e.get("B24_RECHECK_INTERVAL_S") or 7 * 24 * 3600),
             recheck_soon_s=int(e.get("B24_RECHECK_SOON_S") or 3600),
             check_budget_s=float(e.get("B24_CHECK_BUDGET_S") or 12.0),
+            poll_overlap_s=int(_number(e, "B24_POLL_OVERLAP_S", 60)),
+            poll_reconcile_s=int(_number(e, "B24_POLL_RECONCILE_S", 3600)),
+            poll_max_pages=max(1, int(_number(e, "B24_POLL_MAX_PAGES", 10))),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
             auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
             rate_threshold=float(e.get("B24_RATE_X", "50")),

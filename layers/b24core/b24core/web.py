@@ -39,6 +39,10 @@ def handle_install(event: dict[str, Any]) -> dict[str, Any]:
         if req.method != "POST":
             raise HttpError(405, "method_not_allowed", "use POST")
         form = read_form(req, settings.max_body_bytes)
+        if req.path.rstrip("/").endswith("/connect"):
+            from b24core.connect_page import handle_connect  # rare: off the install path's imports
+
+            return handle_connect(req, form, settings)
         claim = claim_from_request(req.query, form)
         service = InstallService(
             runtime.portal_store(),

@@ -21,6 +21,8 @@ class PortalAuth:
     member_id: str
     state: PortalState
     application_token: str = field(repr=False)
+    #: The outgoing webhook's token, when one is connected (b24core.webhooks).
+    webhook_token: str = field(default="", repr=False)
 
 
 class AuthReader(Protocol):
@@ -40,7 +42,7 @@ class DynamoAuthReader:
         item = self.client.get_item(
             TableName=self.table_name,
             Key={"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": "PORTAL"}},
-            ProjectionExpression="#s, application_token",
+            ProjectionExpression="#s, application_token, webhook_token",
             ExpressionAttributeNames={"#s": "state"},
             ConsistentRead=True,
         ).get("Item")
@@ -50,6 +52,7 @@ class DynamoAuthReader:
             member_id=member_id,
             state=PortalState(item["state"]["S"]),
             application_token=item.get("application_token", {}).get("S", ""),
+            webhook_token=item.get("webhook_token", {}).get("S", ""),
         )
 
 

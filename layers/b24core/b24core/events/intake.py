@@ -11,7 +11,7 @@ import hmac
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from b24core.apigw import HttpError
@@ -22,6 +22,8 @@ from b24core.portals.states import PortalState
 
 _EVENT_NAME_MAX = 128
 _EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:]+$")
+#: Events only the app itself receives: an outgoing webhook's token never proves them.
+_APP_ONLY_EVENTS = frozenset({"ONAPPINSTALL", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPTEST", "ONOFFLINEEVENT"})
 
 
 class PortalLookup(Protocol):
@@ -67,22 +69,45 @@ class EventIntake:
             raise HttpError(401, "missing_application_token", "missing auth[application_token]")
         remember_secret(app_token)
         portal = self.portals.get(member_id)
-        if portal is not None and not _same(portal.application_token, app_token):
+        if portal is not None and not _proves(portal, app_token, event):
             portal = self.portals.get(member_id, fresh=True)  # the token may have just been rotated
+        if portal is None:
+            portal, member_id = self._webhook_alias(auth, app_token, event, member_id)
         if portal is None:
             self._refuse("unknown_portal", event, member_id)
             raise HttpError(401, "unknown_portal", "no installation for this member_id")
-        if portal.state == PortalState.DELETED or not portal.application_token:
+        if portal.state == PortalState.DELETED or not (portal.application_token or portal.webhook_token):
             self._refuse("portal_uninstalled", event, member_id)
             raise HttpError(403, "portal_uninstalled", "the app is not installed on this portal")
-        if not _same(portal.application_token, app_token):
+        if not _proves(portal, app_token, event):
             self._refuse("application_token_mismatch", event, member_id)
             raise HttpError(403, "application_token_mismatch", "application_token does not match")
         return event.upper(), member_id
 
+    def _webhook_alias(
+        self, auth: dict[str, Any], given: str, event: str, member_id: str
+    ) -> tuple[PortalAuth | None, str]:
+        """A portal connected only by webhook is stored under an id derived from its REST base (the
+        webhook never told us the member_id); its outgoing webhook's events are matched to it there."""
+        endpoint = auth.get("client_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            domain = auth.get("domain")
+            endpoint = f"https://{domain}/rest/" if isinstance(domain, str) and domain else ""
+        if not endpoint:
+            return None, member_id
+        from b24core.webhook_ids import webhook_member_id
+
+        alias = webhook_member_id(endpoint)
+        candidate = self.portals.get(alias)
+        if candidate is not None and candidate.webhook_token and _proves(candidate, given, event):
+            return candidate, alias
+        return None, member_id
+
     def accept(self, form: dict[str, Any]) -> Accepted:
         event, member_id = self.verify(form)
         message = strip_tokens(form, int(self.clock()))
+        if message.member_id != member_id:  # matched through the webhook alias
+            message = replace(message, member_id=member_id)
         self.sink.send(message)
         return Accepted(event=event, member_id=member_id)
 
@@ -98,6 +123,18 @@ class EventIntake:
                 "member_id": member_id,
             },
         )
+
+
+def _proves(portal: PortalAuth, given: str, event: str) -> bool:
+    """The app's application_token, or the connected outgoing webhook's (its events carry no OAuth);
+    the webhook's never proves the app's own lifecycle and delivery events."""
+    app_ok = bool(portal.application_token) and _same(portal.application_token, given)
+    hook_ok = (
+        bool(portal.webhook_token)
+        and event.upper() not in _APP_ONLY_EVENTS
+        and _same(portal.webhook_token, given)
+    )
+    return app_ok or hook_ok
 
 
 def _same(stored: str, given: str) -> bool:

@@ -29,6 +29,8 @@ class Portal:
     refresh_token: str = field(default="", repr=False)
     access_expires_at: int = 0
     application_token: str = field(default="", repr=False)
+    #: An outgoing webhook's application token (b24core.webhooks): its events are verified with it.
+    webhook_token: str = field(default="", repr=False)
     scope: str = ""
     status: str = ""
     user_id: str = ""

@@ -133,6 +133,7 @@ class _PortalItem(Model):
     refresh_token = UnicodeAttribute(null=True)
     access_expires_at = NumberAttribute(default=0)
     application_token = UnicodeAttribute(null=True)
+    webhook_token = UnicodeAttribute(null=True)
     scope = UnicodeAttribute(null=True)
     status = UnicodeAttribute(null=True)
     user_id = UnicodeAttribute(null=True)
@@ -181,6 +182,7 @@ def _to_portal(item: _PortalItem) -> Portal:
         refresh_token=item.refresh_token or "",
         access_expires_at=int(item.access_expires_at or 0),
         application_token=item.application_token or "",
+        webhook_token=item.webhook_token or "",
         scope=item.scope or "",
         status=item.status or "",
         user_id=item.user_id or "",
@@ -229,6 +231,7 @@ class DynamoPortalStore:
             refresh_token=portal.refresh_token or None,
             access_expires_at=portal.access_expires_at,
             application_token=portal.application_token or None,
+            webhook_token=portal.webhook_token or None,
             scope=portal.scope or None,
             status=portal.status or None,
             user_id=portal.user_id or None,

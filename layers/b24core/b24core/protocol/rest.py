@@ -95,8 +95,10 @@ def call_rest(
     remember_secret(token)
     url = f"{endpoint}{method}"
     http = client or http_client(timeout_s)
+    # An empty token: the endpoint itself authorizes the call (an incoming webhook's URL carries its code).
+    body = {**params, "auth": token} if token else dict(params)
     try:
-        resp = http.post(url, json={**params, "auth": token}, timeout=timeout_s)
+        resp = http.post(url, json=body, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise TransportError(f"{method}: portal unreachable ({type(exc).__name__})") from None
     if resp.status_code in _REDIRECTS:
