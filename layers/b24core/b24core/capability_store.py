@@ -22,6 +22,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.portals.store import PORTAL_SK, portal_pk
 
 HISTORY_PREFIX = "CAPHIST#"
@@ -143,19 +144,7 @@ class _RecheckItem(Model):
 
 @lru_cache(maxsize=24)
 def _model(base: type[Model], table_name: str, region: str, host: str | None) -> Any:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type(base.__name__.lstrip("_"), (base,), {"Meta": meta})
+    return bind_model(base, table_name, region, host)
 
 
 class DynamoCapabilityStore:

@@ -18,6 +18,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.portals.store import portal_pk
 
 REFRESH_LEASE_SK = "LEASE#refresh"
@@ -98,19 +99,7 @@ class _LeaseItem(Model):
 
 @lru_cache(maxsize=8)
 def _lease_model(table_name: str, region: str, host: str | None) -> type[_LeaseItem]:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type("LeaseItem", (_LeaseItem,), {"Meta": meta})
+    return bind_model(_LeaseItem, table_name, region, host)
 
 
 class DynamoLeaseStore:

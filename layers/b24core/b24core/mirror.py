@@ -10,6 +10,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.portals.store import portal_pk
 
 
@@ -26,8 +27,7 @@ class _DealItem(Model):
 
 @lru_cache(maxsize=8)
 def _deal_model(table_name: str, region: str, host: str | None) -> type[_DealItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type("DealItem", (_DealItem,), {"Meta": meta})
+    return bind_model(_DealItem, table_name, region, host)
 
 
 class DealMirror:

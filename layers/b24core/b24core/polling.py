@@ -32,6 +32,7 @@ from pynamodb.exceptions import PutError
 from pynamodb.models import Model
 
 from b24core.client import PortalClient
+from b24core.dynamo import bind_model
 from b24core.events.message import QueuedEvent
 from b24core.logs import logger
 from b24core.portals.store import StaleWrite, portal_pk
@@ -115,19 +116,7 @@ class _PollItem(Model):
 
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str, host: str | None) -> type[_PollItem]:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type("PollItem", (_PollItem,), {"Meta": meta})
+    return bind_model(_PollItem, table_name, region, host)
 
 
 class DynamoPollStore:

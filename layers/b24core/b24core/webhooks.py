@@ -35,6 +35,7 @@ from pynamodb.exceptions import PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.logs import logger, mask_known, remember_secret
 from b24core.manifest import Manifest
 from b24core.portals.model import Portal
@@ -279,19 +280,7 @@ class _WebhookItem(Model):
 
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str, host: str | None) -> type[_WebhookItem]:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type("WebhookItem", (_WebhookItem,), {"Meta": meta})
+    return bind_model(_WebhookItem, table_name, region, host)
 
 
 class DynamoWebhookStore:

@@ -34,6 +34,7 @@ from pynamodb.exceptions import PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.portals.states import IllegalTransition
 from b24core.portals.store import StaleWrite, portal_pk
 
@@ -301,19 +302,7 @@ class _DeliveryItem(Model):
 
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str, host: str | None) -> type[_DeliveryItem]:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type("DeliveryItem", (_DeliveryItem,), {"Meta": meta})
+    return bind_model(_DeliveryItem, table_name, region, host)
 
 
 _ENUMS: dict[str, Callable[[Any], Any]] = {"mode": DeliveryMode, "probe_outcome": ProbeOutcome}

@@ -17,6 +17,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from b24core.dynamo import bind_model
 from b24core.portals import token_index
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.states import PortalState, TokenState
@@ -154,19 +155,7 @@ class _PortalItem(Model):
 
 @lru_cache(maxsize=8)
 def _portal_model(table_name: str, region: str, host: str | None) -> type[_PortalItem]:
-    meta = type(
-        "Meta",
-        (),
-        {
-            "table_name": table_name,
-            "region": region,
-            "host": host,
-            "connect_timeout_seconds": 3,
-            "read_timeout_seconds": 5,
-            "max_retry_attempts": 3,
-        },
-    )
-    return type("PortalItem", (_PortalItem,), {"Meta": meta})
+    return bind_model(_PortalItem, table_name, region, host)
 
 
 def _to_portal(item: _PortalItem) -> Portal:
