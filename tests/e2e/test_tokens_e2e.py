@@ -73,6 +73,14 @@ def test_a_dead_refresh_token_is_flagged_alarmed_and_heals_when_the_admin_opens_
     assert sim.open_app(portal.domain, f"{stack.gateway_url}/install").status_code == 200
     healed = store.get(portal.member_id)
     assert healed.token_state == TokenState.ACTIVE and healed.refresh_token != stored.refresh_token
+    assert healed.token_state_reason == "verified_pair"
+    back = [
+        json.loads(line)
+        for path in stack.logs_dir.rglob("InstallFunction.log")
+        for line in path.read_text(errors="replace").splitlines()
+        if '"TokenStateEntered"' in line and line.startswith("{")
+    ]
+    assert any(m.get("state") == "active" for m in back)  # the way back is counted too
     deal_id = portal.ui_deal_add({"TITLE": "after healing"})
     wait_for(lambda: mirror.get(portal.member_id, str(deal_id)) is not None, what="the deal handled again")
 

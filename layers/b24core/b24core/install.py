@@ -22,6 +22,7 @@ from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.errors import AuthError, B24Error, BadResponse, TransportError
 from b24core.protocol.oauth import AppInfo, AuthServer
+from b24core.tokens import announce_token_state
 
 
 @dataclass(frozen=True)
@@ -159,28 +160,20 @@ class InstallService:
             if current is None or current.state == PortalState.DELETED:
                 self._refuse("not_installed", claim, "update for a portal the app is not installed on")
                 raise HttpError(409, "not_installed", "the app is not installed on this portal")
-            base = current
-            if base.token_state != TokenState.ACTIVE:
-                base = base.with_token_state(TokenState.ACTIVE)
-            portal = replace(
-                base,
-                domain=claim.domain,
-                client_endpoint=endpoint,
-                server_endpoint=claim.server_endpoint or base.server_endpoint,
-                access_token=claim.access_token,
-                refresh_token=claim.refresh_token,
-                access_expires_at=now + claim.expires_in,
-                application_token=claim.application_token,
-                scope=info.scope or claim.scope or base.scope,
-                status=info.install.status or base.status,
-                app_version=version or info.install.version or base.app_version,
-                updated_at=now,
-                refreshed_at=now,
+            portal = _with_verified_pair(
+                current,
+                claim,
+                endpoint,
+                now,
+                scope=info.scope or claim.scope or current.scope,
+                status=info.install.status or current.status,
+                app_version=version or info.install.version or current.app_version,
             )
             try:
                 saved = self.store.save(portal)
             except StaleWrite:
                 continue
+            announce_token_state(current, saved)
             logger.info(
                 "portal updated",
                 extra={
@@ -246,30 +239,24 @@ class InstallService:
             )
             if base.state != PortalState.ACTIVE:
                 base = base.with_state(PortalState.ACTIVE)
-            if base.token_state != TokenState.ACTIVE:
-                base = base.with_token_state(TokenState.ACTIVE)
-            portal = replace(
+            portal = _with_verified_pair(
                 base,
-                domain=claim.domain,
-                client_endpoint=endpoint,
-                server_endpoint=claim.server_endpoint or base.server_endpoint,
-                access_token=claim.access_token,
-                refresh_token=claim.refresh_token,
-                access_expires_at=now + claim.expires_in,
-                application_token=claim.application_token,
+                claim,
+                endpoint,
+                now,
                 scope=scope,
                 status=status,
                 user_id=claim.user_id or base.user_id,
                 language=claim.language or base.language,
                 install_path=claim.path,
                 installed_at=base.installed_at or now,
-                updated_at=now,
-                refreshed_at=now,
             )
             try:
                 saved = self.store.save(portal)
             except StaleWrite:
                 continue
+            if current is not None:
+                announce_token_state(current, saved)
             logger.info(
                 "portal installed",
                 extra={
@@ -296,3 +283,29 @@ class InstallService:
                 "install_path": claim.path,
             },
         )
+
+
+#: Why a portal is active again: a fresh pair the authorization server vouched for.
+VERIFIED_PAIR = "verified_pair"
+
+
+def _with_verified_pair(base: Portal, claim: InstallClaim, endpoint: str, now: int, **fields: Any) -> Portal:
+    """The portal with the pair the authorization server just vouched for (install, reopen, update):
+    tokens, endpoints and application_token from the claim, token custody back to active."""
+    if base.token_state != TokenState.ACTIVE:
+        base = replace(
+            base.with_token_state(TokenState.ACTIVE), token_state_reason=VERIFIED_PAIR, token_state_at=now
+        )
+    return replace(
+        base,
+        domain=claim.domain,
+        client_endpoint=endpoint,
+        server_endpoint=claim.server_endpoint or base.server_endpoint,
+        access_token=claim.access_token,
+        refresh_token=claim.refresh_token,
+        access_expires_at=now + claim.expires_in,
+        application_token=claim.application_token,
+        updated_at=now,
+        refreshed_at=now,
+        **fields,
+    )

@@ -583,22 +583,7 @@ class TokenKeeper:
         )
 
     def _announce(self, before: Portal, after: Portal) -> None:
-        """Log and count a token state change (no secrets)."""
-        if before.token_state == after.token_state:
-            return
-        metrics.emit("TokenStateEntered", state=str(after.token_state))
-        level = logger.info if after.token_state == TokenState.ACTIVE else logger.warning
-        level(
-            "token state changed",
-            extra={
-                "action": "token_state",
-                "outcome": str(after.token_state),
-                "from_state": str(before.token_state),
-                "reason": after.token_state_reason,
-                "member_id": after.member_id,
-                "domain": after.domain,
-            },
-        )
+        announce_token_state(before, after)
 
     # ------------------------------------------------------------------ helpers
     def _foreign(self, info: AppInfo, member_id: str) -> str:
@@ -642,3 +627,22 @@ def _reason(exc: B24Error) -> str:
         "TRANSPORT_ERROR": "auth_server_unreachable",
         "BAD_RESPONSE": "auth_server_bad_answer",
     }.get(exc.code, exc.code.lower() if exc.code else "error")
+
+
+def announce_token_state(before: Portal, after: Portal) -> None:
+    """Log and count a token state change (no secrets); every path that changes the state calls it."""
+    if before.token_state == after.token_state:
+        return
+    metrics.emit("TokenStateEntered", state=str(after.token_state))
+    level = logger.info if after.token_state == TokenState.ACTIVE else logger.warning
+    level(
+        "token state changed",
+        extra={
+            "action": "token_state",
+            "outcome": str(after.token_state),
+            "from_state": str(before.token_state),
+            "reason": after.token_state_reason,
+            "member_id": after.member_id,
+            "domain": after.domain,
+        },
+    )
