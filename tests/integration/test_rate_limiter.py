@@ -69,3 +69,26 @@ def test_per_portal_limits_and_method_blocks(services, member_id):
     assert lim.acquire(member_id, method="crm.deal.get") == 0.0
     lim.block(member_id, "crm.deal.list", clock.now + 60)
     assert 59 <= lim.acquire(member_id, method="crm.deal.list") <= 60
+
+
+def test_waiting_time_is_told_without_spending(services, member_id):
+    clock = Clock()
+    budget = limiter(services, clock)
+    for _ in range(50):
+        assert budget.acquire(member_id) == 0.0
+    assert budget.wait_for(member_id) == 0.5  # one request drains in 1 / Y seconds
+    assert budget.wait_for(member_id, cost=10) == 5.0
+    assert budget.wait_for(member_id) == 0.5  # asking spent nothing
+    clock.now += 0.5
+    assert budget.wait_for(member_id) == 0.0 and budget.acquire(member_id) == 0.0
+
+
+def test_read_marks_round_trip_past_the_batch_api_page_sizes(services, member_id):
+    from b24core.events.read_marks import ReadMarks
+
+    marks = ReadMarks(services.client("dynamodb"), services.resources["AppTable"])
+    reads = {("crm.deal.get", str(i)): 1_000.0 + i for i in range(130)}  # > 100 keys, > 25 writes
+    marks.mark(member_id, reads)
+    got = marks.last_reads(member_id, [*reads, ("crm.deal.get", "999")])
+    assert got == reads
+    assert marks.last_reads("someone-else", list(reads)) == {}

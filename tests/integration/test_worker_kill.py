@@ -112,7 +112,7 @@ def test_a_worker_killed_mid_batch_processes_everything_with_each_side_effect_on
         load_portal=lambda m: Portal_(m).portal,
         make_client=lambda p: Portal_(p.member_id),
         limiter=RateLimiter(ddb, table, RateLimit(50, 2)),
-        requeue=lambda b, d: None,
+        requeue=lambda b, d: set(),
         idempotent=wrap,
         wait=lambda s: None,
     )

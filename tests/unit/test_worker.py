@@ -25,6 +25,9 @@ class FakeLimiter:
             return 0.0
         return 30.0
 
+    def wait_for(self, member_id, cost=1.0, method=None):
+        return 0.0 if self.budget >= cost else 30.0
+
     def saturate(self, member_id):
         self.saturated += 1
 
@@ -33,8 +36,9 @@ class FakeLimiter:
 
 
 class FakeClient:
-    def __init__(self, deals=None, error=None):
+    def __init__(self, deals=None, error=None, now=1000.0):
         self.portal = PORTAL
+        self.now = now
         self.batches: list[int] = []
         self.deals = deals if deals is not None else {}
         self.error = error
@@ -44,14 +48,15 @@ class FakeClient:
             raise self.error
         assert len(commands) <= 50
         self.batches.append(len(commands))
-        result, errors = {}, {}
+        result, errors, times = {}, {}, {}
         for key, (_method, params) in commands.items():
             deal = self.deals.get(str(params["id"]))
+            times[key] = {"start": self.now, "finish": self.now}
             if deal is None:
                 errors[key] = {"error": "", "error_description": "Not found"}
             else:
                 result[key] = deal
-        return {"result": result, "error": errors}
+        return {"result": result, "error": errors, "time": times}
 
 
 def record(i: int, event: str, deal_id: int, member_id: str = "m1") -> dict:
@@ -76,7 +81,7 @@ def record(i: int, event: str, deal_id: int, member_id: str = "m1") -> dict:
     }
 
 
-def make(client: FakeClient, limiter=None, requeued=None):
+def make(client: FakeClient, limiter=None, requeued=None, marks=None, refuse=()):
     reg = Registry()
     seen: list[tuple[str, str | None, dict | None]] = []
 
@@ -94,11 +99,23 @@ def make(client: FakeClient, limiter=None, requeued=None):
         load_portal=lambda m: PORTAL,
         make_client=lambda p: client,
         limiter=limiter or FakeLimiter(),
-        requeue=lambda body, d: requeued.append((body, d)),
+        requeue=lambda bodies, d: requeue(requeued, refuse, bodies, d),
         max_wait_s=1.0,
         wait=lambda s: None,
+        marks=marks,
     )
     return worker, seen, requeued
+
+
+def requeue(requeued, refuse, bodies, delay):
+    """SQS's SendMessageBatch: takes what it takes, says which positions it refused."""
+    failed = set()
+    for i, body in enumerate(bodies):
+        if json.loads(body)["data"]["FIELDS"]["ID"] in refuse:
+            failed.add(i)
+        else:
+            requeued.append((body, delay))
+    return failed
 
 
 def test_repeated_updates_of_one_deal_cost_one_read_and_many_deals_share_batch_calls():
@@ -166,7 +183,7 @@ def test_a_failing_handler_fails_only_its_own_record():
             raise ValueError("handler bug")
 
     worker = Worker(
-        reg, lambda m: PORTAL, lambda p: client, FakeLimiter(), lambda b, d: None, wait=lambda s: None
+        reg, lambda m: PORTAL, lambda p: client, FakeLimiter(), lambda b, d: set(), wait=lambda s: None
     )
     out = worker({"Records": [record(1, "ONCRMDEALUPDATE", 1), record(2, "ONCRMDEALUPDATE", 2)]}, None)
     assert out["batchItemFailures"] == [{"itemIdentifier": "msg-2"}]
@@ -177,3 +194,99 @@ def test_malformed_messages_are_dropped_not_retried_forever():
     rec = record(1, "ONCRMDEALUPDATE", 1)
     rec["body"] = "not json"
     assert worker({"Records": [rec]}, None)["batchItemFailures"] == []
+
+
+class FakeMarks:
+    """The read-marks store in memory: (member, (method, id)) -> portal time of the last read."""
+
+    def __init__(self, known=None):
+        self.t = dict(known or {})
+
+    def last_reads(self, member_id, keys):
+        return {k: self.t[(member_id, k)] for k in keys if (member_id, k) in self.t}
+
+    def mark(self, member_id, reads):
+        self.t.update({(member_id, k): v for k, v in reads.items()})
+
+
+def test_a_read_in_an_earlier_batch_covers_older_events_of_the_object_but_not_newer_ones():
+    deals = {"1": {"ID": "1"}, "2": {"ID": "2"}}
+    marks = FakeMarks()
+    client = FakeClient(deals, now=1000.0)
+    worker, seen, _ = make(client, marks=marks)
+    worker({"Records": [record(900, "ONCRMDEALUPDATE", 1), record(901, "ONCRMDEALUPDATE", 2)]}, None)
+    assert sum(client.batches) == 2 and marks.t[("m1", ("crm.deal.get", "1"))] == 1000.0
+    seen.clear()
+    # ts 998 changed before the read at 1000 (whole seconds: before 999 < 1000 - margin): covered.
+    # ts 999 may be 999.9, too close to the read: read again. ts 1005 is after it: read again.
+    out = worker({"Records": [record(998, "ONCRMDEALUPDATE", 1), record(999, "ONCRMDEALUPDATE", 2)]}, None)
+    assert out["batchItemFailures"] == []
+    assert sum(client.batches) == 3 and [s[1] for s in seen] == ["2"]
+    worker({"Records": [record(1005, "ONCRMDEALUPDATE", 1)]}, None)
+    assert sum(client.batches) == 4 and [s[1] for s in seen] == ["2", "1"]
+
+
+def test_events_without_a_timestamp_are_always_read():
+    marks = FakeMarks({("m1", ("crm.deal.get", "1")): 10**10})
+    client = FakeClient({"1": {"ID": "1"}})
+    worker, seen, _ = make(client, marks=marks)
+    rec = record(1, "ONCRMDEALUPDATE", 1)
+    body = json.loads(rec["body"])
+    body["ts"] = ""
+    rec["body"] = json.dumps(body)
+    worker({"Records": [rec]}, None)
+    assert client.batches == [1] and len(seen) == 1
+
+
+def test_reads_done_before_the_budget_ran_out_are_kept_and_only_the_rest_goes_back():
+    deals = {str(i): {"ID": str(i)} for i in range(120)}
+    client = FakeClient(deals)
+    worker, seen, requeued = make(client, limiter=FakeLimiter(budget=2))
+    records = [record(i, "ONCRMDEALUPDATE", i) for i in range(120)] + [record(500, "ONCRMDEALDELETE", 999)]
+    out = worker({"Records": records}, None)
+    assert out["batchItemFailures"] == []
+    assert client.batches == [50, 50]
+    handled = {s[1] for s in seen}
+    assert len(handled - {"999"}) == 100 and "999" in handled  # the delete needs no budget
+    back = sorted(int(json.loads(b)["data"]["FIELDS"]["ID"]) for b, _ in requeued)
+    assert back == list(range(100, 120)) and all(d >= 1 for _, d in requeued)
+
+
+def test_a_part_filled_read_is_held_back_once_the_budget_is_spent_and_read_when_held_enough():
+    deals = {str(i): {"ID": str(i)} for i in range(60)}
+    client = FakeClient(deals)
+    limiter = FakeLimiter(budget=1)
+    worker, seen, requeued = make(client, limiter=limiter)
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
+    assert client.batches == [50] and len(requeued) == 10
+    assert all(json.loads(b)["held"] == 1 for b, _ in requeued)
+    # Held MAX_HOLDS times already: read even though that takes a part-filled request.
+    limiter.budget = 1
+    full = [record(i, "ONCRMDEALUPDATE", i) for i in range(50)]
+    tail = []
+    for n, (body, _) in enumerate(requeued):
+        rec = record(1000 + n, "ONCRMDEALUPDATE", 0)
+        msg = json.loads(body)
+        msg["held"] = 2
+        rec["body"] = json.dumps(msg)
+        tail.append(rec)
+    requeued.clear()
+    limiter.budget = 2
+    worker({"Records": full + tail}, None)
+    assert client.batches[-2:] == [50, 10] and requeued == []
+
+
+def test_a_part_filled_read_is_not_held_while_the_budget_has_room():
+    deals = {str(i): {"ID": str(i)} for i in range(60)}
+    client = FakeClient(deals)
+    worker, _, requeued = make(client, limiter=FakeLimiter(budget=5))
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
+    assert client.batches == [50, 10] and requeued == []
+
+
+def test_an_event_sqs_would_not_take_back_fails_instead_of_vanishing():
+    client = FakeClient({"1": {"ID": "1"}, "2": {"ID": "2"}})
+    worker, seen, requeued = make(client, limiter=FakeLimiter(budget=0), refuse={"2"})
+    out = worker({"Records": [record(1, "ONCRMDEALUPDATE", 1), record(2, "ONCRMDEALUPDATE", 2)]}, None)
+    assert out["batchItemFailures"] == [{"itemIdentifier": "msg-2"}]
+    assert len(requeued) == 1 and seen == []

@@ -68,6 +68,17 @@ class RateLimiter:
                 return 0.0
         return 0.05  # heavy contention: back off briefly and try again
 
+    def wait_for(self, member_id: str, cost: float = 1.0, method: str | None = None) -> float:
+        """Seconds until ``cost`` requests would fit, spending nothing (0 when they fit now)."""
+        item = self._read(member_id)
+        now = self.clock()
+        limit = self.limit_for(item)
+        blocked = _blocked_until(item, method)
+        level = float(item["level"]["N"]) if "level" in item else 0.0
+        at = float(item["at"]["N"]) if "at" in item else now
+        level = max(0.0, level - max(0.0, now - at) * limit.drain_per_s)
+        return max(blocked - now, (level + cost - limit.threshold) / limit.drain_per_s, 0.0)
+
     def saturate(self, member_id: str) -> None:
         """The portal answered QUERY_LIMIT_EXCEEDED: its bucket is full whatever we counted."""
         for _ in range(self.attempts):

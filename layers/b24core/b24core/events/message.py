@@ -25,6 +25,8 @@ class QueuedEvent:
     user_id: str = ""
     source: str = "online"
     received_at: int = 0
+    #: How many times the worker held this event back to pack its read with later ones (bounded).
+    held: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
@@ -39,6 +41,7 @@ class QueuedEvent:
                 "user_id": self.user_id,
                 "source": self.source,
                 "received_at": self.received_at,
+                **({"held": self.held} if self.held else {}),
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -59,6 +62,7 @@ class QueuedEvent:
             user_id=str(raw.get("user_id") or ""),
             source=str(raw.get("source") or "online"),
             received_at=int(raw.get("received_at") or 0),
+            held=int(raw.get("held") or 0),
         )
 
 

@@ -19,8 +19,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from b24core.client import BatchResult
 from b24core.events.limiter import RateLimiter
 from b24core.events.message import QueuedEvent
+from b24core.events.read_marks import ObjectKey, ReadMarks, covered, read_time
 from b24core.logs import logger
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
@@ -30,6 +32,8 @@ from b24core.registry import Event, HandlerContext, Registry
 from b24core.tokens import PortalUnavailable
 
 MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
+MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
+REQUEUE_BATCH = 10  # SendMessageBatch entries per request
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Plan:
     """What the prefetch decided for each record of the batch (by SQS messageId)."""
 
     events: dict[str, Event] = field(default_factory=dict)
+    messages: dict[str, QueuedEvent] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
     failed: set[str] = field(default_factory=set)
     portals: dict[str, Portal] = field(default_factory=dict)
@@ -64,13 +69,14 @@ class LimitedClient:
         p: Portal = self._client.portal
         return p
 
-    def _spend(self, method: str | None) -> None:
+    def _spend(self, method: str | None, wait_up_to: float | None = None) -> None:
         waited = 0.0
+        most = self._max_wait_s if wait_up_to is None else max(0.0, min(self._max_wait_s, wait_up_to))
         while True:
             delay = self._limiter.acquire(self._member_id, method=method)
             if delay <= 0:
                 return
-            if waited + delay > self._max_wait_s:
+            if waited + delay > most:
                 raise QueryLimitExceeded("the portal's REST budget is spent for now")
             self._wait(delay)
             waited += delay
@@ -79,16 +85,24 @@ class LimitedClient:
         self._spend(method)
         return self._guard(method, lambda: self._client.call(method, params))
 
-    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], halt: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"result": {}, "error": {}}
+    def batch(
+        self,
+        commands: dict[str, tuple[str, dict[str, Any]]],
+        halt: bool = False,
+        wait_up_to: float | None = None,
+    ) -> dict[str, Any]:
+        """Like PortalClient.batch; ``wait_up_to`` bounds the wait for budget (the worker's read deadline)."""
+        out: dict[str, Any] = {"result": {}, "error": {}, "time": {}}
         items = list(commands.items())
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = dict(items[start : start + BATCH_LIMIT])
             methods = {m for m, _ in chunk.values()}
-            self._spend(next(iter(methods)) if len(methods) == 1 else None)
+            self._spend(next(iter(methods)) if len(methods) == 1 else None, wait_up_to)
             answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
             out["result"].update(answer["result"] or {})
             out["error"].update(answer["error"] or {})
+            times = answer["time"] if isinstance(answer, BatchResult) else answer.get("time")
+            out["time"].update(times or {})
         return out
 
     def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
@@ -109,12 +123,13 @@ class Worker:
         load_portal: Callable[[str], Portal | None],
         make_client: Callable[[Portal], Any],
         limiter: RateLimiter,
-        requeue: Callable[[str, int], None],
+        requeue: Callable[[list[str], int], set[int] | None],
         idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
         max_wait_s: float = 5.0,
         wait: Callable[[float], None] = time.sleep,
         backoff: Callable[[str, int], None] | None = None,
         retry_base_s: float = 10.0,
+        marks: ReadMarks | None = None,
     ) -> None:
         self.registry = registry
         self.load_portal = load_portal
@@ -125,12 +140,16 @@ class Worker:
         self.wait = wait
         self.backoff = backoff
         self.retry_base_s = retry_base_s
+        self.marks = marks
+        self._read_deadline = 0.0
         self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
         self._plan = Plan()
         self._clients: dict[str, LimitedClient] = {}
 
     # ---- the Lambda entry
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
+        self._read_deadline = time.monotonic() + self.max_wait_s
         self._plan = self.prefetch(event.get("Records") or [])
         # An all-failed batch is still answered with its failures (not an error), so each record gets its
         # own backoff instead of the whole batch waiting out the queue's visibility timeout.
@@ -176,6 +195,7 @@ class Worker:
                 continue
             ev = Event.from_message(message)
             plan.events[mid] = ev
+            plan.messages[mid] = message
             by_portal.setdefault(ev.member_id, []).append(mid)
             method = self.registry.fetch_method(ev.name)
             if method and ev.object_id is not None:
@@ -200,18 +220,69 @@ class Worker:
         wanted = {mid: (m, oid) for (mem, m, oid), mid in latest.items() if mem == member_id and mid in mids}
         # A delete that is the latest event of an object needs no read.
         reads = {mid: mo for mid, mo in wanted.items() if not plan.events[mid].name.endswith("DELETE")}
+        self._skip_covered(plan, member_id, reads)
         if not reads:
             return
+        # Events without a declared read may call REST themselves: they wait for budget like reads do.
+        unread_others = [mid for mid in mids if mid not in wanted]
         client = self._client(portal)
-        commands = {f"r{i}": (method, {"id": oid}) for i, (method, oid) in enumerate(reads.values())}
+        items = list(reads.items())
+        chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+        marks: dict[ObjectKey, float] = {}
         try:
-            answer = client.batch(commands)
-        except (QueryLimitExceeded, OperationTimeLimit) as exc:
-            delay = self._defer_delay(member_id, exc)
-            for mid in mids:
-                self._defer(plan, mid, delay)
+            for n, chunk in enumerate(chunks):
+                if n and self._hold_for_packing(plan, member_id, chunk):
+                    break
+                stopped = self._read_chunk(plan, client, member_id, chunk, marks)
+                if stopped is not None:
+                    rest = [mid for later in chunks[n:] for mid, _ in later]
+                    self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
+                    return
+        finally:
+            if marks and self.marks is not None:
+                self.marks.mark(member_id, marks)
+
+    def _skip_covered(self, plan: Plan, member_id: str, reads: dict[str, tuple[str, str]]) -> None:
+        """Drop reads that an earlier batch's read already covered (see read_marks)."""
+        if self.marks is None or not reads:
             return
-        except PortalUnavailable as exc:
+        last = self.marks.last_reads(member_id, set(reads.values()))
+        for mid, key in list(reads.items()):
+            if covered(plan.events[mid].ts, last.get(key)):
+                plan.skip[mid] = "read_since"
+                del reads[mid]
+
+    def _read_chunk(
+        self,
+        plan: Plan,
+        client: LimitedClient,
+        member_id: str,
+        chunk: list[tuple[str, tuple[str, str]]],
+        marks: dict[ObjectKey, float],
+    ) -> Exception | None:
+        """One `batch` request of up to 50 reads; returns what stopped the reads, or None."""
+        commands = {f"r{i}": (method, {"id": oid}) for i, (_mid, (method, oid)) in enumerate(chunk)}
+        try:
+            answer = client.batch(commands, wait_up_to=self._read_deadline - time.monotonic())
+        except (QueryLimitExceeded, OperationTimeLimit, PortalUnavailable, B24Error) as exc:
+            return exc
+        for key, (mid, obj_key) in zip(commands, chunk, strict=True):
+            obj = answer["result"].get(key)
+            if isinstance(obj, dict):
+                plan.events[mid] = replace(plan.events[mid], object=obj)
+                at = read_time(answer["time"].get(key)) if "time" in answer else None
+                if at is not None:
+                    marks[obj_key] = at
+            elif _not_found(answer["error"].get(key)):
+                plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
+            else:
+                plan.failed.add(mid)
+        return None
+
+    def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
+        if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
+            self._defer(plan, mids, self._defer_delay(member_id, exc, requests))
+        elif isinstance(exc, PortalUnavailable):
             for mid in mids:
                 plan.skip[mid] = "portal_unavailable"
             logger.warning(
@@ -223,19 +294,20 @@ class Worker:
                     "reason": str(exc),
                 },
             )
-            return
-        except B24Error:
+        else:
             plan.failed.update(mids)  # SQS retries them; after maxReceiveCount they reach the DLQ
             raise_logged(member_id)
-            return
-        for key, mid in zip(commands, reads, strict=True):
-            obj = answer["result"].get(key)
-            if isinstance(obj, dict):
-                plan.events[mid] = replace(plan.events[mid], object=obj)
-            elif _not_found(answer["error"].get(key)):
-                plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
-            else:
-                plan.failed.add(mid)
+
+    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
+        """A backlog is being read and the budget is spent: send a part-filled read back to ride with later
+        events instead of spending a whole request on it (at most MAX_HOLDS times per event)."""
+        if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
+            return False
+        wait = self.limiter.wait_for(member_id)
+        if wait <= 0:
+            return False
+        self._defer(plan, [mid for mid, _ in chunk], int(min(MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True)
+        return True
 
     def _client(self, portal: Portal) -> LimitedClient:
         client = LimitedClient(
@@ -244,19 +316,32 @@ class Worker:
         self._clients[portal.member_id] = client
         return client
 
-    def _defer_delay(self, member_id: str, exc: Exception) -> int:
+    def _defer_delay(self, member_id: str, exc: Exception, requests: int = 1) -> int:
+        """Until the portal's budget has room for the deferred reads (so they do not come back hot)."""
         if isinstance(exc, OperationTimeLimit) and exc.reset_at:
             return int(min(MAX_DELAY_S, max(1.0, exc.reset_at - time.time())))
-        wait = self.limiter.acquire(member_id, cost=0.0)
+        wait = self.limiter.wait_for(member_id, cost=float(max(1, requests)))
         return int(min(MAX_DELAY_S, max(1.0, wait + 1.0)))
 
-    def _defer(self, plan: Plan, mid: str, delay: int) -> None:
-        ev = plan.events[mid]
-        try:
-            self.requeue(_to_body(ev), delay)
-            plan.skip[mid] = "deferred"
-        except Exception:
-            plan.failed.add(mid)
+    def _defer(self, plan: Plan, mids: list[str], delay: int, hold: bool = False) -> None:
+        now = int(time.time())
+        extra = 1 if hold else 0
+        bodies = [
+            replace(plan.messages[mid], received_at=now, held=plan.messages[mid].held + extra).to_json()
+            for mid in mids
+        ]
+        failed: set[int] = set()
+        for start in range(0, len(bodies), REQUEUE_BATCH):
+            try:
+                lost = self.requeue(bodies[start : start + REQUEUE_BATCH], delay) or set()
+                failed.update(start + i for i in lost)
+            except Exception:
+                failed.update(range(start, min(len(bodies), start + REQUEUE_BATCH)))
+        for i, mid in enumerate(mids):
+            if i in failed:
+                plan.failed.add(mid)  # not requeued: SQS brings the original back (visibility backoff)
+            else:
+                plan.skip[mid] = "held" if hold else "deferred"
 
     # ---- step 2: per record (Powertools), dispatch what was planned
     def handle_record(self, record: SQSRecord) -> None:
@@ -319,16 +404,3 @@ def raise_logged(member_id: str) -> None:
         "object reads failed; events will be retried",
         extra={"action": "dispatch", "outcome": "retry", "member_id": member_id},
     )
-
-
-def _to_body(ev: Event) -> str:
-    return QueuedEvent(
-        event=ev.name,
-        member_id=ev.member_id,
-        domain=ev.domain,
-        data=ev.data,
-        ts=ev.ts,
-        user_id=ev.user_id,
-        source=ev.source,
-        received_at=int(time.time()),
-    ).to_json()

@@ -7,6 +7,7 @@ from typing import Any
 
 from b24core import runtime
 from b24core.events.limiter import RateLimit, RateLimiter
+from b24core.events.read_marks import ReadMarks
 from b24core.events.worker import Worker
 from b24core.registry import Registry
 from b24core.settings import get_settings
@@ -20,10 +21,16 @@ def limiter() -> RateLimiter:
     )
 
 
-def _requeue(body: str, delay_s: int) -> None:
-    runtime.boto_client("sqs").send_message(
-        QueueUrl=get_settings().events_queue_url, MessageBody=body, DelaySeconds=max(0, min(900, delay_s))
+def _requeue(bodies: list[str], delay_s: int) -> set[int]:
+    """Send events back delayed, ten per request; returns the positions SQS did not take."""
+    answer = runtime.boto_client("sqs").send_message_batch(
+        QueueUrl=get_settings().events_queue_url,
+        Entries=[
+            {"Id": str(i), "MessageBody": body, "DelaySeconds": max(0, min(900, delay_s))}
+            for i, body in enumerate(bodies)
+        ],
     )
+    return {int(entry["Id"]) for entry in answer.get("Failed") or []}
 
 
 def _backoff(receipt_handle: str, seconds: int) -> None:
@@ -71,5 +78,6 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         max_wait_s=get_settings().worker_max_wait_s,
         backoff=_backoff,
         retry_base_s=get_settings().retry_base_s,
+        marks=ReadMarks(runtime.boto_client("dynamodb"), get_settings().table_name),
     )
     return worker, config
