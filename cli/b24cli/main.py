@@ -56,7 +56,7 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
     history = capabilities_cmd.history_for(find_target(args.stack), portal.member_id)
     if args.json:
         delivery = delivery_cmd.view(find_target(args.stack), portal.member_id)
-        auth = webhook_cmd.view(find_target(args.stack), portal.member_id)
+        auth = webhook_cmd.view(find_target(args.stack), portal.member_id, view.get("capabilities") or {})
         print(
             json.dumps(
                 {**view, **auth, "capability_history": history, "delivery": delivery},

@@ -94,7 +94,61 @@ def events_mode(target: Target, member_id: str, conn: Any) -> str:
     return str(conn.events_by)
 
 
-def view(target: Target, member_id: str) -> dict[str, Any]:
+def _watchdog(target: Target, member_id: str) -> dict[str, Any]:
+    """What the delivery watchdog last did for this portal (b24core.watchdog)."""
+    import boto3
+
+    from b24core.events.arrivals import DynamoArrivals
+    from b24core.watchdog import DynamoWatchStore
+
+    state = DynamoWatchStore(target.table_name, target.region, target.dynamodb_endpoint).get(member_id)
+    client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.dynamodb_endpoint)
+    return {
+        "checked_at": state.checked_at if state else 0,
+        "verdict": state.verdict if state else "unknown",
+        "verdict_at": state.verdict_at if state else 0,
+        "last_event_at": DynamoArrivals(client, target.table_name).last(member_id),
+    }
+
+
+def event_queue(
+    capabilities: dict[str, Any], conn: Any, delivery: dict[str, Any] | None, watch: dict[str, Any] | None
+) -> dict[str, str]:
+    """The event-queue finding of ``portals show``: the finding, its label and how it was learned."""
+    from b24core.isolation import LABELS, QUEUE_NOT_CHECKED, QueueReach
+
+    iso = capabilities.get("isolation") if isinstance(capabilities.get("isolation"), dict) else {}
+    recorded = str((iso or {}).get("event_queue") or QueueReach.UNKNOWN)
+    if conn is not None and not conn.watched:
+        finding, note = str(QueueReach.UNKNOWN), QUEUE_NOT_CHECKED
+    elif conn is not None:
+        finding = recorded
+        last = _when((watch or {}).get("last_event_at") or 0)
+        note = {
+            str(QueueReach.UNREACHABLE): (
+                "delivery watchdog: changes made on the portal brought no outgoing-webhook event "
+                f"(found {_when((iso or {}).get('event_queue_at') or 0)}); events come by change polling "
+                "until they arrive again"
+            ),
+            str(QueueReach.OK): f"delivery watchdog: outgoing-webhook events arrive (last {last})",
+        }.get(finding, "delivery watchdog: not judged yet (it needs changes older than its grace period)")
+    elif (delivery or {}).get("blocked_since"):
+        finding, note = str(QueueReach.UNREACHABLE), "delivery probe: it did not arrive"
+    elif ((delivery or {}).get("probe") or {}).get("outcome") == "arrived":
+        finding, note = str(QueueReach.OK), "delivery probe: it arrived"
+    else:
+        finding, note = recorded, "delivery probe: no finding yet"
+    label = LABELS.get(QueueReach(finding), finding) if finding in tuple(QueueReach) else finding
+    return {"event_queue": finding, "event_queue_label": label, "event_queue_note": note}
+
+
+def _when(ts: Any) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
+
+
+def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     from b24core.webhooks import AuthMode
 
     _, webhooks = _stores(target)
@@ -103,18 +157,27 @@ def view(target: Target, member_id: str) -> dict[str, Any]:
     if conn is not None:
         out.update(conn.public_view())
     out["events_mode"] = events_mode(target, member_id, conn)
+    watch = _watchdog(target, member_id) if conn is not None and conn.watched else None
+    if watch is not None:
+        out["watchdog"] = watch
+    if capabilities is not None:
+        out.update(event_queue(capabilities, conn, delivery_view(target, member_id), watch))
     return out
 
 
 def show_rows(target: Target, capabilities: dict[str, Any], member_id: str) -> list[tuple[str, str]]:
     from b24core.isolation import summary_line
 
-    v = view(target, member_id)
+    v = view(target, member_id, capabilities)
     delivery = delivery_view(target, member_id) or {}
     rows = [("auth mode", v["auth_mode"])]
     if v["auth_mode"] == "webhook":
         rows.append(("incoming webhook", str(v["incoming_webhook"])))
-    rows.append(("events come by", str(v["events_mode"])))
+    events = str(v["events_mode"])
+    if v.get("polling_since"):
+        events += f" (since {_when(v['polling_since'])}: the outgoing webhook's events did not arrive)"
+    rows.append(("events come by", events))
+    rows.append(("event queue", f"{v['event_queue_label']} — {v['event_queue_note']}"))
     rows.append(("isolation", summary_line(capabilities, bool(delivery.get("blocked_since")))))
     iso = capabilities.get("isolation")
     for advice in (iso.get("advice") if isinstance(iso, dict) else None) or []:

@@ -173,3 +173,141 @@ def test_a_portal_known_only_by_its_webhook_gets_its_outgoing_webhook_events(
     deal = box.ui_deal_add({"TITLE": "Known by webhook"})
     wait_for(lambda: (mirror.get(alias, str(deal)) or {}).get("TITLE") == "Known by webhook", what="add")
     assert mirror.get(box.member_id, str(deal)) is None
+
+
+QUEUE_UNREACHABLE = "event queue unreachable"
+DEAL_EVENTS = ["ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"]
+
+
+def _switched(watched: dict, member_id: str) -> str | None:
+    """Where the watchdog switched this portal's events in a round (``None``: it did not)."""
+    return next((s["to"] for s in watched["switched"] if s["member_id"] == member_id), None)
+
+
+def _shown(cli, member_id: str) -> dict:
+    code, out = cli("portals", "show", member_id, "--json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_watchdog_finds_the_blocked_queue_of_an_outgoing_webhook_portal_and_polls_what_was_missed(
+    sim, stack, store, install_url, events_url, mirror, cli
+):
+    box = sim.add_portal(profile="box", queue_blocked=True)
+    box.auth_server_blocked = True
+    assert sim.install(box.domain, install_url, mode="ui", scope="crm,im,user").status_code == 200
+    found = wait_for(
+        lambda: (store.get(box.member_id) or None) and store.get(box.member_id).capabilities.get("isolation"),
+        what="the isolation diagnosis",
+    )
+    assert found["auth_server"] == "authorization_server_unreachable_from_portal"
+    # The admin thinks the queue works: an outgoing webhook, its token given to the app.
+    token = box.add_outgoing_webhook(events_url, DEAL_EVENTS)
+    incoming = box.add_incoming_webhook(["crm", "im", "user"])
+    code, out = cli("portals", "connect-webhook", "--incoming", incoming, "--outgoing-token", token, "--json")
+    assert code == 0 and json.loads(out)["events_by"] == "outgoing webhook"
+    box.restore_method("im.notify.system.add")  # the admin can be told (through the webhook)
+    assert cli("portals", "recheck", box.member_id)[0] == 0
+    shown = _shown(cli, box.member_id)
+    assert shown["event_queue"] == "unknown" and shown["events_by"] == "outgoing webhook"
+
+    def poll() -> dict:
+        return stack.fire_schedule("ChangePollFunction", "Poll")
+
+    kept = box.ui_deal_add({"TITLE": "Made while blocked"})
+    gone = box.ui_deal_add({"TITLE": "Deleted later"})
+    box.ui_deal_update(kept, {"TITLE": "Changed while blocked"})
+    # Within the grace period: their events may still come, so no verdict and no switch yet.
+    watched = poll()["watchdog"]
+    assert box.member_id not in watched["verdicts"] and _switched(watched, box.member_id) is None
+    assert _shown(cli, box.member_id)["events_by"] == "outgoing webhook"
+    assert mirror.get(box.member_id, str(kept)) is None  # nothing came: the queue is blocked
+
+    sim.clock.advance(31)  # past the grace period (30 s of the portal's clock in this stack)
+    watched = poll()["watchdog"]
+    assert watched["verdicts"][box.member_id] == "event_queue_unreachable"
+    assert _switched(watched, box.member_id) == "change polling"
+    shown = _shown(cli, box.member_id)
+    assert shown["event_queue"] == "event_queue_unreachable"
+    assert shown["event_queue_label"] == QUEUE_UNREACHABLE
+    assert shown["events_by"] == "change polling" and shown["polling_since"] > 0
+    assert shown["capabilities"]["isolation"]["event_queue"] == "event_queue_unreachable"
+    assert shown["capabilities"]["isolation"]["auth_server"] == "authorization_server_unreachable_from_portal"
+    code, out = cli("portals", "show", box.member_id)
+    assert QUEUE_UNREACHABLE in out and "change polling" in out and token not in out
+
+    # The changes made before the switch reach the mirror by polling (the same round started it).
+    wait_for(
+        lambda: (mirror.get(box.member_id, str(kept)) or {}).get("TITLE") == "Changed while blocked",
+        what="the missed add and update",
+    )
+    wait_for(
+        lambda: (mirror.get(box.member_id, str(gone)) or {}).get("TITLE") == "Deleted later",
+        what="the other missed add",
+    )
+    box.ui_deal_delete(gone)
+    wait_for(lambda: poll() and mirror.get(box.member_id, str(gone)) is None, what="delete by reconciliation")
+
+    # The admin was told once, through the incoming webhook; more rounds and a re-check add nothing.
+    assert _switched(poll()["watchdog"], box.member_id) is None
+    assert cli("portals", "recheck", box.member_id)[0] == 0
+    told = [n for n in box.notifications if QUEUE_UNREACHABLE in n["message"]]
+    assert len(told) == 1 and "app-world.json" in told[0]["message"]
+    assert not [d for d in sim.deliveries if d.portal == box.domain and d.outcome == "delivered"]
+
+    # The network admin opens the queue: events arrive again, and the watchdog switches back.
+    box.queue_blocked = False
+    box.ui_deal_update(kept, {"TITLE": "Queue open"})
+    wait_for(lambda: (mirror.get(box.member_id, str(kept)) or {}).get("TITLE") == "Queue open", what="event")
+    sim.clock.advance(31)
+    watched = poll()["watchdog"]
+    assert _switched(watched, box.member_id) == "outgoing webhook"
+    shown = _shown(cli, box.member_id)
+    assert shown["event_queue"] == "ok" and shown["events_by"] == "outgoing webhook"
+    assert shown["watchdog"]["last_event_at"] > 0
+    assert len([n for n in box.notifications if QUEUE_UNREACHABLE in n["message"]]) == 1
+    assert len([n for n in box.notifications if "arrive again" in n["message"]]) == 1
+
+
+def test_watchdog_says_ok_and_keeps_the_outgoing_webhook_when_events_arrive(
+    sim, stack, store, install_url, events_url, mirror, cli
+):
+    box = sim.add_portal(profile="box")  # the queue is open
+    box.auth_server_blocked = True
+    assert sim.install(box.domain, install_url, mode="ui", scope="crm,im,user").status_code == 200
+    wait_for(lambda: (store.get(box.member_id) or None) is not None, what="the portal record")
+    token = box.add_outgoing_webhook(events_url, DEAL_EVENTS)
+    incoming = box.add_incoming_webhook(["crm", "im", "user"])
+    code, out = cli("portals", "connect-webhook", "--incoming", incoming, "--outgoing-token", token, "--json")
+    assert code == 0, out
+    box.restore_method("im.notify.system.add")
+    assert cli("portals", "recheck", box.member_id)[0] == 0
+    first = stack.fire_schedule("ChangePollFunction", "Poll")["watchdog"]  # nothing changed: no verdict
+    assert box.member_id not in first["verdicts"]
+
+    deal = box.ui_deal_add({"TITLE": "Delivered"})
+    box.ui_deal_update(deal, {"TITLE": "Delivered again"})
+    wait_for(
+        lambda: (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Delivered again", what="events"
+    )
+    sim.clock.advance(31)
+    watched = stack.fire_schedule("ChangePollFunction", "Poll")["watchdog"]
+    assert watched["verdicts"][box.member_id] == "ok" and _switched(watched, box.member_id) is None
+    shown = _shown(cli, box.member_id)
+    assert shown["event_queue"] == "ok" and shown["events_by"] == "outgoing webhook"
+    assert shown["polling_since"] == 0 and shown["watchdog"]["verdict"] == "ok"
+    assert shown["capabilities"]["isolation"]["event_queue"] == "ok"
+    assert not [n for n in box.notifications if "event queue" in n["message"]]
+
+
+def test_a_webhook_portal_without_an_outgoing_webhook_says_its_queue_is_not_checked(sim, stack, store, cli):
+    box = sim.add_portal(profile="box", queue_blocked=True)
+    code, out = cli(
+        "portals", "connect-webhook", "--incoming", box.add_incoming_webhook(["crm", "im"]), "--json"
+    )
+    assert code == 0, out
+    shown = _shown(cli, json.loads(out)["member_id"])
+    assert (
+        shown["event_queue"] == "unknown" and "set an outgoing webhook to check" in shown["event_queue_note"]
+    )
+    assert shown["events_by"] == "change polling" and "watchdog" not in shown

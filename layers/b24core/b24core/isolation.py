@@ -7,7 +7,10 @@ See settings/cloud-and-on-premise/network-access.md.
   accepts the very same token. The box cannot check tokens, so every OAuth REST call and every
   offline event fails there.
 * **event queue unreachable**: the delivery probe did not arrive (b24core.events.probe); no online
-  event — the app's or an outgoing webhook's — can come from this portal.
+  event — the app's or an outgoing webhook's — can come from this portal. A webhook-connected portal
+  cannot be probed (``event.test`` is application-only): when it has an outgoing webhook, the delivery
+  watchdog (b24core.watchdog) compares the changes the portal made with the outgoing-webhook events
+  that arrived and records the finding here (``with_queue``).
 
 The result goes into the capability report (``isolation``), which ``b24app portals show`` and the
 install page read; ``advice`` says what the customer's network admin must open and the alternative.
@@ -105,6 +108,22 @@ def isolation_record(auth: AuthReach, queue: QueueReach = QueueReach.UNKNOWN) ->
     }
 
 
+#: For a webhook-connected portal without an outgoing webhook: nothing can show whether the queue works.
+QUEUE_NOT_CHECKED = "not checked: events come by polling; set an outgoing webhook to check"
+
+
+def with_queue(record: dict[str, Any] | None, queue: QueueReach, *, by: str, at: int) -> dict[str, Any]:
+    """``record`` with a new event-queue finding (the authorization-server finding and its time kept)."""
+    rec = dict(record or {})
+    raw = rec.get("auth_server")
+    auth = AuthReach(raw) if raw in tuple(AuthReach) else AuthReach.UNKNOWN
+    out = isolation_record(auth, queue)
+    out["checked_at"] = int(rec.get("checked_at") or at)
+    out["event_queue_by"] = by
+    out["event_queue_at"] = int(at)
+    return out
+
+
 def summary_line(capabilities: dict[str, Any], delivery_blocked: bool | None = None) -> str:
     """One line for ``b24app portals show``."""
     rec = capabilities.get("isolation") if isinstance(capabilities.get("isolation"), dict) else {}
@@ -119,6 +138,7 @@ def summary_line(capabilities: dict[str, Any], delivery_blocked: bool | None = N
 __all__ = [
     "ADVICE",
     "LABELS",
+    "QUEUE_NOT_CHECKED",
     "AuthReach",
     "QueueReach",
     "diagnose_auth",
@@ -126,4 +146,5 @@ __all__ = [
     "is_auth_refusal",
     "isolation_record",
     "summary_line",
+    "with_queue",
 ]

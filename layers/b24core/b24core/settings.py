@@ -59,6 +59,11 @@ class Settings:
     poll_overlap_s: int = 60
     poll_reconcile_s: int = 3600
     poll_max_pages: int = 10
+    # Delivery watchdog of webhook-connected portals with an outgoing webhook (b24core.watchdog): how
+    # often each is checked, and how old a change must be before its missing event counts against the
+    # cloud event queue.
+    watchdog_interval_s: int = 600
+    watchdog_grace_s: int = 300
     # Token custody (refresh policy, keep-alive sweep, secret cache, metrics): see TokenPolicy.
     tokens: TokenPolicy = field(default_factory=lambda: TokenPolicy())
     # Delivery probe and offline pull (b24core.events.probe / offline): see DeliveryPolicy.
@@ -97,6 +102,8 @@ class Settings:
             poll_overlap_s=int(_number(e, "B24_POLL_OVERLAP_S", 60)),
             poll_reconcile_s=int(_number(e, "B24_POLL_RECONCILE_S", 3600)),
             poll_max_pages=max(1, int(_number(e, "B24_POLL_MAX_PAGES", 10))),
+            watchdog_interval_s=max(0, int(_number(e, "B24_WATCHDOG_INTERVAL_S", 600))),
+            watchdog_grace_s=max(0, int(_number(e, "B24_WATCHDOG_GRACE_S", 300))),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
             auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
             rate_threshold=float(e.get("B24_RATE_X", "50")),

@@ -46,8 +46,11 @@ from b24core.protocol.rest import RestAnswer, call_rest
 from b24core.webhook_ids import webhook_member_id
 
 WEBHOOK_SK = "WEBHOOK"
-#: gsi1 partition of the webhook-connected portals whose changes are polled (no outgoing webhook).
+#: gsi1 partition of the webhook-connected portals whose changes are polled (no outgoing webhook, or
+#: the delivery watchdog found the event queue unreachable).
 POLL_PARTITION = "WEBHOOK#poll"
+#: gsi1 partition of those whose events come by outgoing webhook (the delivery watchdog watches them).
+OUTGOING_PARTITION = "WEBHOOK#outgoing"
 #: Methods only an application (OAuth) may call: a webhook-connected portal lacks them by design.
 APP_ONLY_METHODS = frozenset(
     {
@@ -189,16 +192,25 @@ class WebhookConnection:
     outgoing_token: str = field(default="", repr=False)
     scopes: tuple[str, ...] = ()
     connected_at: int = 0
+    #: Set when the delivery watchdog switched an outgoing-webhook portal to change polling because its
+    #: events stopped arriving (b24core.watchdog); 0 while events come by the outgoing webhook.
+    polling_since: int = 0
+    polling_reason: str = ""
     version: int = 0
 
     @property
     def polled(self) -> bool:
-        """Without an outgoing webhook, this portal's changes come by polling."""
-        return not self.outgoing_token
+        """Without an outgoing webhook, or while its events do not arrive, changes come by polling."""
+        return not self.outgoing_token or bool(self.polling_since)
 
     @property
     def events_by(self) -> str:
         return "change polling" if self.polled else "outgoing webhook"
+
+    @property
+    def watched(self) -> bool:
+        """An outgoing webhook is set: the delivery watchdog checks that its events arrive."""
+        return bool(self.outgoing_token)
 
     @property
     def incoming(self) -> IncomingWebhook:
@@ -213,6 +225,8 @@ class WebhookConnection:
             "webhook_scopes": list(self.scopes),
             "has_outgoing_token": bool(self.outgoing_token),
             "events_by": self.events_by,
+            "polling_since": self.polling_since,
+            "polling_reason": self.polling_reason,
             "webhook_connected_at": self.connected_at,
         }
 
@@ -225,6 +239,10 @@ class WebhookStore(Protocol):
     def delete(self, member_id: str) -> None: ...
 
     def polled_members(self, limit: int = 1000) -> list[str]: ...
+
+    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
+        """Connections with an outgoing webhook (polled meanwhile or not), for the delivery watchdog."""
+        ...
 
 
 class InMemoryWebhookStore:
@@ -253,6 +271,10 @@ class InMemoryWebhookStore:
         with self._lock:
             return sorted(m for m, c in self._items.items() if c.polled)[:limit]
 
+    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
+        with self._lock:
+            return [c for _, c in sorted(self._items.items()) if c.watched][:limit]
+
 
 class _WebhookIndex(GlobalSecondaryIndex["_WebhookItem"]):  # type: ignore[no-untyped-call]
     class Meta:
@@ -272,7 +294,8 @@ class _WebhookItem(Model):
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute()
-    #: base, user_id, code, outgoing_token, scopes, connected_at (read and written whole).
+    #: base, user_id, code, outgoing_token, scopes, connected_at, polling_since/reason (read and written
+    #: whole).
     state = UnicodeAttribute()
     version = VersionAttribute()
     index = _WebhookIndex()
@@ -292,20 +315,7 @@ class DynamoWebhookStore:
             item = self.model.get(portal_pk(member_id), WEBHOOK_SK, consistent_read=True)
         except self.model.DoesNotExist:
             return None
-        raw = json.loads(item.state)
-        conn = WebhookConnection(
-            member_id=member_id,
-            base=str(raw["base"]),
-            user_id=int(raw["user_id"]),
-            code=str(raw["code"]),
-            outgoing_token=str(raw.get("outgoing_token") or ""),
-            scopes=tuple(raw.get("scopes") or ()),
-            connected_at=int(raw.get("connected_at") or 0),
-            version=int(item.version or 0),
-        )
-        remember_secret(conn.code)
-        remember_secret(conn.outgoing_token)
-        return conn
+        return _connection(item)
 
     def save(self, conn: WebhookConnection) -> WebhookConnection:
         state = {
@@ -315,13 +325,15 @@ class DynamoWebhookStore:
             "outgoing_token": conn.outgoing_token,
             "scopes": list(conn.scopes),
             "connected_at": conn.connected_at,
+            "polling_since": conn.polling_since,
+            "polling_reason": conn.polling_reason,
         }
         item = self.model(
             portal_pk(conn.member_id),
             WEBHOOK_SK,
             member_id=conn.member_id,
-            gsi1pk=POLL_PARTITION if conn.polled else None,
-            gsi1sk=conn.member_id if conn.polled else None,
+            gsi1pk=POLL_PARTITION if conn.polled else OUTGOING_PARTITION,
+            gsi1sk=conn.member_id,
         )
         item.state = json.dumps(state, sort_keys=True)
         if conn.version:
@@ -343,6 +355,36 @@ class DynamoWebhookStore:
     def polled_members(self, limit: int = 1000) -> list[str]:
         """Through gsi1, never a scan (the schedule runs every minute)."""
         return [i.member_id for i in self.model.index.query(POLL_PARTITION, limit=limit)][:limit]
+
+    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
+        """Both gsi1 partitions (the index projects the whole item): outgoing-webhook portals, and the
+        polled ones among them that the watchdog switched to polling."""
+        out: list[WebhookConnection] = []
+        for partition in (OUTGOING_PARTITION, POLL_PARTITION):
+            for item in self.model.index.query(partition, limit=limit):
+                conn = _connection(item)
+                if conn.watched:
+                    out.append(conn)
+        return out[:limit]
+
+
+def _connection(item: _WebhookItem) -> WebhookConnection:
+    raw = json.loads(item.state)
+    conn = WebhookConnection(
+        member_id=str(item.member_id),
+        base=str(raw["base"]),
+        user_id=int(raw["user_id"]),
+        code=str(raw["code"]),
+        outgoing_token=str(raw.get("outgoing_token") or ""),
+        scopes=tuple(raw.get("scopes") or ()),
+        connected_at=int(raw.get("connected_at") or 0),
+        polling_since=int(raw.get("polling_since") or 0),
+        polling_reason=str(raw.get("polling_reason") or ""),
+        version=int(item.version or 0),
+    )
+    remember_secret(conn.code)
+    remember_secret(conn.outgoing_token)
+    return conn
 
 
 # ------------------------------------------------------------------ connecting
@@ -424,14 +466,19 @@ def connect(
     if outgoing_token:
         portal = _set_webhook_token(portals, portal.member_id, outgoing_token)
     current = webhooks.get(portal.member_id)
+    token = outgoing_token or (current.outgoing_token if current else "")
+    # A watchdog's switch to polling stands while the outgoing webhook stays the same one.
+    keep_mode = current is not None and bool(token) and current.outgoing_token == token
     conn = WebhookConnection(
         member_id=portal.member_id,
         base=hook.base,
         user_id=hook.user_id,
         code=hook.code,
-        outgoing_token=outgoing_token or (current.outgoing_token if current else ""),
+        outgoing_token=token,
         scopes=scopes,
         connected_at=now,
+        polling_since=current.polling_since if current is not None and keep_mode else 0,
+        polling_reason=current.polling_reason if current is not None and keep_mode else "",
         version=current.version if current else 0,
     )
     saved = webhooks.save(conn)
@@ -486,6 +533,44 @@ def disconnect(
     return True
 
 
+def switch_events(
+    member_id: str,
+    webhooks: WebhookStore,
+    *,
+    polling: bool,
+    reason: str,
+    by: str,
+    now: int | None = None,
+    log: Callable[[str, dict[str, Any]], None] | None = None,
+) -> WebhookConnection | None:
+    """Switch an outgoing-webhook portal's events to change polling (``polling``) or back to the
+    outgoing webhook: an explicit, logged operation. The outgoing webhook's token is kept either way,
+    so its events are still accepted (and show when the queue delivers again). Returns the switched
+    connection, or ``None`` when nothing was switched: no outgoing webhook, or already in that mode."""
+    for _ in range(8):
+        conn = webhooks.get(member_id)
+        if conn is None or not conn.outgoing_token or bool(conn.polling_since) == polling:
+            return None
+        since = int(time.time() if now is None else now) if polling else 0
+        switched = replace(conn, polling_since=since, polling_reason=reason if polling else "")
+        try:
+            saved = webhooks.save(switched)
+        except StaleWrite:
+            continue
+        (log or _log)(
+            "events mode switched",
+            {
+                "member_id": member_id,
+                "events_from": conn.events_by,
+                "events_to": saved.events_by,
+                "reason": reason,
+                "by": by,
+            },
+        )
+        return saved
+    raise StaleWrite(member_id)
+
+
 def auth_mode(member_id: str, webhooks: WebhookStore) -> AuthMode:
     return AuthMode.WEBHOOK if webhooks.get(member_id) is not None else AuthMode.OAUTH
 
@@ -506,5 +591,6 @@ __all__ = [
     "is_app_only",
     "parse_incoming",
     "required_scopes",
+    "switch_events",
     "webhook_call",
 ]

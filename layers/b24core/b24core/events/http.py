@@ -13,6 +13,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from b24core.apigw import HttpError, error_response, json_response, parse_event, read_form
+from b24core.events.arrivals import ArrivalMarks, DynamoArrivals
 from b24core.events.auth_cache import AuthCache, DynamoAuthReader
 from b24core.events.intake import EventIntake
 from b24core.events.sqs import EnqueueFailed, SqsSink
@@ -38,7 +39,9 @@ def _intake() -> EventIntake:
     quick = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
     reader = DynamoAuthReader(session.client("dynamodb", config=quick), settings.table_name)
     sink = SqsSink(session.client("sqs", config=quick), settings.events_queue_url)
-    return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink)
+    # Outgoing-webhook arrivals for the delivery watchdog: no read, at most one write per portal a minute.
+    marks = ArrivalMarks(DynamoArrivals(reader.client, settings.table_name))
+    return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink, arrivals=marks)
 
 
 def auth_cache() -> AuthCache:

@@ -42,16 +42,33 @@ class Accepted:
     member_id: str
 
 
+class ArrivalMarker(Protocol):
+    def seen(self, member_id: str) -> None:
+        """An outgoing-webhook event of this portal was just stored (b24core.events.arrivals)."""
+        ...
+
+
 class EventIntake:
     def __init__(
-        self, portals: PortalLookup, sink: EventSink, clock: Callable[[], float] = time.time
+        self,
+        portals: PortalLookup,
+        sink: EventSink,
+        clock: Callable[[], float] = time.time,
+        arrivals: ArrivalMarker | None = None,
     ) -> None:
         self.portals = portals
         self.sink = sink
         self.clock = clock
+        #: Marks when a portal's outgoing-webhook events last arrived (the delivery watchdog's evidence).
+        self.arrivals = arrivals
 
     def verify(self, form: dict[str, Any]) -> tuple[str, str]:
         """Return (EVENT, member_id) of an event that proved itself, or raise HttpError."""
+        event, member_id, _by_hook = self._verified(form)
+        return event, member_id
+
+    def _verified(self, form: dict[str, Any]) -> tuple[str, str, bool]:
+        """(EVENT, member_id, proven by the outgoing webhook's token) or HttpError."""
         event = form.get("event")
         auth = form.get("auth")
         if not isinstance(event, str) or not event or len(event) > _EVENT_NAME_MAX:
@@ -82,7 +99,8 @@ class EventIntake:
         if not _proves(portal, app_token, event):
             self._refuse("application_token_mismatch", event, member_id)
             raise HttpError(403, "application_token_mismatch", "application_token does not match")
-        return event.upper(), member_id
+        by_hook = bool(portal.webhook_token) and _same(portal.webhook_token, app_token)
+        return event.upper(), member_id, by_hook
 
     def _webhook_alias(
         self, auth: dict[str, Any], given: str, event: str, member_id: str
@@ -104,11 +122,13 @@ class EventIntake:
         return None, member_id
 
     def accept(self, form: dict[str, Any]) -> Accepted:
-        event, member_id = self.verify(form)
+        event, member_id, by_hook = self._verified(form)
         message = strip_tokens(form, int(self.clock()))
         if message.member_id != member_id:  # matched through the webhook alias
             message = replace(message, member_id=member_id)
         self.sink.send(message)
+        if by_hook and self.arrivals is not None:  # stored: the cloud queue delivers for this portal
+            self.arrivals.seen(member_id)
         return Accepted(event=event, member_id=member_id)
 
     @staticmethod
