@@ -59,8 +59,15 @@ def default_region() -> str:
 
 
 # The moto server, quiet: werkzeug would log every long poll of every SQS poller.
+# Its clock read is made cheap: moto's unix_time() builds two datetimes per call, and its SQS model
+# reads the clock several times per queued message for every receive and send (queue attributes are
+# recomputed for each message handed out), so at a few thousand queued messages one ReceiveMessage
+# took 2.3 s. time.time() is the same value (seconds since the epoch); nothing else changes.
 _MOTO_MAIN = (
-    "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+    "import logging, sys, time; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+    "import moto.core.utils as _u; _slow = _u.unix_time; "
+    "_u.unix_time = lambda dt=None: time.time() if dt is None else _slow(dt); "
+    "import moto.sqs.models as _m; _m.unix_time = _u.unix_time; "
     "from moto.server import main; main(sys.argv[1:])"
 )
 

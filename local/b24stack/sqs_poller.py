@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .lambda_env import Functions, InvokeResult
@@ -40,6 +40,8 @@ class SqsEventSource:
     window_seconds: float = 0.0
     report_failures: bool = False
     enabled: bool = True
+    #: Set while the source is paused (like disabling an event source mapping): messages stay queued.
+    paused: threading.Event = field(default_factory=threading.Event)
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -115,9 +117,14 @@ class SqsPoller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
+            if self.source.paused.is_set():
+                self.stop_event.wait(0.1)
+                continue
             try:
                 messages = self._gather()
-                if messages and not self.stop_event.is_set():
+                if messages and self.source.paused.is_set():
+                    self._release(messages)
+                elif messages and not self.stop_event.is_set():
                     self._process(messages)
             except Exception as exc:
                 if self.stop_event.is_set():
@@ -152,6 +159,18 @@ class SqsPoller(threading.Thread):
             if not more and wait == 0:
                 self.stop_event.wait(min(remaining, 0.2))
         return messages
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        """Paused while gathering: make what was received visible again at once."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            self.client.change_message_visibility_batch(
+                QueueUrl=self.source.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ],
+            )
 
     def _process(self, messages: list[dict[str, Any]]) -> None:
         event = {"Records": [sqs_record(m, self.source.queue_arn, self.region) for m in messages]}

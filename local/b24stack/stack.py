@@ -227,6 +227,14 @@ class LocalStack:
         self._write_stack_file()
         log.debug("local stack ready at %s", self.gateway_url)
 
+    def pause_queues(self, paused: bool = True) -> None:
+        """Stop (or restart) feeding the SQS event sources, as disabling their mappings would."""
+        for source in self.sqs_sources:
+            if paused:
+                source.paused.set()
+            else:
+                source.paused.clear()
+
     def _poller_client(self) -> Any:
         assert self.services is not None
         return self.services.client("sqs", read_timeout=30)

@@ -485,6 +485,40 @@ def test_tables_and_queues_follow_the_template(stack: LocalStack) -> None:
     assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}
 
 
+def test_a_paused_event_source_leaves_messages_queued_until_resumed(stack: LocalStack) -> None:
+    sqs = stack.client("sqs")
+    ddb = stack.client("dynamodb")
+    queue_url = stack.resources["JobsQueue"]
+
+    def processed() -> int:
+        return len(
+            ddb.query(
+                TableName="local-fixture-items",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": "msg#paused-1"}},
+            )["Items"]
+        )
+
+    stack.pause_queues()
+    try:
+        sqs.send_message(QueueUrl=queue_url, MessageBody="paused-1")
+        deadline = time.monotonic() + 4  # several poll rounds and batching windows
+        while time.monotonic() < deadline:
+            assert processed() == 0
+            time.sleep(0.2)
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        assert (
+            int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            == 1
+        )
+    finally:
+        stack.pause_queues(False)
+    deadline = time.monotonic() + 30
+    while processed() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processed() == 1
+
+
 def test_sqs_partial_batch_failure_redelivery_and_dlq(stack: LocalStack) -> None:
     sqs = stack.client("sqs")
     ddb = stack.client("dynamodb")
