@@ -18,6 +18,7 @@ PORTAL = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", s
 class FakeLimiter:
     def __init__(self, budget: float = 1e9):
         self.budget, self.saturated, self.blocked = budget, 0, {}
+        self.fill_when_left = 0.0
 
     def acquire(self, member_id, cost=1.0, method=None):
         if self.budget >= cost:
@@ -27,6 +28,9 @@ class FakeLimiter:
 
     def wait_for(self, member_id, cost=1.0, method=None):
         return 0.0 if self.budget >= cost else 30.0
+
+    def fill(self, member_id):
+        return 1.0 if self.budget < 1 else self.fill_when_left
 
     def saturate(self, member_id):
         self.saturated += 1
@@ -276,12 +280,17 @@ def test_a_part_filled_read_is_held_back_once_the_budget_is_spent_and_read_when_
     assert client.batches[-2:] == [50, 10] and requeued == []
 
 
-def test_a_part_filled_read_is_not_held_while_the_budget_has_room():
+def test_a_part_filled_read_is_not_held_while_the_budget_is_mostly_free():
     deals = {str(i): {"ID": str(i)} for i in range(60)}
     client = FakeClient(deals)
-    worker, _, requeued = make(client, limiter=FakeLimiter(budget=5))
+    limiter = FakeLimiter(budget=5)
+    worker, _, requeued = make(client, limiter=limiter)
     worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
     assert client.batches == [50, 10] and requeued == []
+    limiter.fill_when_left = 0.6  # more than half spent, though a request would still fit now
+    worker({"Records": [record(100 + i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
+    assert client.batches == [50, 10, 50] and len(requeued) == 10
+    assert all(d == 1 for _, d in requeued)  # room now: it only waits for company, briefly
 
 
 def test_an_event_sqs_would_not_take_back_fails_instead_of_vanishing():

@@ -70,14 +70,22 @@ class RateLimiter:
 
     def wait_for(self, member_id: str, cost: float = 1.0, method: str | None = None) -> float:
         """Seconds until ``cost`` requests would fit, spending nothing (0 when they fit now)."""
+        level, limit, blocked, now = self._level(member_id, method)
+        return max(blocked - now, (level + cost - limit.threshold) / limit.drain_per_s, 0.0)
+
+    def fill(self, member_id: str) -> float:
+        """How full the portal's bucket is now, 0..1 (spending nothing)."""
+        level, limit, _blocked, _now = self._level(member_id, None)
+        return min(1.0, level / limit.threshold) if limit.threshold > 0 else 1.0
+
+    def _level(self, member_id: str, method: str | None) -> tuple[float, RateLimit, float, float]:
         item = self._read(member_id)
         now = self.clock()
         limit = self.limit_for(item)
-        blocked = _blocked_until(item, method)
         level = float(item["level"]["N"]) if "level" in item else 0.0
         at = float(item["at"]["N"]) if "at" in item else now
         level = max(0.0, level - max(0.0, now - at) * limit.drain_per_s)
-        return max(blocked - now, (level + cost - limit.threshold) / limit.drain_per_s, 0.0)
+        return level, limit, _blocked_until(item, method), now
 
     def saturate(self, member_id: str) -> None:
         """The portal answered QUERY_LIMIT_EXCEEDED: its bucket is full whatever we counted."""
