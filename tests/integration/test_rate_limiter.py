@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from b24core.events.limiter import RateLimit, RateLimiter
+from b24core.events.limiter import EDGE, RateLimit, RateLimiter
 
 
 class Clock:
@@ -40,7 +40,7 @@ def test_concurrent_workers_get_exactly_the_burst_then_wait(services, member_id)
         t.join()
     assert len(granted) == 50
     wait = limiter(services, clock).acquire(member_id)
-    assert 0.4 <= wait <= 0.6  # one more request needs half a second at Y=2
+    assert wait == (1 + EDGE) / 2  # one more request needs half a second at Y=2, plus the edge margin
 
 
 def test_budget_drains_at_y_per_second(services, member_id):
@@ -76,13 +76,13 @@ def test_waiting_time_is_told_without_spending(services, member_id):
     budget = limiter(services, clock)
     for _ in range(50):
         assert budget.acquire(member_id) == 0.0
-    assert budget.wait_for(member_id) == 0.5  # one request drains in 1 / Y seconds
+    assert budget.wait_for(member_id) == (1 + EDGE) / 2  # one request drains in 1 / Y seconds
     assert budget.fill(member_id) == 1.0
-    assert budget.wait_for(member_id, cost=10) == 5.0
-    assert budget.wait_for(member_id) == 0.5  # asking spent nothing
-    clock.now += 0.5
+    assert budget.wait_for(member_id, cost=10) == (10 + EDGE) / 2
+    assert budget.wait_for(member_id) == (1 + EDGE) / 2  # asking spent nothing
+    clock.now += (1 + EDGE) / 2
     assert budget.wait_for(member_id) == 0.0 and budget.acquire(member_id) == 0.0
-    clock.now += 12.5
+    clock.now += 12.5 - EDGE / 2
     assert budget.fill(member_id) == 0.5
 
 

@@ -75,7 +75,10 @@ class Registration:
     handler: Handler
     feature: str | None
     #: REST method that reads the changed object by ``id`` (e.g. "crm.deal.get"). Declaring it lets the
-    #: worker coalesce repeated events of one object and read many objects in one `batch` call.
+    #: worker coalesce repeated events of one object and read many objects in one `batch` call. Such a
+    #: handler sees the object's state, not every event: of several events of one object in a batch only
+    #: the latest is dispatched, and an event whose change an earlier read already saw (portal time,
+    #: events/read_marks.py) is not dispatched again.
     fetch: str | None = None
 
 
