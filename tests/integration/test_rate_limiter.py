@@ -77,13 +77,10 @@ def test_waiting_time_is_told_without_spending(services, member_id):
     for _ in range(50):
         assert budget.acquire(member_id) == 0.0
     assert budget.wait_for(member_id) == (1 + EDGE) / 2  # one request drains in 1 / Y seconds
-    assert budget.fill(member_id) == 1.0
     assert budget.wait_for(member_id, cost=10) == (10 + EDGE) / 2
     assert budget.wait_for(member_id) == (1 + EDGE) / 2  # asking spent nothing
     clock.now += (1 + EDGE) / 2
     assert budget.wait_for(member_id) == 0.0 and budget.acquire(member_id) == 0.0
-    clock.now += 12.5 - EDGE / 2
-    assert budget.fill(member_id) == 0.5
 
 
 def test_read_marks_round_trip_past_the_batch_api_page_sizes(services, member_id):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 from b24core.events.message import QueuedEvent
 from b24core.events.worker import Worker
@@ -18,7 +17,6 @@ PORTAL = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", s
 class FakeLimiter:
     def __init__(self, budget: float = 1e9):
         self.budget, self.saturated, self.blocked = budget, 0, {}
-        self.fill_when_left = 0.0
 
     def acquire(self, member_id, cost=1.0, method=None):
         if self.budget >= cost:
@@ -28,9 +26,6 @@ class FakeLimiter:
 
     def wait_for(self, member_id, cost=1.0, method=None):
         return 0.0 if self.budget >= cost else 30.0
-
-    def fill(self, member_id):
-        return 1.0 if self.budget < 1 else self.fill_when_left
 
     def saturate(self, member_id):
         self.saturated += 1
@@ -127,11 +122,10 @@ def test_repeated_updates_of_one_deal_cost_one_read_and_many_deals_share_batch_c
     client = FakeClient(deals)
     worker, seen, _ = make(client)
     records = [record(i, "ONCRMDEALUPDATE", 7) for i in range(5)]
-    records += [record(100 + i, "ONCRMDEALUPDATE", i) for i in range(60) if i != 7]
+    records += [record(100 + i, "ONCRMDEALUPDATE", i) for i in range(45) if i != 7]
     out = worker({"Records": records}, None)
     assert out["batchItemFailures"] == []
-    assert sum(client.batches) == 60  # deal 7 once, 59 others once each
-    assert len(client.batches) == math.ceil(60 / 50)
+    assert client.batches == [45]  # deal 7 once, 44 others once each: one request
     assert [s for s in seen if s[1] == "7"] == [("ONCRMDEALUPDATE", "7", deals["7"])]
 
 
@@ -280,17 +274,15 @@ def test_a_part_filled_read_is_held_back_once_the_budget_is_spent_and_read_when_
     assert client.batches[-2:] == [50, 10] and requeued == []
 
 
-def test_a_part_filled_read_is_not_held_while_the_budget_is_mostly_free():
+def test_a_batch_with_fewer_than_fifty_reads_is_read_at_once_and_a_backlog_tail_waits_briefly():
     deals = {str(i): {"ID": str(i)} for i in range(60)}
     client = FakeClient(deals)
-    limiter = FakeLimiter(budget=5)
-    worker, _, requeued = make(client, limiter=limiter)
-    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
-    assert client.batches == [50, 10] and requeued == []
-    limiter.fill_when_left = 0.6  # more than half spent, though a request would still fit now
+    worker, _, requeued = make(client, limiter=FakeLimiter(budget=5))
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(40)]}, None)
+    assert client.batches == [40] and requeued == []
     worker({"Records": [record(100 + i, "ONCRMDEALUPDATE", i) for i in range(60)]}, None)
-    assert client.batches == [50, 10, 50] and len(requeued) == 10
-    assert all(d == 1 for _, d in requeued)  # room now: it only waits for company, briefly
+    assert client.batches == [40, 50] and len(requeued) == 10
+    assert all(d == 1 for _, d in requeued)  # the budget has room: it only waits for company
 
 
 def test_an_event_sqs_would_not_take_back_fails_instead_of_vanishing():

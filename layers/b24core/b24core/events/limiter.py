@@ -78,11 +78,6 @@ class RateLimiter:
         over = level + cost - limit.threshold
         return max(blocked - now, (over + EDGE) / limit.drain_per_s if over > 0 else 0.0, 0.0)
 
-    def fill(self, member_id: str) -> float:
-        """How full the portal's bucket is now, 0..1 (spending nothing)."""
-        level, limit, _blocked, _now = self._level(member_id, None)
-        return min(1.0, level / limit.threshold) if limit.threshold > 0 else 1.0
-
     def _level(self, member_id: str, method: str | None) -> tuple[float, RateLimit, float, float]:
         item = self._read(member_id)
         now = self.clock()

@@ -33,7 +33,6 @@ from b24core.tokens import PortalUnavailable
 
 MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
-HOLD_FROM_FILL = 0.5  # from this share of the portal's bucket on, part-filled reads wait for company
 REQUEUE_BATCH = 10  # SendMessageBatch entries per request
 
 
@@ -300,12 +299,10 @@ class Worker:
             raise_logged(member_id)
 
     def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
-        """A backlog is being read (this batch filled a request already) and the portal's budget is half
-        spent: a part-filled read goes back to ride with later events instead of spending a whole request
-        (at most MAX_HOLDS times per event). With the budget mostly free, it is read at once."""
+        """A backlog is being read (this batch filled a request already): its part-filled last read goes
+        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times per
+        event, for a second or until the budget has room). A batch with fewer reads is read at once."""
         if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
-            return False
-        if self.limiter.fill(member_id) < HOLD_FROM_FILL:
             return False
         wait = self.limiter.wait_for(member_id)
         self._defer(plan, [mid for mid, _ in chunk], int(min(MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True)
