@@ -18,24 +18,16 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=POLL), sav
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Protocol
 
-from pynamodb.attributes import UnicodeAttribute, VersionAttribute
-from pynamodb.exceptions import PutError
-from pynamodb.models import Model
-
 from b24core.client import PortalClient
-from b24core.dynamo import bind_model
 from b24core.events.message import QueuedEvent
 from b24core.logs import logger
-from b24core.portals.store import StaleWrite, portal_pk
+from b24core.state_items import DynamoStateStore, InMemoryStateStore
 
 POLL_SK = "POLL"
 OPEN = "!"
@@ -84,85 +76,40 @@ class PollStore(Protocol):
     def save(self, state: PollState) -> PollState: ...
 
 
-class InMemoryPollStore:
-    def __init__(self) -> None:
-        self._items: dict[str, PollState] = {}
-        self._lock = threading.Lock()
-
-    def get(self, member_id: str) -> PollState | None:
-        with self._lock:
-            return self._items.get(member_id)
-
-    def save(self, state: PollState) -> PollState:
-        with self._lock:
-            current = self._items.get(state.member_id)
-            if (current.version if current else 0) != state.version:
-                raise StaleWrite(state.member_id)
-            saved = replace(state, version=state.version + 1)
-            self._items[state.member_id] = saved
-            return saved
+class InMemoryPollStore(InMemoryStateStore[PollState]):
+    pass
 
 
-class _PollItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    member_id = UnicodeAttribute()
-    state = UnicodeAttribute()
-    version = VersionAttribute()
-
-
-@lru_cache(maxsize=8)
-def _model(table_name: str, region: str, host: str | None) -> type[_PollItem]:
-    return bind_model(_PollItem, table_name, region, host)
-
-
-class DynamoPollStore:
-    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        self.model = _model(table_name, region, host)
-
-    def get(self, member_id: str) -> PollState | None:
-        try:
-            item = self.model.get(portal_pk(member_id), POLL_SK, consistent_read=True)
-        except self.model.DoesNotExist:
-            return None
-        raw = json.loads(item.state)
-        cursors = {
-            name: Cursor(
-                modified=str(c.get("modified") or ""),
-                boundary=tuple(str(b) for b in c.get("boundary") or ()),
-                known_ids=tuple(int(i) for i in c.get("known_ids") or ()),
-                reconciled_at=int(c.get("reconciled_at") or 0),
-            )
-            for name, c in (raw.get("cursors") or {}).items()
-        }
-        return PollState(member_id, cursors, int(item.version or 0))
-
-    def save(self, state: PollState) -> PollState:
-        body = {
-            "cursors": {
-                name: {
-                    "modified": c.modified,
-                    "boundary": list(c.boundary),
-                    "known_ids": list(c.known_ids),
-                    "reconciled_at": c.reconciled_at,
-                }
-                for name, c in state.cursors.items()
+def _encode(state: PollState) -> dict[str, Any]:
+    return {
+        "cursors": {
+            name: {
+                "modified": c.modified,
+                "boundary": list(c.boundary),
+                "known_ids": list(c.known_ids),
+                "reconciled_at": c.reconciled_at,
             }
+            for name, c in state.cursors.items()
         }
-        item = self.model(portal_pk(state.member_id), POLL_SK, member_id=state.member_id)
-        item.state = json.dumps(body, sort_keys=True)
-        if state.version:
-            item.version = state.version
-        try:
-            item.save()
-        except PutError as exc:
-            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-                raise StaleWrite(state.member_id) from None
-            raise
-        return replace(state, version=int(item.version or 0))
+    }
+
+
+def _decode(member_id: str, raw: dict[str, Any], version: int) -> PollState:
+    cursors = {
+        name: Cursor(
+            modified=str(c.get("modified") or ""),
+            boundary=tuple(str(b) for b in c.get("boundary") or ()),
+            known_ids=tuple(int(i) for i in c.get("known_ids") or ()),
+            reconciled_at=int(c.get("reconciled_at") or 0),
+        )
+        for name, c in (raw.get("cursors") or {}).items()
+    }
+    return PollState(member_id, cursors, version)
+
+
+class DynamoPollStore(DynamoStateStore[PollState]):
+    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
+        super().__init__(POLL_SK, _encode, _decode, table_name, region, host)
 
 
 # ---------------------------------------------------------------- one round

@@ -27,30 +27,23 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=WATCHDOG),
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
 from typing import Any, Protocol
-
-from pynamodb.attributes import UnicodeAttribute, VersionAttribute
-from pynamodb.exceptions import PutError
-from pynamodb.models import Model
 
 from b24core import metrics
 from b24core.client import PortalClient
-from b24core.dynamo import bind_model
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.isolation import ADVICE, LABELS, QueueReach, with_queue
 from b24core.logs import logger
 from b24core.manifest import Manifest
 from b24core.polling import PAGE, POLLABLE, Cursor, PollSpec, PollState, PollStore
 from b24core.portals.model import Portal
-from b24core.portals.store import PortalStore, StaleWrite, portal_pk
+from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.rest import RestAnswer
+from b24core.state_items import DynamoStateStore, InMemoryStateStore
 from b24core.webhooks import WebhookConnection, WebhookStore, switch_events
 
 WATCH_SK = "WATCHDOG"
@@ -103,79 +96,35 @@ class WatchStore(Protocol):
     def save(self, state: WatchState) -> WatchState: ...
 
 
-class InMemoryWatchStore:
-    def __init__(self) -> None:
-        self._items: dict[str, WatchState] = {}
-        self._lock = threading.Lock()
-
-    def get(self, member_id: str) -> WatchState | None:
-        with self._lock:
-            return self._items.get(member_id)
-
-    def save(self, state: WatchState) -> WatchState:
-        with self._lock:
-            current = self._items.get(state.member_id)
-            if (current.version if current else 0) != state.version:
-                raise StaleWrite(state.member_id)
-            saved = replace(state, version=state.version + 1)
-            self._items[state.member_id] = saved
-            return saved
-
-
-class _WatchItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    member_id = UnicodeAttribute()
-    state = UnicodeAttribute()
-    version = VersionAttribute()
-
-
-@lru_cache(maxsize=8)
-def _model(table_name: str, region: str, host: str | None) -> type[_WatchItem]:
-    return bind_model(_WatchItem, table_name, region, host)
+class InMemoryWatchStore(InMemoryStateStore[WatchState]):
+    pass
 
 
 _FIELDS = ("cursor", "judged", "known_ids", "checked_at", "verdict", "verdict_at")
 
 
-class DynamoWatchStore:
+def _encode(state: WatchState) -> dict[str, Any]:
+    body = {name: getattr(state, name) for name in _FIELDS}
+    body["judged"], body["known_ids"] = list(state.judged), list(state.known_ids)
+    return body
+
+
+def _decode(member_id: str, raw: dict[str, Any], version: int) -> WatchState:
+    return WatchState(
+        member_id,
+        cursor=str(raw.get("cursor") or ""),
+        judged=tuple(str(k) for k in raw.get("judged") or ()),
+        known_ids=tuple(int(i) for i in raw.get("known_ids") or ()),
+        checked_at=int(raw.get("checked_at") or 0),
+        verdict=str(raw.get("verdict") or QueueReach.UNKNOWN),
+        verdict_at=int(raw.get("verdict_at") or 0),
+        version=version,
+    )
+
+
+class DynamoWatchStore(DynamoStateStore[WatchState]):
     def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        self.model = _model(table_name, region, host)
-
-    def get(self, member_id: str) -> WatchState | None:
-        try:
-            item = self.model.get(portal_pk(member_id), WATCH_SK, consistent_read=True)
-        except self.model.DoesNotExist:
-            return None
-        raw = json.loads(item.state)
-        return WatchState(
-            member_id,
-            cursor=str(raw.get("cursor") or ""),
-            judged=tuple(str(k) for k in raw.get("judged") or ()),
-            known_ids=tuple(int(i) for i in raw.get("known_ids") or ()),
-            checked_at=int(raw.get("checked_at") or 0),
-            verdict=str(raw.get("verdict") or QueueReach.UNKNOWN),
-            verdict_at=int(raw.get("verdict_at") or 0),
-            version=int(item.version or 0),
-        )
-
-    def save(self, state: WatchState) -> WatchState:
-        body = {name: getattr(state, name) for name in _FIELDS}
-        body["judged"], body["known_ids"] = list(state.judged), list(state.known_ids)
-        item = self.model(portal_pk(state.member_id), WATCH_SK, member_id=state.member_id)
-        item.state = json.dumps(body, sort_keys=True)
-        if state.version:
-            item.version = state.version
-        try:
-            item.save()
-        except PutError as exc:
-            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-                raise StaleWrite(state.member_id) from None
-            raise
-        return replace(state, version=int(item.version or 0))
+        super().__init__(WATCH_SK, _encode, _decode, table_name, region, host)
 
 
 # ---------------------------------------------------------------- the portal's clock
