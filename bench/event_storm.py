@@ -1,12 +1,19 @@
 """Event storm (issue: events without loss): a mass change on one portal, X=50, Y=2.
 
-5,000 deal updates (4,000 deals, 1,000 repeats) land in the events queue at once; the worker pipeline of
-template.yaml (local stack, real simulator, DynamoDB Local, moto SQS) runs until the example app's mirror
-holds the latest version of every deal. Printed against the theoretical minimum for the portal's limit:
-a consumer that reads 50 deals per request needs ceil(4000/50) = 80 requests; the bucket gives 50 at once
-and then 2 per second, so (80 - 50) / 2 = 15 s. One read per event would need (5000 - 50) / 2 = 2,475 s.
+5,000 deal updates (4,000 deals, 1,000 repeats) are queued while the worker's event source is paused,
+then let go; the worker pipeline of template.yaml (local stack, real simulator, DynamoDB Local, moto SQS)
+runs until the example app's mirror holds the latest version of every deal. Printed against the
+theoretical minimum for the portal's limit: a consumer that reads 50 deals per request needs
+ceil(4000/50) = 80 requests; the bucket gives X = 50 at once and then Y per second, so (80 - 50) / Y.
 
-Run: .venv/bin/python bench/event_storm.py [--deals 4000 --events 5000 --workers 1]
+At the real limit (Y = 2/s) that minimum is 15 s, less than this machine needs to move 5,000 messages
+through moto and DynamoDB Local, so the limit does not set the pace. The time-scaled run (``k = 10``:
+Y = 0.2/s, minimum 150 s; X unchanged) is the one where it does, and where the target applies.
+
+Also printed: the requests spent vs ceil(deals / 50), one read per event at the same limit (computed),
+and fast_bitrix24 (bench/peer_fast_bitrix24.py) reading the same deals from the same portal and limit.
+
+Run: .venv/bin/python bench/event_storm.py [--deals 4000 --events 5000 --workers 1 --time-scale 10]
 """
 
 from __future__ import annotations
@@ -19,16 +26,20 @@ import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
 from _common import ROOT, report  # noqa: E402
 
 from b24core.events.message import QueuedEvent  # noqa: E402
 from b24sim import Simulator  # noqa: E402
+from b24sim.ratelimit import LeakyBucket  # noqa: E402
 from b24stack.stack import LocalStack  # noqa: E402
 
 X, Y = 50, 2.0
+PEER = True
 
 
 def mirror_current(ddb, table: str, member_id: str, want: dict[str, str]) -> int:
@@ -56,9 +67,10 @@ def mirror_current(ddb, table: str, member_id: str, want: dict[str, str]) -> int
             return done
 
 
-def run(deals: int, events: int, workers: int) -> None:
+def run(deals: int, events: int, workers: int, scale: float) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    y = Y / scale
     rng = random.Random(5)
     with Simulator("bench.app", secrets.token_hex(16)) as sim, tempfile.TemporaryDirectory() as state:
         env = {
@@ -67,8 +79,7 @@ def run(deals: int, events: int, workers: int) -> None:
             "B24_OAUTH_URL": sim.oauth_url,
             "B24_ALLOW_INSECURE_ENDPOINTS": "1",
             "B24_RATE_X": str(X),
-            "B24_RATE_Y": str(Y),
-            "B24_WORKER_MAX_WAIT_S": "25",
+            "B24_RATE_Y": str(y),
         }
         with LocalStack(
             ROOT,
@@ -80,24 +91,26 @@ def run(deals: int, events: int, workers: int) -> None:
             pool_size=max(1, workers),
             pollers_per_queue=max(1, workers),
         ) as stack:
-            portal = sim.add_portal(profile="cloud", rate=(X, Y))
+            portal = sim.add_portal(profile="cloud", rate=(X, y))
             assert sim.install(portal.domain, f"{stack.gateway_url}/install", mode="ui").status_code == 200
             stack.wait_idle()
-            now = time.time()
-            ids = [portal.deals.add({"TITLE": f"v1-{i}"}, 1, now) for i in range(deals)]
+            changed = time.time() - 5  # the storm's changes happened before it is processed
+            ids = [portal.deals.add({"TITLE": f"v1-{i}"}, 1, changed) for i in range(deals)]
             want = {}
             for i, deal_id in enumerate(ids):
-                portal.deals.update(deal_id, {"TITLE": f"v2-{i}"}, 1, now)
+                portal.deals.update(deal_id, {"TITLE": f"v2-{i}"}, 1, changed)
                 want[str(deal_id)] = f"v2-{i}"
             order = ids + [rng.choice(ids) for _ in range(events - deals)]
             rng.shuffle(order)
-            sim.calls.clear()
-            time.sleep(max(0.0, X / Y - 0))  # let the bucket drain fully after the install's calls
             sqs = stack.client("sqs")
             queue = stack.resources["EventsQueue"]
             ddb = stack.client("dynamodb")
             table = stack.resources["AppTable"]
-            t0 = time.monotonic()
+            # The storm is queued while the worker's event source is paused, then let go at once: what is
+            # timed is the worker pipeline against the portal's limit, not how fast moto takes 5,000 sends.
+            stack.pause_queues()
+            time.sleep(3)
+            t_fill = time.monotonic()
             for start in range(0, len(order), 10):
                 entries = [
                     {
@@ -107,37 +120,56 @@ def run(deals: int, events: int, workers: int) -> None:
                             member_id=portal.member_id,
                             domain=portal.domain,
                             data={"FIELDS": {"ID": str(d)}},
-                            ts=str(start + n),
-                            received_at=int(now),
+                            ts=str(int(changed)),
+                            received_at=int(changed),
                         ).to_json(),
                     }
                     for n, d in enumerate(order[start : start + 10])
                 ]
                 sqs.send_message_batch(QueueUrl=queue, Entries=entries)
-            injected = time.monotonic() - t0
+            injected = time.monotonic() - t_fill
+            # Both views of the bucket start empty: the portal's and the shared limiter's.
+            portal.bucket = LeakyBucket(X, y, sim.clock.now)
+            ddb.delete_item(
+                TableName=table, Key={"pk": {"S": f"PORTAL#{portal.member_id}"}, "sk": {"S": "RATE"}}
+            )
+            sim.calls.clear()
+            t0 = time.monotonic()
+            stack.pause_queues(False)
             while mirror_current(ddb, table, portal.member_id, want) < deals:
                 time.sleep(0.5)
             wall = time.monotonic() - t0
             calls = [c for c in sim.calls if c.domain == portal.domain]
             limited = sum(1 for c in calls if c.error == "QUERY_LIMIT_EXCEEDED")
-    minimum = max(0.0, (math.ceil(deals / 50) - X) / Y)
-    floor = max(minimum, injected)
-    naive = max(0.0, (events - X) / Y)
-    name = f"storm_{workers}_worker{'s' if workers > 1 else ''}"
+            methods = dict(Counter(c.method for c in calls))
+            peer = run_peer(sim, portal, ids, y) if PEER else None
+    least = math.ceil(deals / 50)
+    minimum = max(0.0, (least - X) / y)
+    naive = max(0.0, (events - X) / y)
+    name = f"storm_{workers}_worker{'s' if workers > 1 else ''}_scale_{scale:g}"
+    common = {"deals": deals, "events": events, "time_scale": scale, "x": X, "y": y}
     report(
         "event_storm",
         f"{name}_wall",
         wall,
         "s",
-        floor,
-        "theoretical minimum for the limit (or the time to enqueue the storm, if longer)",
+        minimum,
+        f"theoretical minimum for the limit: ({least} requests - X) / Y",
         target=1.15,
-        deals=deals,
-        events=events,
         requests=len(calls),
         query_limit_exceeded=limited,
-        injected_s=round(injected, 1),
-        limit_minimum_s=minimum,
+        methods=methods,
+        enqueue_s=round(injected, 1),
+        **common,
+    )
+    report(
+        "event_storm",
+        f"{name}_requests",
+        len(calls),
+        "requests",
+        least,
+        "ceil(deals / 50): every deal read once, 50 per batch request",
+        **common,
     )
     report(
         "event_storm",
@@ -146,11 +178,53 @@ def run(deals: int, events: int, workers: int) -> None:
         "s",
         naive,
         "one read per event at the same limit (computed: (events - X) / Y)",
+        **common,
     )
+    if peer is not None:
+        slow = peer["slow1"]
+        report(
+            "event_storm",
+            f"{name}_vs_fast_bitrix24_slow1",
+            wall,
+            "s",
+            slow["wall_s"] if slow["complete"] else 0.0,
+            "fast_bitrix24 get_by_ID in slow(1), reading the same deals from the same simulator and limit",
+            peer_requests=slow["requests"],
+            peer_query_limit_exceeded=slow["query_limit_exceeded"],
+            peer_complete=slow["complete"],
+            **common,
+        )
+        default = peer["default"]
+        print(
+            f"event_storm: fast_bitrix24 with its defaults read {default['deals_read']} of {deals} deals in "
+            f"{default['wall_s']:.1f} s ({default['requests']} requests, "
+            f"{default['query_limit_exceeded']} answered QUERY_LIMIT_EXCEEDED"
+            + (", then gave up)" if not default["complete"] else ")")
+        )
     print(
-        f"event_storm: {len(calls)} portal requests ({math.ceil(deals / 50)} at least), "
-        f"{limited} answered QUERY_LIMIT_EXCEEDED, storm enqueued in {injected:.1f} s"
+        f"event_storm: {len(calls)} portal requests ({least} at least), "
+        f"{limited} answered QUERY_LIMIT_EXCEEDED (methods: {methods}); "
+        f"storm queued in {injected:.1f} s before the clock started"
     )
+
+
+def run_peer(sim: Simulator, portal: Any, ids: list[int], y: float) -> dict[str, Any]:
+    """fast_bitrix24 reads the same deals from the same portal, its bucket emptied first: once with the
+    client's defaults and once inside its documented ``slow(1)``."""
+    from peer_fast_bitrix24 import read_with_fast_bitrix24
+
+    webhook = portal.add_incoming_webhook(["crm"])
+    out: dict[str, Any] = {}
+    for mode, concurrent in (("default", None), ("slow1", 1)):
+        portal.bucket = LeakyBucket(X, y, sim.clock.now)
+        sim.calls.clear()
+        got = read_with_fast_bitrix24(webhook, ids, y, X, concurrent)
+        calls = [c for c in sim.calls if c.domain == portal.domain]
+        got["requests"] = len(calls)
+        got["query_limit_exceeded"] = sum(1 for c in calls if c.error == "QUERY_LIMIT_EXCEEDED")
+        got["complete"] = got["deals_read"] == len(ids) and got["client_error"] is None
+        out[mode] = got
+    return out
 
 
 if __name__ == "__main__":
@@ -158,6 +232,15 @@ if __name__ == "__main__":
     parser.add_argument("--deals", type=int, default=4000)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=0, help="0: run with 1 and with 2 workers")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=0,
+        help="k: the portal drains Y/k per second (0: run k=1, then k=10)",
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the fast_bitrix24 peer")
     args = parser.parse_args()
-    for w in [args.workers] if args.workers else [1, 2]:
-        run(args.deals, args.events, w)
+    PEER = not args.no_peer
+    for k in [args.time_scale] if args.time_scale else [10.0, 1.0]:
+        for w in [args.workers] if args.workers else [1, 2]:
+            run(args.deals, args.events, w, k)
