@@ -291,3 +291,40 @@ def test_an_event_sqs_would_not_take_back_fails_instead_of_vanishing():
     out = worker({"Records": [record(1, "ONCRMDEALUPDATE", 1), record(2, "ONCRMDEALUPDATE", 2)]}, None)
     assert out["batchItemFailures"] == [{"itemIdentifier": "msg-2"}]
     assert len(requeued) == 1 and seen == []
+
+
+def test_handler_writes_and_reads_carry_the_apps_auth_connector():
+    class Recording(FakeClient):
+        def __init__(self, deals):
+            super().__init__(deals)
+            self.calls, self.commands = [], []
+
+        def call(self, method, params=None):
+            self.calls.append((method, params))
+            return True
+
+        def batch(self, commands, halt=False):
+            self.commands += list(commands.values())
+            return super().batch(commands, halt)
+
+    client = Recording({"1": {"ID": "1"}})
+    reg = Registry()
+
+    @reg.on("ONCRMDEALUPDATE", fetch="crm.deal.get")
+    def write_back(event, ctx):
+        ctx.client.call("crm.deal.update", {"id": event.object_id, "fields": {"TITLE": "seen"}})
+        ctx.client.call("crm.deal.update", {"id": event.object_id, "AUTH_CONNECTOR": "theirs"})
+
+    worker = Worker(
+        reg,
+        lambda m: PORTAL,
+        lambda p: client,
+        FakeLimiter(),
+        lambda b, d: set(),
+        wait=lambda s: None,
+        connector="b24app",
+    )
+    worker({"Records": [record(1, "ONCRMDEALUPDATE", 1)]}, None)
+    assert [p.get("auth_connector") for _, p in client.calls] == ["b24app", None]
+    assert client.calls[1][1]["AUTH_CONNECTOR"] == "theirs"  # a handler's own choice is kept
+    assert all(p["auth_connector"] == "b24app" for _, p in client.commands)

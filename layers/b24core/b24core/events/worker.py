@@ -48,7 +48,13 @@ class Plan:
 
 
 class LimitedClient:
-    """The portal-bound client handlers get: every HTTP call first takes its share of the budget."""
+    """The portal-bound client handlers get: every HTTP call first takes its share of the budget.
+
+    Every call and every command of a batch also carries the app's ``auth_connector``: a change the
+    app makes itself is then not recorded in the portal's offline queue for the app's own offline
+    bindings (api-reference/events/offline-events.md), so in pull and lossless mode a handler's writes
+    do not come back to it as events. Elsewhere the parameter changes nothing.
+    """
 
     def __init__(
         self,
@@ -57,12 +63,20 @@ class LimitedClient:
         member_id: str,
         wait: Callable[[float], None],
         max_wait_s: float,
+        connector: str = "",
     ) -> None:
         self._client = client
         self._limiter = limiter
         self._member_id = member_id
         self._wait = wait
         self._max_wait_s = max_wait_s
+        self._connector = connector
+
+    def _tagged(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        body = dict(params or {})
+        if self._connector and not any(k.lower() == "auth_connector" for k in body):
+            body["auth_connector"] = self._connector
+        return body
 
     @property
     def portal(self) -> Portal:
@@ -83,7 +97,8 @@ class LimitedClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self._spend(method)
-        return self._guard(method, lambda: self._client.call(method, params))
+        body = self._tagged(params)
+        return self._guard(method, lambda: self._client.call(method, body))
 
     def batch(
         self,
@@ -93,7 +108,7 @@ class LimitedClient:
     ) -> dict[str, Any]:
         """Like PortalClient.batch; ``wait_up_to`` bounds the wait for budget (the worker's read deadline)."""
         out: dict[str, Any] = {"result": {}, "error": {}, "time": {}}
-        items = list(commands.items())
+        items = [(key, (method, self._tagged(params))) for key, (method, params) in commands.items()]
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = dict(items[start : start + BATCH_LIMIT])
             methods = {m for m, _ in chunk.values()}
@@ -130,6 +145,7 @@ class Worker:
         backoff: Callable[[str, int], None] | None = None,
         retry_base_s: float = 10.0,
         marks: ReadMarks | None = None,
+        connector: str = "",
     ) -> None:
         self.registry = registry
         self.load_portal = load_portal
@@ -141,6 +157,7 @@ class Worker:
         self.backoff = backoff
         self.retry_base_s = retry_base_s
         self.marks = marks
+        self.connector = connector
         self._read_deadline = 0.0
         self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
         self._plan = Plan()
@@ -310,7 +327,12 @@ class Worker:
 
     def _client(self, portal: Portal) -> LimitedClient:
         client = LimitedClient(
-            self.make_client(portal), self.limiter, portal.member_id, self.wait, self.max_wait_s
+            self.make_client(portal),
+            self.limiter,
+            portal.member_id,
+            self.wait,
+            self.max_wait_s,
+            connector=self.connector,
         )
         self._clients[portal.member_id] = client
         return client

@@ -79,5 +79,6 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         backoff=_backoff,
         retry_base_s=get_settings().retry_base_s,
         marks=ReadMarks(runtime.boto_client("dynamodb"), get_settings().table_name),
+        connector=get_settings().delivery.auth_connector,
     )
     return worker, config
