@@ -79,7 +79,7 @@ class World:
         return [n["message"] for n in self.box.notifications if text in n["message"]]
 
 
-def world(sim: Simulator, *, can_notify: bool = True) -> World:
+def world(sim: Simulator, *, can_notify: bool = True, language: str = "") -> World:
     box = sim.add_portal(profile="box", queue_blocked=True)
     box.auth_server_blocked = True
     box.restore_method("im.notify.system.add")
@@ -93,7 +93,14 @@ def world(sim: Simulator, *, can_notify: bool = True) -> World:
     }
     portals = InMemoryPortalStore()
     record = portals.save(
-        Portal(box.member_id, box.domain, box.client_endpoint, state=PortalState.ACTIVE, capabilities=caps)
+        Portal(
+            box.member_id,
+            box.domain,
+            box.client_endpoint,
+            state=PortalState.ACTIVE,
+            capabilities=caps,
+            language=language,
+        )
     )
     webhooks = InMemoryWebhookStore()
     webhooks.save(
@@ -284,3 +291,18 @@ def test_watch_state_arrivals_and_the_watched_index_on_dynamodb_local(services, 
     assert set(ours) == {watched, switched} and ours[switched].polled and not ours[watched].polled
     assert switched in hooks.polled_members() and polled in hooks.polled_members()
     assert watched not in hooks.polled_members()
+
+
+def test_a_russian_speaking_portals_admin_is_told_in_russian(sim):
+    w = world(sim, language="ru")
+    w.check()
+    w.box.ui_deal_add({"TITLE": "lost"})
+    sim.clock.advance(GRACE + 1)
+    assert w.check().verdict == QueueReach.UNREACHABLE
+    (message,) = [n["message"] for n in w.box.notifications]
+    assert message.startswith("[b24app] очередь событий недоступна: изменения на портале")
+    assert "app-world.json" in message and "changes" not in message
+    # The record keeps its English summary: it is the key that says the admin was told.
+    assert (
+        w.portals.get(w.member_id).capabilities["notified"]["isolation"].endswith("event queue unreachable")
+    )

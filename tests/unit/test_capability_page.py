@@ -127,3 +127,18 @@ def test_the_registry_reports_handlers_outside_the_manifest():
     reg.on("ONTASKADD", feature="tasks")(lambda e, c: None)
     problems = reg.check(MANIFEST)
     assert len(problems) == 2 and "unknown feature 'tasks'" in problems[1]
+
+
+def test_a_cut_off_portal_reads_what_to_open_in_its_own_language():
+    from b24core.isolation import AuthReach, QueueReach, describe, isolation_record
+
+    record = isolation_record(AuthReach.UNREACHABLE, QueueReach.UNREACHABLE)
+    report = {**BOX_WITHOUT_CRM_LIST, "isolation": record}
+    page, _ = install_page(report, "ru", "crm.acme.local")
+    section = page[page.index("<section id='isolation'>") :]
+    assert "портал не может связаться с сервером авторизации; очередь событий недоступна" in section
+    assert "oauth.bitrix.info" in section and "app-world.json" in section
+    page, _ = install_page(report, "en", "crm.acme.local")
+    assert "authorization server unreachable from the portal; event queue unreachable" in page
+    # An unknown finding keeps what the record says.
+    assert describe({"summary": "s", "advice": ["a"]}, "ru") == ("s", ["a"])

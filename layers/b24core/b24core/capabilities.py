@@ -323,20 +323,26 @@ NoticePlanner = Callable[[dict[str, Any], dict[str, dict[str, Any]], str, str], 
 
 
 def isolation_notice(
-    previous: dict[str, Any], features: dict[str, dict[str, Any]], admin: str, manifest: Manifest
+    previous: dict[str, Any],
+    features: dict[str, dict[str, Any]],
+    admin: str,
+    manifest: Manifest,
+    language: str = "",
 ) -> list[Notice]:
     """Tell the admin once why the app now works through a webhook: the portal cannot reach a cloud
     service (found while OAuth failed, so this is the first moment a message can get through)."""
+    from b24core.isolation import describe
     from b24core.notifications import notification_feature
 
     isolation = previous.get("isolation") or {}
     summary, advice = str(isolation.get("summary") or ""), isolation.get("advice") or []
+    worded, worded_advice = describe(isolation, language)
     channel = notification_feature(manifest)
     if not (admin and advice and channel) or (features.get(channel) or {}).get("status") != Status.AVAILABLE:
         return []
     if (previous.get("notified") or {}).get("isolation") == summary:
         return []
-    message = f"[b24app] {summary}. " + " ".join(str(a) for a in advice)
+    message = f"[b24app] {worded}. " + " ".join(worded_advice)
     return [Notice(key="isolation", user_id=admin, message=message, tag="", marks={"isolation": summary})]
 
 
@@ -370,7 +376,7 @@ def check_portal(
     kind = portal_kind(client.portal.domain, probe.app_info)
     notices = plan_notices(previous, features, admin, kind["kind"]) if plan_notices else []
     if via_webhook:
-        notices += isolation_notice(previous, features, admin, manifest)
+        notices += isolation_notice(previous, features, admin, manifest, client.portal.language)
     to_bind = events_to_bind(manifest, features, probe, handler_url) if handler_url else []
     bound = bound_events(probe, handler_url)
     bind_errors: dict[str, str] = {}

@@ -66,6 +66,44 @@ ADVICE = {
 }
 
 
+LABELS_RU = {
+    AuthReach.UNREACHABLE: "портал не может связаться с сервером авторизации",
+    QueueReach.UNREACHABLE: "очередь событий недоступна",
+}
+
+ADVICE_RU = {
+    AuthReach.UNREACHABLE: (
+        "Портал не может обратиться к серверу авторизации и поэтому не может проверить токены "
+        "приложения. Попросите сетевого администратора разрешить исходящие HTTPS-соединения (порт 443) "
+        f"с сервера портала на oauth.bitrix.info ({NETWORK_DOC}). Другой вариант: подключите входящий "
+        "вебхук (b24app portals connect-webhook --incoming URL), тогда изменения будут опрашиваться."
+    ),
+    QueueReach.UNREACHABLE: (
+        "События портала не доходят до приложения: портал не может связаться с серверами очереди "
+        "событий Битрикс24. Попросите сетевого администратора разрешить обмен HTTPS-запросами между "
+        "порталом и серверами очереди событий (их адреса: https://dl.bitrix24.com/webhook/app-world.json; "
+        f"{NETWORK_DOC}). Пока это не сделано, приложение забирает офлайн-события (OAuth) или "
+        "опрашивает изменения (вебхук)."
+    ),
+}
+
+
+def describe(record: dict[str, Any], language: str) -> tuple[str, list[str]]:
+    """A record's summary and advice in the portal's language. The record keeps English texts (its
+    summary is also the key that says whether the admin was told); pages and notices word it anew."""
+    from b24core.i18n import language_of
+
+    findings: list[AuthReach | QueueReach] = []
+    if record.get("auth_server") == AuthReach.UNREACHABLE:
+        findings.append(AuthReach.UNREACHABLE)
+    if record.get("event_queue") == QueueReach.UNREACHABLE:
+        findings.append(QueueReach.UNREACHABLE)
+    if not findings:
+        return str(record.get("summary") or ""), [str(a) for a in record.get("advice") or []]
+    labels, advice = (LABELS_RU, ADVICE_RU) if language_of(language) == "ru" else (LABELS, ADVICE)
+    return "; ".join(labels[r] for r in findings), [advice[r] for r in findings]
+
+
 def is_auth_refusal(exc: BaseException) -> bool:
     """An authorization error from the portal (not a transport, limit or server error)."""
     return isinstance(exc, AuthError)
@@ -141,6 +179,7 @@ __all__ = [
     "QUEUE_NOT_CHECKED",
     "AuthReach",
     "QueueReach",
+    "describe",
     "diagnose_auth",
     "diagnose_client",
     "is_auth_refusal",

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from b24core.capabilities import Status
 from b24core.i18n import BOX_MODULES_PATH, BOX_UPDATE_PATH, language_of, texts
+from b24core.isolation import describe
 
 BX24_LIBRARY = "https://api.bitrix24.com/api/v1/"
 
@@ -176,10 +177,9 @@ def install_page(
     isolation = report.get("isolation")
     if isinstance(isolation, dict) and isolation.get("advice"):
         # b24core.isolation: a cloud service the portal cannot reach, and what to do (docs/isolated-boxes.md)
-        items = "".join(f"<li>{_e(a)}</li>" for a in isolation["advice"])
-        parts.append(
-            f"<section id='isolation'><h2>{_e(isolation.get('summary') or '')}</h2><ul>{items}</ul></section>"
-        )
+        summary, advice = describe(isolation, lang)
+        items = "".join(f"<li>{_e(a)}</li>" for a in advice)
+        parts.append(f"<section id='isolation'><h2>{_e(summary)}</h2><ul>{items}</ul></section>")
     kind_label = {"box": t["kind_box"], "cloud": t["kind_cloud"]}.get(kind, "")
     subtitle = f"<p><small>{_e(domain)}{' · ' + _e(kind_label) if kind_label else ''}</small></p>"
     script = (

@@ -36,7 +36,8 @@ from typing import Any, Protocol
 from b24core import metrics
 from b24core.client import PortalClient
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
-from b24core.isolation import ADVICE, LABELS, QueueReach, with_queue
+from b24core.i18n import language_of, texts
+from b24core.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.logs import logger
 from b24core.manifest import Manifest
 from b24core.polling import PAGE, POLLABLE, Cursor, PollSpec, PollState, PollStore
@@ -397,19 +398,16 @@ class DeliveryWatchdog:
         summary = str((iso or {}).get("summary") or "")
         told = str((caps.get("notified") or {}).get("isolation") or "")
         queue_label = LABELS[QueueReach.UNREACHABLE]
+        t = texts(portal.language)
+        ru = language_of(portal.language) == "ru"
         if queue == QueueReach.UNREACHABLE and told != summary:
-            message = (
-                f"[b24app] {queue_label}: changes made on the portal"
-                + (f" since {since}" if since else "")
-                + " did not arrive through the outgoing webhook. The app now reads the changes through "
-                "the incoming webhook "
-                "(change polling), so none is lost. " + ADVICE[QueueReach.UNREACHABLE]
+            message = t["watchdog_blocked"].format(
+                label=(LABELS_RU if ru else LABELS)[QueueReach.UNREACHABLE],
+                since=t["watchdog_since"].format(since=since) if since else "",
+                advice=(ADVICE_RU if ru else ADVICE)[QueueReach.UNREACHABLE],
             )
         elif queue == QueueReach.OK and queue_label in told and told != summary:
-            message = (
-                "[b24app] Events from the portal arrive again through the outgoing webhook: the event queue "
-                "is reachable. The app stopped polling changes."
-            )
+            message = t["watchdog_back"]
         else:
             return False
         if not self._notify(portal, conn, client, message):
