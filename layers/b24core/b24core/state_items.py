@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from b24core.dynamo import bind_model
@@ -59,20 +60,35 @@ class InMemoryStateStore(Generic[S]):
             return saved
 
 
-class _StateItem(Model):
+class _StateIndex(GlobalSecondaryIndex["StateItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class StateItem(Model):
+    """The item of every such state (also the delivery state and webhook connections, which list
+    themselves in gsi1): the state is one JSON document, read and written whole under ``version``."""
+
     class Meta:
         table_name = "unset"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute()
     state = UnicodeAttribute()
     version = VersionAttribute()
+    index = _StateIndex()
 
 
 @lru_cache(maxsize=8)
-def _model(table_name: str, region: str, host: str | None) -> type[_StateItem]:
-    return bind_model(_StateItem, table_name, region, host)
+def state_model(table_name: str, region: str, host: str | None) -> type[StateItem]:
+    return bind_model(StateItem, table_name, region, host)
 
 
 class DynamoStateStore(Generic[S]):
@@ -88,7 +104,7 @@ class DynamoStateStore(Generic[S]):
         self.kind = kind
         self.encode = encode
         self.decode = decode
-        self.model = _model(table_name, region, host)
+        self.model = state_model(table_name, region, host)
 
     def get(self, member_id: str) -> S | None:
         try:
@@ -111,4 +127,4 @@ class DynamoStateStore(Generic[S]):
         return replace(state, version=int(item.version or 0))
 
 
-__all__ = ["DynamoStateStore", "InMemoryStateStore", "Versioned"]
+__all__ = ["DynamoStateStore", "InMemoryStateStore", "StateItem", "Versioned", "state_model"]

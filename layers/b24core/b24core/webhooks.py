@@ -26,16 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any, Protocol
 
 import httpx
-from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
-from b24core.dynamo import bind_model
 from b24core.logs import logger, mask_known, remember_secret
 from b24core.manifest import Manifest
 from b24core.portals.model import Portal
@@ -43,6 +38,7 @@ from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore, StaleWrite, portal_pk
 from b24core.protocol.errors import B24Error, PortalMoved
 from b24core.protocol.rest import RestAnswer, call_rest
+from b24core.state_items import StateItem, state_model
 from b24core.webhook_ids import webhook_member_id
 
 WEBHOOK_SK = "WEBHOOK"
@@ -276,39 +272,9 @@ class InMemoryWebhookStore:
             return [c for _, c in sorted(self._items.items()) if c.watched][:limit]
 
 
-class _WebhookIndex(GlobalSecondaryIndex["_WebhookItem"]):  # type: ignore[no-untyped-call]
-    class Meta:
-        index_name = "gsi1"
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
-
-
-class _WebhookItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    gsi1pk = UnicodeAttribute(null=True)
-    gsi1sk = UnicodeAttribute(null=True)
-    member_id = UnicodeAttribute()
-    #: base, user_id, code, outgoing_token, scopes, connected_at, polling_since/reason (read and written
-    #: whole).
-    state = UnicodeAttribute()
-    version = VersionAttribute()
-    index = _WebhookIndex()
-
-
-@lru_cache(maxsize=8)
-def _model(table_name: str, region: str, host: str | None) -> type[_WebhookItem]:
-    return bind_model(_WebhookItem, table_name, region, host)
-
-
 class DynamoWebhookStore:
     def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        self.model = _model(table_name, region, host)
+        self.model = state_model(table_name, region, host)
 
     def get(self, member_id: str) -> WebhookConnection | None:
         try:
@@ -368,7 +334,7 @@ class DynamoWebhookStore:
         return out[:limit]
 
 
-def _connection(item: _WebhookItem) -> WebhookConnection:
+def _connection(item: StateItem) -> WebhookConnection:
     raw = json.loads(item.state)
     conn = WebhookConnection(
         member_id=str(item.member_id),

@@ -26,17 +26,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any, Protocol
 
-from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
-from b24core.dynamo import bind_model
 from b24core.portals.states import IllegalTransition
 from b24core.portals.store import StaleWrite, portal_pk
+from b24core.state_items import state_model
 
 DELIVERY_SK = "DELIVERY"
 PULL_PARTITION = "DELIVERY#pull"
@@ -276,35 +272,6 @@ class InMemoryDeliveryStore:
 
 
 # ---------------------------------------------------------------- DynamoDB
-class _DeliveryIndex(GlobalSecondaryIndex["_DeliveryItem"]):  # type: ignore[no-untyped-call]
-    class Meta:
-        index_name = "gsi1"
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
-
-
-class _DeliveryItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    gsi1pk = UnicodeAttribute(null=True)
-    gsi1sk = UnicodeAttribute(null=True)
-    member_id = UnicodeAttribute()
-    #: Every other field, as one JSON document (read and written whole, under ``version``).
-    state = UnicodeAttribute()
-    version = VersionAttribute()
-    index = _DeliveryIndex()
-
-
-@lru_cache(maxsize=8)
-def _model(table_name: str, region: str, host: str | None) -> type[_DeliveryItem]:
-    return bind_model(_DeliveryItem, table_name, region, host)
-
-
 _ENUMS: dict[str, Callable[[Any], Any]] = {"mode": DeliveryMode, "probe_outcome": ProbeOutcome}
 _TUPLES = ("offline_events", "pending")
 
@@ -339,7 +306,7 @@ class DynamoDeliveryStore:
     """Delivery items in the app's table (template.yaml: AppTable)."""
 
     def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        self._model = _model(table_name, region, host)
+        self._model = state_model(table_name, region, host)
 
     def get(self, member_id: str) -> DeliveryState | None:
         try:
