@@ -22,7 +22,6 @@ pending probe is judged).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -32,7 +31,7 @@ from pynamodb.exceptions import PutError
 
 from b24core.portals.states import IllegalTransition
 from b24core.portals.store import StaleWrite, portal_pk
-from b24core.state_items import state_model
+from b24core.state_items import InMemoryStateStore, state_model
 
 DELIVERY_SK = "DELIVERY"
 PULL_PARTITION = "DELIVERY#pull"
@@ -234,30 +233,12 @@ def mutate(
     raise StaleWrite(member_id)
 
 
-class InMemoryDeliveryStore:
+class InMemoryDeliveryStore(InMemoryStateStore[DeliveryState]):
     """Same contract as the DynamoDB store, for unit tests."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, DeliveryState] = {}
-        self._lock = threading.Lock()
-        self.saves = 0
-
-    def get(self, member_id: str) -> DeliveryState | None:
-        return self.items.get(member_id)
-
-    def save(self, state: DeliveryState) -> DeliveryState:
-        with self._lock:
-            current = self.items.get(state.member_id)
-            if (current.version if current else 0) != state.version:
-                raise StaleWrite(state.member_id)
-            stored = replace(state, version=state.version + 1)
-            self.items[state.member_id] = stored
-            self.saves += 1
-            return stored
 
     def _rows(self, partition: str) -> list[tuple[str, str]]:
         rows = []
-        for state in self.items.values():
+        for state in list(self._items.values()):
             pk, sk = state.index_keys()
             if pk == partition and sk is not None:
                 rows.append((sk, state.member_id))
