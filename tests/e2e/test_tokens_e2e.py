@@ -56,18 +56,28 @@ def test_a_dead_refresh_token_is_flagged_alarmed_and_heals_when_the_admin_opens_
     )
     assert lost.token_state_reason == "invalid_grant" and lost.refresh_token == stored.refresh_token
     assert _token_requests(sim, portal.member_id) == ["ok", "invalid_grant"]
-    # The alarm's metric: EMF with exactly the dimensions ReauthRequiredAlarm watches.
-    emf = [
-        json.loads(line)
-        for path in stack.logs_dir.rglob("*.log")
-        for line in path.read_text(errors="replace").splitlines()
-        if '"TokenStateEntered"' in line and line.startswith("{")
-    ]
-    assert any(
-        m.get("state") == "reauth_required"
-        and m.get("service") == "b24app"
-        and m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "B24App"
-        for m in emf
+
+    # The alarm's metric: EMF with exactly the dimensions ReauthRequiredAlarm watches. The record is
+    # saved before the function flushes its metrics at the end of the invocation, so wait for the line.
+    def emf() -> list[dict]:
+        found = []
+        for path in stack.logs_dir.rglob("*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"TokenStateEntered"' in line and line.startswith("{"):
+                    try:
+                        found.append(json.loads(line))
+                    except ValueError:  # a line still being written
+                        continue
+        return found
+
+    assert wait_for(
+        lambda: any(
+            m.get("state") == "reauth_required"
+            and m.get("service") == "b24app"
+            and m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "B24App"
+            for m in emf()
+        ),
+        what="the TokenStateEntered metric",
     )
     # The admin opens the app: the install page gets a fresh pair, verified at the auth server.
     assert sim.open_app(portal.domain, f"{stack.gateway_url}/install").status_code == 200
