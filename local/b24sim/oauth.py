@@ -88,13 +88,17 @@ class AuthServer:
             else:
                 grant_obj = sim.tokens.code(str(params.get("code") or ""))
                 dead = grant_obj is None or grant_obj.used
-            if grant_obj is None or dead or sim.tokens.is_expired(grant_obj):
+            if grant_obj is None or sim.tokens.is_expired(grant_obj):
                 member = grant_obj.member_id if grant_obj else None
                 return member, _error(400, "invalid_grant", f"Invalid {grant.replace('_', ' ')}")
             member_id, user_id = grant_obj.member_id, grant_obj.user_id
             portal = sim.portal_by_member(member_id)
             if portal is None or portal.app is None:
-                return member_id, _error(400, "invalid_grant", "Application is not installed")
+                # settings/oauth/error-codes.md: invalid_client, "the application may not be installed"
+                # (the uninstall also revoked the token; the missing app is what the server reports).
+                return member_id, _error(401, "invalid_client", "Application is not installed")
+            if dead:
+                return member_id, _error(400, "invalid_grant", f"Invalid {grant.replace('_', ' ')}")
             if portal.payment_required:
                 return member_id, _error(400, "PAYMENT_REQUIRED", "Payment required")
             # A refresh token (or code) works once: the new pair replaces it.

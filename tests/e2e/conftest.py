@@ -68,6 +68,9 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # awaited 30 s of the portal's clock (tests move the simulator's clock instead of waiting).
         "B24_WATCHDOG_INTERVAL_S": "0",
         "B24_WATCHDOG_GRACE_S": "30",
+        # Every function logs every request it gets, as an operator debugging would switch on: the logs'
+        # redaction must then still keep every token out (test_zz_no_secrets_in_logs.py checks it).
+        "POWERTOOLS_LOGGER_LOG_EVENT": "true",
     }
     state = tmp_path_factory.mktemp("stack")
     with LocalStack(

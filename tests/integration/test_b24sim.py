@@ -672,7 +672,8 @@ def test_update_and_uninstall(sim: Simulator, receiver: Receiver) -> None:
     }
     assert gone.form["auth"]["application_token"] == update.form["auth"]["application_token"]
     assert call(portal, "server.time", token).json()["error"] == "NO_AUTH_FOUND"
-    assert refresh(sim, update.form["auth"]["refresh_token"]).json()["error"] == "invalid_grant"
+    # settings/oauth/error-codes.md: "invalid_client ... the application may not be installed"
+    assert refresh(sim, update.form["auth"]["refresh_token"]).json()["error"] == "invalid_client"
 
 
 # -- control API and log hygiene --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from b24core.lease import InMemoryLeaseStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
-from b24core.protocol.errors import InvalidGrant, PaymentRequired, TransportError
+from b24core.protocol.errors import InvalidClient, InvalidGrant, PaymentRequired, TransportError
 from b24core.protocol.oauth import AppInfo, InstallInfo, TokenPair
 from b24core.settings import TokenPolicy
 from b24core.tokens import StaticSecret, TokenKeeper
@@ -57,6 +57,10 @@ class FakeAuthServer:
         self.app_info_calls = 0
         self.down = False
         self.payment_required = False
+        #: The app was removed from the portal: refreshes answer invalid_client, its tokens are dead.
+        self.uninstalled = False
+        #: The app's client_secret is wrong: every refresh answers invalid_client, tokens still work.
+        self.bad_secret = False
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.on_refresh = None  # optional hook(refresh_token) run inside refresh
@@ -75,6 +79,9 @@ class FakeAuthServer:
         if self.down:
             self.refreshes.append("down")
             raise TransportError("auth server unreachable (ConnectError)")
+        if self.uninstalled or self.bad_secret:
+            self.refreshes.append("invalid_client")
+            raise InvalidClient("Application is not installed")
         with self._lock:
             if refresh_token not in self.valid:
                 self.refreshes.append("invalid_grant")
@@ -91,7 +98,7 @@ class FakeAuthServer:
         self.app_info_calls += 1
         if self.down:
             raise TransportError("auth server unreachable")
-        user = self.access.get(access_token)
+        user = None if self.uninstalled else self.access.get(access_token)
         if user is None:
             from b24core.protocol.errors import InvalidToken
 

@@ -22,7 +22,7 @@ from b24core.tokens import (
     TokenKeeper,
 )
 
-from ._token_fakes import DAY, NOW, SECRET, FakeAuthServer, make_keeper, make_portal, policy
+from ._token_fakes import DAY, NOW, SECRET, FakeAuthServer, FakeClock, make_keeper, make_portal, policy
 
 
 def test_expired_token_refreshes_once_and_saves_the_new_pair():
@@ -159,9 +159,12 @@ def test_a_rotated_client_secret_is_fetched_again_once():
 
 def test_twenty_threads_on_one_expired_portal_cause_exactly_one_refresh():
     auth = FakeAuthServer()
+    # The refresh takes a while, so the other nineteen really are inside attempt() meanwhile: without
+    # the lease each of them would send the same refresh token (and all but one get invalid_grant).
+    auth.on_refresh = lambda _token: time.sleep(0.05)
     store = InMemoryPortalStore()
     keeper = TokenKeeper(store, auth, "app.unit", StaticSecret(SECRET), InMemoryLeaseStore(), policy())
-    for _ in range(20):
+    for _ in range(5):
         seen = store.get("m1") or store.save(make_portal(auth))
         barrier = threading.Barrier(20)
         results: list[str] = []
@@ -175,8 +178,8 @@ def test_twenty_threads_on_one_expired_portal_cause_exactly_one_refresh():
             t.start()
         for t in threads:
             t.join()
-        assert len(set(results)) == 1 and results[0] != seen.access_token
-    assert auth.refreshes == ["ok"] * 20
+        assert len(results) == 20 and len(set(results)) == 1 and results[0] != seen.access_token
+    assert auth.refreshes == ["ok"] * 5
 
 
 def test_a_crashed_holders_lease_expires_and_the_next_caller_takes_over():
@@ -323,3 +326,79 @@ def test_refresh_uses_real_time_by_default():
     keeper = TokenKeeper(store, auth, "app.unit", StaticSecret(SECRET), InMemoryLeaseStore())
     seen = store.save(make_portal(auth, refreshed_at=int(time.time())))
     assert keeper.refresh(seen).refreshed_at >= int(time.time()) - 5
+
+
+class _PeerSavesWhileWeWait(FakeClock):
+    """A clock whose first sleep is when a peer Lambda stores the pair it just got."""
+
+    def __init__(self, on_first_sleep) -> None:
+        super().__init__()
+        self.on_first_sleep = on_first_sleep
+
+    def sleep(self, seconds: float) -> None:
+        hook, self.on_first_sleep = self.on_first_sleep, None
+        if hook is not None:
+            hook()
+        super().sleep(seconds)
+
+
+def test_invalid_grant_waits_out_the_grace_and_takes_the_pair_a_peer_saves_meanwhile():
+    store = InMemoryPortalStore()
+    auth = FakeAuthServer()
+    seen = store.save(make_portal(auth))
+    auth.valid.discard(seen.refresh_token)  # a peer spent our token and has not saved its pair yet
+
+    def peer_saves() -> None:
+        a, r = auth.issue()
+        store.save(replace(store.get("m1"), access_token=a, refresh_token=r))
+
+    clock = _PeerSavesWhileWeWait(peer_saves)
+    keeper, *_ = make_keeper(auth=auth, clock=clock, store=store)
+    result = keeper.attempt(seen, RefreshReason.EXPIRED)
+    assert result.outcome == Outcome.PEER_REFRESHED
+    stored = store.get("m1")
+    assert stored.token_state == TokenState.ACTIVE and stored.refresh_token != seen.refresh_token
+
+
+def test_an_operators_refresh_of_an_expired_portal_whose_refresh_failed_is_honoured():
+    keeper, store, auth, clock, _ = make_keeper()
+    seen = store.save(make_portal(auth, access_expires_at=NOW + 60))
+    clock.advance(120)  # the access token expired; the auth server is briefly down
+    auth.down = True
+    assert keeper.attempt(seen, RefreshReason.EXPIRED).outcome == Outcome.FAILING
+    assert store.get("m1").token_state == TokenState.REFRESH_FAILING
+    auth.down = False
+    # Minutes later, well within the one-day minimum and before the backoff's next attempt.
+    result = keeper.attempt(store.get("m1"), RefreshReason.MANUAL)
+    assert result.outcome == Outcome.REFRESHED
+    assert store.get("m1").token_state == TokenState.ACTIVE
+    assert auth.refreshes == ["down", "ok"]
+
+
+def test_a_refresh_refused_because_the_app_is_gone_uninstalls_the_portal_once_confirmed():
+    keeper, store, auth, _, _ = make_keeper()
+    seen = store.save(make_portal(auth, refreshed_at=NOW - 40 * DAY))
+    auth.uninstalled = True  # removed from the portal; its ONAPPUNINSTALL never arrived
+    with record_metrics() as m:
+        result = keeper.attempt(seen, RefreshReason.KEEPALIVE)
+    assert result.outcome == Outcome.NOT_INSTALLED
+    stored = store.get("m1")
+    assert stored.state == PortalState.DELETED and stored.token_state == TokenState.UNINSTALLED
+    assert stored.access_token == stored.refresh_token == stored.application_token == ""
+    assert stored.token_state_reason == "not_installed"
+    assert m.total("TokenStateEntered", state="uninstalled") == 1
+    # Nothing is retried any more: the sweep and the calls stop asking the auth server.
+    sent = len(auth.refreshes)
+    assert keeper.attempt(stored, RefreshReason.RETRY).outcome == Outcome.NOT_INSTALLED
+    assert len(auth.refreshes) == sent
+
+
+def test_a_wrong_client_secret_is_not_taken_for_an_uninstall():
+    keeper, store, auth, _, _ = make_keeper()
+    seen = store.save(make_portal(auth, refreshed_at=NOW - 40 * DAY))
+    auth.bad_secret = True  # every portal would hear invalid_client; this one's token still works
+    result = keeper.attempt(seen, RefreshReason.KEEPALIVE)
+    assert result.outcome == Outcome.FAILING
+    stored = store.get("m1")
+    assert stored.state == PortalState.ACTIVE and stored.token_state == TokenState.REFRESH_FAILING
+    assert stored.refresh_token == seen.refresh_token

@@ -3,12 +3,23 @@
 Every logger of the bundle formats through ``RedactingFormatter``: values under secret-looking keys
 are replaced, and any secret value the process has seen (``remember_secret``) is masked wherever it
 appears in the rendered line — so a token pasted into a message or an exception is masked too.
+
+A request ``body`` is never logged: every Bitrix24 frame POST and event carries tokens in it (base64
+for form bodies behind API Gateway, where no pattern could find them), and an operator may switch on
+Powertools' event logging (``POWERTOOLS_LOGGER_LOG_EVENT``) while debugging.
+
+The set of remembered values is bounded (the most recent ``MAX_REMEMBERED``): a warm Lambda meets
+tokens of thousands of portals, and only values the bundle itself verified or issued belong in it,
+never a value from an unverified request (a client could otherwise fill it, or make the logger mask
+ordinary words).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,16 +40,24 @@ SECRET_KEYS = frozenset(
         "token",
         "secret",
         "authorization",
+        "body",
     }
 )
 _SECRET_KEY_RE = re.compile(r"(token|secret|password|auth_id|refresh_id)", re.IGNORECASE)
-_known_secrets: set[str] = set()
+MAX_REMEMBERED = 4096
+_known_secrets: OrderedDict[str, None] = OrderedDict()
+_known_lock = threading.Lock()
 
 
 def remember_secret(value: str | None) -> None:
-    """Register a value that must never be printed (tokens seen by this process)."""
-    if value and len(value) >= 6:
-        _known_secrets.add(value)
+    """Register a value that must never be printed (a token this process verified, issued or holds)."""
+    if not value or len(value) < 6:
+        return
+    with _known_lock:
+        _known_secrets[value] = None
+        _known_secrets.move_to_end(value)
+        while len(_known_secrets) > MAX_REMEMBERED:
+            _known_secrets.popitem(last=False)
 
 
 def redact(value: Any) -> Any:
@@ -58,7 +77,9 @@ def redact(value: Any) -> Any:
 
 
 def mask_known(text: str) -> str:
-    for secret in _known_secrets:
+    with _known_lock:
+        secrets = list(_known_secrets)
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from b24core.capability_store import DynamoCapabilityStore
 from b24core.client import PortalClient
 from b24core.lease import DynamoLeaseStore
 from b24core.portals.model import Portal
@@ -35,6 +36,12 @@ def lease_store() -> DynamoLeaseStore:
 
 
 @lru_cache(maxsize=1)
+def capability_store() -> DynamoCapabilityStore:
+    s = get_settings()
+    return DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
 def token_keeper() -> TokenKeeper:
     s = get_settings()
     return TokenKeeper(
@@ -45,6 +52,7 @@ def token_keeper() -> TokenKeeper:
         lease_store(),
         s.tokens,
         allow_insecure_endpoints=s.allow_insecure_endpoints,
+        uninstall_schedule=capability_store(),
     )
 
 

@@ -41,6 +41,7 @@ from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.errors import (
+    ApplicationNotInstalled,
     AuthError,
     B24Error,
     ExpiredToken,
@@ -52,6 +53,7 @@ from b24core.protocol.errors import (
 from b24core.protocol.oauth import AppInfo, TokenPair
 from b24core.protocol.rest import endpoint_from_location
 from b24core.settings import DAY_S, TokenPolicy
+from b24core.uninstall import UninstallSchedule, mark_uninstalled
 
 # Backoff while refreshes fail for transient reasons: 30 s, 1 min, 2 min ... at most an hour.
 RETRY_BASE_S = 30
@@ -171,8 +173,11 @@ class TokenKeeper:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         allow_insecure_endpoints: bool = False,
+        uninstall_schedule: UninstallSchedule | None = None,
     ) -> None:
         self.store = store
+        #: What a confirmed "app not installed" clears besides the record (the capability re-check).
+        self.uninstall_schedule = uninstall_schedule
         self.auth_server = auth_server
         self.client_id = client_id
         self.secret = secret
@@ -388,6 +393,10 @@ class TokenKeeper:
             if latest.next_attempt_at > now:
                 return RefreshResult(Outcome.NOT_DUE, latest, retry_at=latest.next_attempt_at)
             return None
+        if reason == RefreshReason.MANUAL and (
+            latest.access_expires_at <= now or ts == TokenState.REFRESH_FAILING
+        ):
+            return None  # an operator's refresh of an expired or failing portal is what it needs now
         if now - latest.refreshed_at < self.policy.min_interval_s:
             outcome = Outcome.TOO_SOON if reason == RefreshReason.MANUAL else Outcome.NOT_DUE
             return RefreshResult(outcome, latest, "refreshed less than the minimum interval ago")
@@ -416,6 +425,10 @@ class TokenKeeper:
             return self._on_invalid_grant(latest)
         except PaymentRequired:
             return self._on_payment_required(latest)
+        except (ApplicationNotInstalled, InvalidClient) as exc:
+            # invalid_client survived a fresh secret: "the application may not be installed"
+            # (settings/oauth/error-codes.md). Believed for this portal only once confirmed there.
+            return self._on_not_installed(latest, exc)
         except B24Error as exc:
             return self._on_transient(latest, exc)
         return self._save_pair(latest, pair, reason)
@@ -489,6 +502,44 @@ class TokenKeeper:
         if result is not None:
             return result
         return RefreshResult(Outcome.REAUTH_REQUIRED, self.store.get(latest.member_id), "invalid_grant")
+
+    def _on_not_installed(self, latest: Portal, exc: B24Error) -> RefreshResult:
+        """The auth server says the app is gone: true after a lost ONAPPUNINSTALL, or a wrong secret.
+
+        A wrong client_secret would say the same for every portal, so the answer is believed only
+        when this portal confirms it: its stored access token is refused as not belonging to an
+        installed app (not merely expired), or app.info says not installed. Confirmed, the portal is
+        uninstalled as a real uninstall would do; otherwise it is a failing refresh, retried later.
+        """
+        again = self.store.get(latest.member_id)
+        if again is not None and again.refresh_token != latest.refresh_token:
+            return RefreshResult(Outcome.PEER_REFRESHED, again)
+        if not self._gone_at_source(latest):
+            return self._on_transient(latest, exc)
+        saved, _ = mark_uninstalled(
+            self.store,
+            latest.member_id,
+            clean=False,
+            reason="not_installed",
+            schedule=self.uninstall_schedule,
+        )
+        metrics.emit("RefreshFailed", reason="not_installed")
+        if saved is not None:
+            self._announce(latest, saved)
+        return RefreshResult(Outcome.NOT_INSTALLED, saved or again, "the app is no longer installed")
+
+    def _gone_at_source(self, portal: Portal) -> bool:
+        if not portal.access_token:
+            return False
+        try:
+            info = self.auth_server.app_info(portal.access_token)
+        except ExpiredToken:
+            return False  # an expired token proves nothing either way
+        except (AuthError, ApplicationNotInstalled):
+            return True  # a token issued less than an hour ago refused: the installation is gone
+        except B24Error:
+            return False  # unreachable or garbage: not a confirmation
+        return not info.install.installed or info.install.member_id != portal.member_id
 
     def _on_payment_required(self, latest: Portal) -> RefreshResult:
         metrics.emit("RefreshFailed", reason="payment_required")

@@ -10,7 +10,6 @@ from typing import Any
 
 from b24core import runtime
 from b24core.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
-from b24core.capability_store import DynamoCapabilityStore
 from b24core.install import InstallService, claim_from_request
 from b24core.logs import logger
 from b24core.pages import decide, install_page
@@ -102,7 +101,9 @@ def run_capability_check(portal: Portal, events_url: str, trigger: str) -> dict[
         return None
     budget = settings.check_budget_s
     try:
-        capability_store().schedule_recheck(portal.member_id, int(time.time()) + settings.recheck_soon_s)
+        runtime.capability_store().schedule_recheck(
+            portal.member_id, int(time.time()) + settings.recheck_soon_s
+        )
         resp = _lambda_client(budget).invoke(
             FunctionName=settings.capability_check_function,
             InvocationType="RequestResponse",
@@ -141,7 +142,7 @@ def start_capability_check(member_id: str, events_url: str, trigger: str) -> boo
     if not settings.capability_check_function:
         return False
     try:
-        capability_store().schedule_recheck(member_id, int(time.time()) + settings.recheck_soon_s)
+        runtime.capability_store().schedule_recheck(member_id, int(time.time()) + settings.recheck_soon_s)
         runtime.boto_client("lambda").invoke(
             FunctionName=settings.capability_check_function,
             InvocationType="Event",
@@ -161,12 +162,6 @@ def start_capability_check(member_id: str, events_url: str, trigger: str) -> boo
             },
         )
         return False
-
-
-@lru_cache(maxsize=1)
-def capability_store() -> DynamoCapabilityStore:
-    settings = get_settings()
-    return DynamoCapabilityStore(settings.table_name, settings.region, settings.dynamodb_endpoint)
 
 
 def health() -> dict[str, Any]:

@@ -12,15 +12,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from b24core import runtime
 from b24core.apigw import json_response
 from b24core.logs import logger
 from b24core.portals.model import Portal
-from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import StaleWrite
 
 
 def _data(form: dict[str, Any]) -> dict[str, Any]:
@@ -29,40 +26,29 @@ def _data(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_uninstall(portal: Portal, form: dict[str, Any]) -> None:
-    from b24core.web import capability_store
+    from b24core.uninstall import mark_uninstalled
 
-    store = runtime.portal_store()
     clean = str(_data(form).get("CLEAN", "0")) == "1"
-    for _ in range(5):
-        current = store.get(portal.member_id) or portal
-        if current.state == PortalState.DELETED:
-            return
-        updated = replace(
-            current.with_state(PortalState.DELETED).with_token_state(TokenState.UNINSTALLED),
-            access_token="",
-            refresh_token="",
-            application_token="",
-            capabilities={} if clean else current.capabilities,
-        )
-        try:
-            store.save(updated)
-        except StaleWrite:
-            continue
-        caps = capability_store()
-        purged = caps.purge(portal.member_id) if clean else 0
-        if not clean:
-            caps.schedule_recheck(portal.member_id, None)
-        logger.info(
-            "portal uninstalled",
-            extra={
-                "action": "uninstall",
-                "outcome": "ok",
-                "member_id": portal.member_id,
-                "clean": clean,
-                "items_deleted": purged,
-            },
-        )
+    saved, purged = mark_uninstalled(
+        runtime.portal_store(),
+        portal.member_id,
+        clean=clean,
+        reason="uninstalled",
+        schedule=runtime.capability_store(),
+        fallback=portal,
+    )
+    if saved is None:
         return
+    logger.info(
+        "portal uninstalled",
+        extra={
+            "action": "uninstall",
+            "outcome": "ok",
+            "member_id": portal.member_id,
+            "clean": clean,
+            "items_deleted": purged,
+        },
+    )
 
 
 def handle_update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
