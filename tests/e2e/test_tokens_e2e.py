@@ -178,3 +178,52 @@ def test_a_verified_onofflineevent_carrying_a_fresh_pair_heals_a_lost_portal_thr
     assert resp.status_code == 200, resp.text
     healed = store.get(portal.member_id)
     assert healed.token_state == TokenState.ACTIVE and healed.refresh_token == fresh["refresh_token"]
+
+
+def test_an_operators_refresh_of_a_portal_whose_refresh_failed_is_honoured(
+    sim, stack, store, install_url, cli
+):
+    portal, stored = _installed(sim, stack, store, install_url)
+    sim.oauth.down = True  # the authorization server is briefly down when the access token expires
+    try:
+        sim.expire_access_tokens(portal.domain)
+        portal.ui_deal_add({"TITLE": "while the auth server is down"})
+        wait_for(
+            lambda: store.get(portal.member_id).token_state == TokenState.REFRESH_FAILING,
+            what="the portal marked refresh_failing",
+        )
+    finally:
+        sim.oauth.down = False
+    # Minutes after the install (within the one-day minimum): the operator's refresh is what it needs.
+    code, out, err = cli("tokens", "refresh", portal.member_id)
+    assert code == 0, out + err
+    assert "refreshed" in out and "too_soon" not in out
+    healed = store.get(portal.member_id)
+    assert healed.token_state == TokenState.ACTIVE and healed.refresh_token != stored.refresh_token
+    assert _token_requests(sim, portal.member_id)[-1] == "ok"
+
+
+def test_a_lost_onappuninstall_is_found_by_the_sweep_and_the_portal_uninstalled(
+    sim, stack, store, install_url
+):
+    from b24core.capability_store import DynamoCapabilityStore
+    from b24core.portals.states import PortalState
+
+    portal, stored = _installed(sim, stack, store, install_url)
+    caps = DynamoCapabilityStore(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint)
+    caps.schedule_recheck(portal.member_id, int(time.time()) + DAY)
+    # The app is removed; its ONAPPUNINSTALL goes nowhere (Bitrix24 never retries it).
+    sim.uninstall(portal.domain, "http://127.0.0.1:9/events", clean=False)
+    assert store.get(portal.member_id).state == PortalState.ACTIVE
+    store.save(replace(store.get(portal.member_id), refreshed_at=int(time.time()) - 45 * DAY))
+    stack.fire_schedule("TokenRefreshFunction", "Sweep")
+    gone = store.get(portal.member_id)
+    assert gone.state == PortalState.DELETED and gone.token_state == TokenState.UNINSTALLED
+    assert gone.token_state_reason == "not_installed"
+    assert gone.access_token == gone.refresh_token == ""
+    assert caps.recheck_due_at(portal.member_id) is None  # no re-checks of a portal that is gone
+    assert set(_token_requests(sim, portal.member_id)) == {"invalid_client"}
+    # Nothing asks the authorization server about it again.
+    before = len(_token_requests(sim, portal.member_id))
+    stack.fire_schedule("TokenRefreshFunction", "Sweep")
+    assert len(_token_requests(sim, portal.member_id)) == before

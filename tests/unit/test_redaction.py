@@ -33,3 +33,22 @@ def test_formatter_masks_extra_keys_and_message():
     assert "another-secret-456789" not in stream.getvalue()
     assert line["application_token"] == MASK
     assert line["member_id"] == "m"
+
+
+def test_the_remembered_secrets_are_bounded_and_the_most_recent_are_kept():
+    from b24core import logs
+
+    first = "oldest-remembered-secret"
+    logs.remember_secret(first)
+    for i in range(logs.MAX_REMEMBERED):
+        logs.remember_secret(f"filler-secret-{i:06d}")
+    assert len(logs._known_secrets) == logs.MAX_REMEMBERED
+    assert logs.mask_known(f"x {first} y") == f"x {first} y"  # evicted: the set does not grow forever
+    assert logs.mask_known("x filler-secret-000009 y") == "x *** y"
+
+
+def test_a_request_body_is_never_logged():
+    from b24core.logs import redact
+
+    event = {"body": "AUTH_ID=abc&REFRESH_ID=def", "isBase64Encoded": False, "rawPath": "/install"}
+    assert redact(event) == {"body": "***", "isBase64Encoded": False, "rawPath": "/install"}
