@@ -47,6 +47,13 @@ def cmd_portals_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_user(user: dict[str, object]) -> str:
+    """Whose pair the app's background calls use: it must be an administrator's."""
+    if not user.get("user_id"):
+        return "-"
+    return f"{user['user_id']} ({'administrator' if user.get('admin') else 'NOT an administrator'})"
+
+
 def cmd_portals_show(args: argparse.Namespace) -> int:
     portal = _store(args).get(args.member_id)
     if portal is None:
@@ -71,6 +78,7 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         ("client_endpoint", view["client_endpoint"]),
         ("state", view["state"]),
         ("token state", view["token_state"]),
+        ("tokens of user", _token_user(view["token_user"])),
         ("access token expires", _when(view["access_expires_at"])),
         ("last refresh", _when(view["refreshed_at"])),
         ("keep-alive refresh due", _when(view["refresh_due_at"])),

@@ -1,4 +1,4 @@
-"""System methods: methods, method.get, scope, app.info, server.time, profile, user.current."""
+"""System methods: methods, method.get, scope, app.info, server.time, profile, user.admin, user.current."""
 
 from __future__ import annotations
 
@@ -79,6 +79,12 @@ def profile(ctx: CallContext) -> MethodResult:
             "TIME_ZONE": "",
         }
     )
+
+
+@method("user.admin")
+def user_admin(ctx: CallContext) -> MethodResult:
+    """api-reference/common/users/user-admin.md: whether the calling user may manage the app."""
+    return MethodResult(ctx.portal.is_admin(ctx.user_id))
 
 
 @method("user.current")

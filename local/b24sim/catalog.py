@@ -41,7 +41,7 @@ def _events(module: str, scope: str | None, names: str) -> list[EventInfo]:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in [
-        *_methods("rest", BASIC, "batch methods method.get scope server.time profile"),
+        *_methods("rest", BASIC, "batch methods method.get scope server.time profile user.admin"),
         *_methods("rest", BASIC, "app.info events event.bind event.get event.unbind event.test", True),
         *_methods(
             "rest",

@@ -14,6 +14,7 @@ from b24core.protocol.errors import InvalidClient, InvalidGrant, PaymentRequired
 from b24core.protocol.oauth import AppInfo, InstallInfo, TokenPair
 from b24core.settings import TokenPolicy
 from b24core.tokens import StaticSecret, TokenKeeper
+from b24core.trust.admin import Caller
 
 CLIENT_ID = "app.unit"
 SECRET = "unit-client-secret"
@@ -116,6 +117,11 @@ class FakeAuthServer:
         return self.refreshes.count("ok")
 
 
+def portal_admin(endpoint: str, token: str) -> Caller:
+    """The portal's answer to user.admin + app.info: the pair is an administrator's."""
+    return Caller(admin=True, app_version="1", installed=True)
+
+
 def policy(**over: float) -> TokenPolicy:
     base = TokenPolicy(invalid_grant_grace_s=0.5, wait_s=5.0, lease_s=30.0)
     return replace(base, **over)  # type: ignore[arg-type]
@@ -158,5 +164,6 @@ def make_keeper(
         policy(**policy_over),
         clock=clock,
         sleep=clock.sleep,
+        admin_check=portal_admin,
     )
     return keeper, store, auth, clock, leases

@@ -8,6 +8,7 @@ from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
 from b24core.protocol.errors import ExpiredToken, TransportError
 from b24core.protocol.oauth import AppInfo, InstallInfo
+from b24core.trust.admin import Caller
 
 
 class ScriptedAuthServer:
@@ -61,9 +62,23 @@ def event_form(**auth_over):
     return {"event": "ONAPPINSTALL", "data": {"LANGUAGE": "ru"}, "auth": auth}
 
 
-def service(auth):
+class ScriptedPortal:
+    """What the portal answers to ``batch`` of user.admin + app.info (b24core.trust.admin)."""
+
+    def __init__(self, admin=True, version="1"):
+        self.admin, self.version, self.calls = admin, version, 0
+
+    def __call__(self, endpoint, token):
+        self.calls += 1
+        return Caller(admin=self.admin, app_version=self.version, installed=True)
+
+
+def service(auth, portal=None):
     store = InMemoryPortalStore()
-    return InstallService(store, auth, "app.1", allow_insecure_endpoints=False), store
+    svc = InstallService(
+        store, auth, "app.1", allow_insecure_endpoints=False, admin_check=portal or ScriptedPortal()
+    )
+    return svc, store
 
 
 def test_frame_install_is_verified_then_stored():

@@ -26,6 +26,7 @@ def installed(auth):
 
 def test_a_verified_update_keeps_the_new_application_token_and_version():
     svc, store = installed(ScriptedAuthServer(info()))
+    svc.admin_check.version = "2"  # the portal now runs the new version
     svc.update(claim_from_event(update_form(), path="update"), "2")
     portal = store.get("m1")
     assert portal.application_token == "app-NEW" and portal.refresh_token == "rt-NEW"

@@ -9,11 +9,13 @@ anything is stored.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from b24core import metrics
 from b24core.apigw import HttpError
 from b24core.endpoints import EndpointRefused, check_endpoint
 from b24core.logs import logger, remember_secret
@@ -23,6 +25,21 @@ from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.errors import AuthError, B24Error, BadResponse, TransportError
 from b24core.protocol.oauth import AppInfo, AuthServer
 from b24core.tokens import announce_token_state
+from b24core.trust.admin import Caller, ask_portal
+
+#: Asks the portal, with the claim's token, whether its user is an administrator (b24core.trust.admin).
+AdminCheck = Callable[[str, str], Caller]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A frame POST that proved itself: by an administrator (``stored``: trust was (re)written) or by
+    an ordinary user of a portal the app is installed on (nothing stored: a user session only)."""
+
+    portal: Portal
+    user_id: str
+    admin: bool
+    stored: bool
 
 
 @dataclass(frozen=True)
@@ -138,28 +155,66 @@ class InstallService:
         client_id: str,
         allow_insecure_endpoints: bool,
         clock: Callable[[], float] = time.time,
+        admin_check: AdminCheck = ask_portal,
     ) -> None:
         self.store = store
         self.auth_server = auth_server
         self.client_id = client_id
         self.allow_insecure = allow_insecure_endpoints
         self.clock = clock
+        self.admin_check = admin_check
 
     def install(self, claim: InstallClaim) -> Portal:
-        """Verify the claim at the authorization server, then store the portal (idempotent)."""
+        """Verify the claim at the authorization server and that an administrator sent it, then store
+        the portal (idempotent): only administrators install apps, and every user holds a real token."""
         endpoint, info = self._verify(claim)
-        return self._store(claim, endpoint, info.install.status, info.scope or claim.scope)
+        caller = self._caller(claim, endpoint)
+        if not caller.admin:
+            self._refuse("not_admin", claim, "the token's user is not an administrator of the portal")
+            raise HttpError(403, "admin_required", "only a portal administrator can install the app")
+        return self._store(claim, endpoint, info, caller)
+
+    def open(self, claim: InstallClaim) -> Opened:
+        """A frame POST (install page or any user opening the app). An administrator's re-stores the
+        verified pair (install, reinstall, healing); an ordinary user's changes nothing and must carry
+        the application_token stored for the portal."""
+        endpoint, info = self._verify(claim)
+        caller = self._caller(claim, endpoint)
+        user_id = info.user_id or claim.user_id
+        if caller.admin:
+            portal = self._store(claim, endpoint, info, caller)
+            return Opened(portal=portal, user_id=user_id, admin=True, stored=True)
+        current = self.store.get(claim.member_id)
+        if current is None or current.state == PortalState.DELETED:
+            self._refuse("not_admin", claim, "only an administrator installs the app")
+            raise HttpError(403, "admin_required", "only a portal administrator can install the app")
+        if not _same(current.application_token, claim.application_token):
+            self._refuse(
+                "application_token_mismatch", claim, "frame of a user with another application_token"
+            )
+            raise HttpError(403, "application_token_mismatch", "application_token does not match")
+        return Opened(portal=current, user_id=user_id, admin=False, stored=False)
 
     def update(self, claim: InstallClaim, version: str) -> Portal:
         """ONAPPUPDATE: keep the NEW application_token (and the fresh tokens the event carries) only
-        after the authorization server vouched for the event's access token, for this portal."""
+        from an administrator's token the authorization server vouched for, for this portal, and only
+        when the portal reports a version other than the stored one (a replayed or forged update of the
+        same version changes nothing)."""
         endpoint, info = self._verify(claim)
+        caller = self._caller(claim, endpoint)
+        if not caller.admin:
+            self._refuse("not_admin", claim, "update by a token whose user is not an administrator")
+            raise HttpError(403, "admin_required", "only a portal administrator's update is accepted")
+        reported = caller.app_version or info.install.version
         now = int(self.clock())
         for _ in range(5):
             current = self.store.get(claim.member_id)
             if current is None or current.state == PortalState.DELETED:
                 self._refuse("not_installed", claim, "update for a portal the app is not installed on")
                 raise HttpError(409, "not_installed", "the app is not installed on this portal")
+            if not reported or reported == current.app_version:
+                self._refuse("version_unchanged", claim, "the portal reports the stored version")
+                raise HttpError(403, "version_unchanged", "the portal reports no new version of the app")
             portal = _with_verified_pair(
                 current,
                 claim,
@@ -167,7 +222,9 @@ class InstallService:
                 now,
                 scope=info.scope or claim.scope or current.scope,
                 status=info.install.status or current.status,
-                app_version=version or info.install.version or current.app_version,
+                app_version=reported,
+                user_id=info.user_id or current.user_id,
+                user_admin=True,
             )
             try:
                 saved = self.store.save(portal)
@@ -188,8 +245,6 @@ class InstallService:
         raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
 
     def _verify(self, claim: InstallClaim) -> tuple[str, AppInfo]:
-        for secret in (claim.access_token, claim.refresh_token, claim.application_token):
-            remember_secret(secret)
         try:
             endpoint = check_endpoint(claim.client_endpoint, self.allow_insecure)
         except EndpointRefused as exc:
@@ -228,9 +283,29 @@ class InstallService:
             reason = "token was issued for another app or portal (" + ", ".join(mismatches) + ")"
             self._refuse("claim_mismatch", claim, reason)
             raise HttpError(403, "claim_mismatch", reason)
+        # Verified: from here on these values are this portal's, and must never be printed.
+        for secret in (claim.access_token, claim.refresh_token, claim.application_token):
+            remember_secret(secret)
         return endpoint, info
 
-    def _store(self, claim: InstallClaim, endpoint: str, status: str, scope: str) -> Portal:
+    def _caller(self, claim: InstallClaim, endpoint: str) -> Caller:
+        try:
+            return self.admin_check(endpoint, claim.access_token)
+        except B24Error as exc:
+            logger.warning(
+                "administrator check failed",
+                extra={
+                    "action": claim.path,
+                    "outcome": "error",
+                    "member_id": claim.member_id,
+                    "reason": exc.code,
+                },
+            )
+            raise HttpError(
+                503, "portal_unavailable", "the portal could not confirm the user's rights; try again"
+            ) from None
+
+    def _store(self, claim: InstallClaim, endpoint: str, info: AppInfo, caller: Caller) -> Portal:
         now = int(self.clock())
         for _ in range(5):
             current = self.store.get(claim.member_id)
@@ -244,9 +319,11 @@ class InstallService:
                 claim,
                 endpoint,
                 now,
-                scope=scope,
-                status=status,
-                user_id=claim.user_id or base.user_id,
+                scope=info.scope or claim.scope,
+                status=info.install.status,
+                user_id=info.user_id or claim.user_id or base.user_id,
+                user_admin=True,
+                app_version=caller.app_version or info.install.version or base.app_version,
                 language=claim.language or base.language,
                 install_path=claim.path,
                 installed_at=base.installed_at or now,
@@ -271,6 +348,7 @@ class InstallService:
         raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
 
     def _refuse(self, reason: str, claim: InstallClaim, detail: str) -> None:
+        metrics.emit("TrustChangesRefused", reason=reason)
         logger.warning(
             "install refused" if claim.path != "update" else "update refused",
             extra={
@@ -283,6 +361,10 @@ class InstallService:
                 "install_path": claim.path,
             },
         )
+
+
+def _same(stored: str, given: str) -> bool:
+    return bool(stored) and hmac.compare_digest(stored.encode(), given.encode())
 
 
 #: Why a portal is active again: a fresh pair the authorization server vouched for.

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from b24core.capabilities import Status
 from b24core.i18n import BOX_MODULES_PATH, BOX_UPDATE_PATH, language_of, texts
 from b24core.isolation import describe
+from b24core.trust.session import UserSession
 
 BX24_LIBRARY = "https://api.bitrix24.com/api/v1/"
 
@@ -198,7 +199,37 @@ def install_page(
     return body, content_security_policy(nonce, portal_url)
 
 
-def content_security_policy(nonce: str, portal_url: str = "") -> str:
+def app_page(session_token: str, session: UserSession, portal_url: str = "") -> tuple[str, str]:
+    """The app's own page for an ordinary user: a signed session (b24core.trust.session), no token.
+
+    Its script proves the session to the app's API (``GET /session``); pages an author adds build on
+    the same session."""
+    nonce = secrets.token_urlsafe(16)
+    lang = language_of(session.language)
+    role = "admin" if session.admin else "user"
+    script = (
+        f"<script nonce='{nonce}'>"
+        "(function(){var s=document.querySelector(\"meta[name='b24-session']\").content;"
+        "fetch('session',{headers:{Authorization:'Bearer '+s}}).then(function(r){return r.json();})"
+        ".then(function(j){var e=document.getElementById('who');e.textContent=j.user_id?"
+        "('user '+j.user_id+(j.admin?' (administrator)':'')):'session refused';"
+        "e.setAttribute('data-verified',j.user_id?'yes':'no');});})();</script>"
+    )
+    body = (
+        "<!doctype html>\n"
+        f"<html lang='{lang}'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<meta name='b24-session' content='{_e(session_token)}'>"
+        f"<title>{_e(session.domain)}</title><style nonce='{nonce}'>{_STYLE}</style>"
+        f"<script nonce='{nonce}' src='{BX24_LIBRARY}'></script></head>"
+        f"<body><main id='app' data-member-id='{_e(session.member_id)}' data-user-id='{_e(session.user_id)}'"
+        f" data-role='{role}' data-placement='{_e(session.placement)}'>"
+        f"<h1>{_e(session.domain)}</h1><p id='who' data-verified='pending'></p></main>{script}</body></html>"
+    )
+    return body, content_security_policy(nonce, portal_url, api="'self'")
+
+
+def content_security_policy(nonce: str, portal_url: str = "", api: str = "") -> str:
     origin = ""
     if portal_url:
         split = urlsplit(portal_url)
@@ -210,6 +241,6 @@ def content_security_policy(nonce: str, portal_url: str = "") -> str:
         "default-src 'none'; "
         f"script-src 'nonce-{nonce}' {BX24_LIBRARY}; "
         f"style-src 'nonce-{nonce}'; img-src 'self' data:; "
-        f"connect-src {origin or 'https:'}; "
+        f"connect-src {' '.join(x for x in (api, origin or 'https:') if x)}; "
         f"frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'"
     )

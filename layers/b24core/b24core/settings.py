@@ -36,6 +36,11 @@ class Settings:
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None
     capability_check_function: str = ""
+    # The function that may write portal records: the internet-facing events function hands it the
+    # lifecycle events it verified (ONAPPUPDATE, ONAPPUNINSTALL) and offered token pairs.
+    install_function: str = ""
+    # How long a user session for the app's pages lives (b24core.trust.session).
+    session_ttl_s: int = 900
     max_body_bytes: int = 256 * 1024
     # How long a warm EventsFunction trusts its cached application_token (seconds).
     auth_cache_ttl_s: float = 60.0
@@ -96,6 +101,8 @@ class Settings:
             region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
             dynamodb_endpoint=e.get("AWS_ENDPOINT_URL_DYNAMODB") or e.get("AWS_ENDPOINT_URL") or None,
             capability_check_function=e.get("CAPABILITY_CHECK_FUNCTION", ""),
+            install_function=e.get("INSTALL_FUNCTION", ""),
+            session_ttl_s=max(60, int(_number(e, "B24_SESSION_TTL_S", 900))),
             recheck_interval_s=int(e.get("B24_RECHECK_INTERVAL_S") or 7 * 24 * 3600),
             recheck_soon_s=int(e.get("B24_RECHECK_SOON_S") or 3600),
             check_budget_s=float(e.get("B24_CHECK_BUDGET_S") or 12.0),

@@ -53,6 +53,7 @@ from b24core.protocol.errors import (
 from b24core.protocol.oauth import AppInfo, TokenPair
 from b24core.protocol.rest import endpoint_from_location
 from b24core.settings import DAY_S, TokenPolicy
+from b24core.trust.admin import Caller, ask_portal
 from b24core.uninstall import UninstallSchedule, mark_uninstalled
 
 # Backoff while refreshes fail for transient reasons: 30 s, 1 min, 2 min ... at most an hour.
@@ -89,6 +90,12 @@ class RefreshUnavailable(B24Error):
     def __init__(self, description: str = "", *, retry_at: int | None = None) -> None:
         super().__init__(description)
         self.retry_at = retry_at
+
+
+class Installation(StrEnum):
+    PRESENT = "present"
+    GONE = "gone"
+    UNKNOWN = "unknown"
 
 
 class RefreshReason(StrEnum):
@@ -174,7 +181,9 @@ class TokenKeeper:
         sleep: Callable[[float], None] = time.sleep,
         allow_insecure_endpoints: bool = False,
         uninstall_schedule: UninstallSchedule | None = None,
+        admin_check: Callable[[str, str], Caller] = ask_portal,
     ) -> None:
+        self.admin_check = admin_check
         self.store = store
         #: What a confirmed "app not installed" clears besides the record (the capability re-check).
         self.uninstall_schedule = uninstall_schedule
@@ -250,8 +259,6 @@ class TokenKeeper:
         or its keep-alive is due (then only a pair of the same user, so the app's permissions do not
         change). The pair is checked at the authorization server before anything is stored.
         """
-        remember_secret(access_token)
-        remember_secret(refresh_token)
         now = int(self.clock())
         current = self.store.get(member_id)
         if current is None or current.state == PortalState.DELETED:
@@ -274,8 +281,27 @@ class TokenKeeper:
                 extra={"action": "adopt", "outcome": "refused", "reason": problem, "member_id": member_id},
             )
             return RefreshResult(Outcome.REJECTED, current, problem)
+        remember_secret(access_token)  # vouched for by the auth server: this portal's now
+        remember_secret(refresh_token)
         if not unhealthy and (info.user_id or "") != (current.user_id or info.user_id or ""):
             return RefreshResult(Outcome.NOT_DUE, current, "pair of another user; keep-alive left to sweep")
+        # The app's background calls run as an administrator: any user's genuine pair is not enough.
+        try:
+            admin = self.admin_check(current.client_endpoint, access_token).admin
+        except B24Error as exc:
+            return RefreshResult(Outcome.REJECTED, current, f"administrator check failed ({exc.code})")
+        if not admin:
+            metrics.emit("TrustChangesRefused", reason="not_admin")
+            logger.warning(
+                "fresh pair refused",
+                extra={
+                    "action": "adopt",
+                    "outcome": "refused",
+                    "reason": "not_admin",
+                    "member_id": member_id,
+                },
+            )
+            return RefreshResult(Outcome.REJECTED, current, "not an administrator's pair")
         for _ in range(_SAVE_ATTEMPTS):
             base = self.store.get(member_id)
             if (
@@ -292,7 +318,7 @@ class TokenKeeper:
                 now,
                 f"adopted from {source}",
             )
-            updated = replace(updated, user_id=info.user_id or base.user_id)
+            updated = replace(updated, user_id=info.user_id or base.user_id, user_admin=True)
             try:
                 saved = self.store.save(updated)
             except StaleWrite:
@@ -529,17 +555,37 @@ class TokenKeeper:
         return RefreshResult(Outcome.NOT_INSTALLED, saved or again, "the app is no longer installed")
 
     def _gone_at_source(self, portal: Portal) -> bool:
+        return self.installation(portal) == Installation.GONE
+
+    def installation(self, portal: Portal) -> Installation:
+        """What the authorization server says of the app on this portal, asked with its stored token."""
         if not portal.access_token:
-            return False
+            return Installation.UNKNOWN
         try:
             info = self.auth_server.app_info(portal.access_token)
         except ExpiredToken:
-            return False  # an expired token proves nothing either way
+            return Installation.UNKNOWN  # an expired token proves nothing either way
         except (AuthError, ApplicationNotInstalled):
-            return True  # a token issued less than an hour ago refused: the installation is gone
+            return Installation.GONE  # refused, not expired: the installation it belonged to is gone
         except B24Error:
-            return False  # unreachable or garbage: not a confirmation
-        return not info.install.installed or info.install.member_id != portal.member_id
+            return Installation.UNKNOWN  # unreachable or garbage: not a confirmation
+        if not info.install.installed or info.install.member_id != portal.member_id:
+            return Installation.GONE
+        return Installation.PRESENT
+
+    def confirm_removed(self, portal: Portal) -> Installation:
+        """Before an uninstall acts (ONAPPUNINSTALL proves itself only with the application_token every
+        user's browser knows): GONE, PRESENT, or UNKNOWN when neither could be learned now. An expired
+        stored token is refreshed first; a refresh refused because the app is gone settles it."""
+        verdict = self.installation(portal)
+        if verdict != Installation.UNKNOWN:
+            return verdict
+        result = self.attempt(portal, RefreshReason.EXPIRED)
+        if result.outcome == Outcome.NOT_INSTALLED:
+            return Installation.GONE
+        if result.outcome in (Outcome.REFRESHED, Outcome.PEER_REFRESHED) and result.portal is not None:
+            return self.installation(result.portal)
+        return Installation.UNKNOWN
 
     def _on_payment_required(self, latest: Portal) -> RefreshResult:
         metrics.emit("RefreshFailed", reason="payment_required")

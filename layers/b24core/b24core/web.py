@@ -10,9 +10,9 @@ from typing import Any
 
 from b24core import runtime
 from b24core.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
-from b24core.install import InstallService, claim_from_request
+from b24core.install import InstallClaim, InstallService, Opened, claim_from_request
 from b24core.logs import logger
-from b24core.pages import decide, install_page
+from b24core.pages import app_page, decide, install_page
 from b24core.portals.model import Portal
 from b24core.protocol.forms import FormError, FormLimits, parse_form
 from b24core.settings import get_settings
@@ -30,26 +30,34 @@ def read_form(req: Request, max_bytes: int) -> dict[str, Any]:
 
 
 def handle_install(event: dict[str, Any]) -> dict[str, Any]:
+    if "action" in event:  # an invoke from the events function, not an HTTP request
+        from b24core.trust.handover import on_handover
+
+        return on_handover(event)
     settings = get_settings()
     try:
         req = parse_event(event, settings.max_body_bytes)
-        if req.method == "GET" and req.path.rstrip("/").endswith("/health"):
+        route = req.path.rstrip("/")
+        if req.method == "GET" and route.endswith("/health"):
             return health()
+        if req.method == "GET" and route.endswith("/session"):
+            return session_info(req)
         if req.method != "POST":
             raise HttpError(405, "method_not_allowed", "use POST")
         form = read_form(req, settings.max_body_bytes)
-        if req.path.rstrip("/").endswith("/connect"):
+        if route.endswith("/connect"):
             from b24core.connect_page import handle_connect  # rare: off the install path's imports
 
             return handle_connect(req, form, settings)
         claim = claim_from_request(req.query, form)
-        service = InstallService(
-            runtime.portal_store(),
-            runtime.auth_server(),
-            settings.client_id,
-            settings.allow_insecure_endpoints,
-        )
-        portal = service.install(claim)
+        service = install_service()
+        if claim.path != "ui":
+            portal = service.install(claim)
+        else:
+            opened = service.open(claim)
+            if not opened.admin:  # an ordinary user opening the app: a session, nothing stored
+                return user_page(opened, claim, form)
+            portal = opened.portal
     except HttpError as err:
         return error_response(err)
     events_url = runtime.events_url(settings, req.host)
@@ -72,6 +80,77 @@ def handle_install(event: dict[str, Any]) -> dict[str, Any]:
             "domain": portal.domain,
             "install_state": outcome.state,
             "capabilities": report,
+        },
+    )
+
+
+def install_service() -> InstallService:
+    settings = get_settings()
+    return InstallService(
+        runtime.portal_store(),
+        runtime.auth_server(),
+        settings.client_id,
+        settings.allow_insecure_endpoints,
+    )
+
+
+def _session_key() -> bytes:
+    from b24core.secrets import ClientSecret
+    from b24core.trust.session import session_key
+
+    return session_key(ClientSecret(get_settings())())
+
+
+def user_page(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> dict[str, Any]:
+    """The app as an ordinary user sees it: a signed session instead of any token."""
+    from b24core.trust.session import issue
+
+    placement = str(form.get("PLACEMENT") or "DEFAULT")
+    options = form.get("PLACEMENT_OPTIONS")
+    token, session = issue(
+        _session_key(),
+        member_id=opened.portal.member_id,
+        domain=opened.portal.domain,
+        user_id=opened.user_id,
+        admin=opened.admin,
+        placement=placement,
+        placement_options=options if isinstance(options, str) else "",
+        ttl_s=get_settings().session_ttl_s,
+        language=claim.language or opened.portal.language,
+    )
+    logger.info(
+        "user session issued",
+        extra={
+            "action": "open",
+            "outcome": "session",
+            "member_id": session.member_id,
+            "placement": placement,
+        },
+    )
+    page, csp = app_page(token, session, portal_url(opened.portal))
+    return html_response(200, page, csp)
+
+
+def session_info(req: Request) -> dict[str, Any]:
+    """``GET /session`` with ``Authorization: Bearer SESSION``: who the page's user is."""
+    from b24core.trust.session import SessionInvalid, verify
+
+    header = req.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    try:
+        session = verify(_session_key(), token)
+    except SessionInvalid as exc:
+        raise HttpError(401, "session_invalid", str(exc)) from None
+    return json_response(
+        200,
+        {
+            "member_id": session.member_id,
+            "domain": session.domain,
+            "user_id": session.user_id,
+            "admin": session.admin,
+            "placement": session.placement,
+            "placement_options": session.placement_options,
+            "expires_at": session.expires_at,
         },
     )
 

@@ -96,20 +96,21 @@ def _count(metric: str, reason: str) -> None:
 
 
 def _update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
-    """ONAPPUPDATE → b24core.events.lifecycle.handle_update, then forget the cached (old) token."""
-    from b24core.events import lifecycle
+    """ONAPPUPDATE → the install function (b24core.trust.handover), then forget the cached (old) token."""
+    from b24core.trust.handover import LIFECYCLE, hand_over
 
     auth = form.get("auth")
     member_id = auth.get("member_id") if isinstance(auth, dict) else None
     try:
-        return lifecycle.handle_update(form, request_host)
+        return hand_over(LIFECYCLE, form, request_host)
     finally:
         if isinstance(member_id, str) and member_id:
             auth_cache().drop(member_id)
 
 
 def _adopt_offered_pair(form: dict[str, Any]) -> None:
-    """A verified event that carries a fresh token pair (ONOFFLINEEVENT does) heals a lost portal.
+    """A verified event that carries a fresh token pair (ONOFFLINEEVENT does) may heal a lost portal:
+    the install function checks the pair (an administrator's, vouched for by the auth server).
 
     Rare, so its imports stay off the hot path; it never fails the intake.
     """
@@ -117,9 +118,9 @@ def _adopt_offered_pair(form: dict[str, Any]) -> None:
     if not isinstance(auth, dict) or not auth.get("refresh_token"):
         return
     try:
-        from b24core.healing import adopt_from_event
+        from b24core.trust.handover import ADOPT, hand_over
 
-        adopt_from_event(form)
+        hand_over(ADOPT, form)
     except Exception as exc:
         logger.warning(
             "offered token pair not adopted",
@@ -128,17 +129,12 @@ def _adopt_offered_pair(form: dict[str, Any]) -> None:
 
 
 def _lifecycle(name: str, member_id: str, form: dict[str, Any]) -> dict[str, Any]:
-    """Verified lifecycle event → its handler (b24core.events.lifecycle), then forget the cached token."""
-    from b24core.events import lifecycle
+    """Verified lifecycle event → the install function, then forget the cached token."""
+    from b24core.trust.handover import LIFECYCLE, hand_over
 
     try:
         if name == "ONAPPUNINSTALL":
-            from b24core import runtime
-
-            portal = runtime.portal_store().get(member_id)
-            if portal is not None:
-                lifecycle.handle_uninstall(portal, form)
-            return json_response(200, {"status": "uninstalled"})
+            return hand_over(LIFECYCLE, form)
         return json_response(200, {"status": "ignored", "event": name})
     finally:
         auth_cache().drop(member_id)

@@ -84,7 +84,6 @@ class EventIntake:
         if not isinstance(app_token, str) or not app_token:
             self._refuse("missing_application_token", event, member_id)
             raise HttpError(401, "missing_application_token", "missing auth[application_token]")
-        remember_secret(app_token)
         portal = self.portals.get(member_id)
         if portal is not None and not _proves(portal, app_token, event):
             portal = self.portals.get(member_id, fresh=True)  # the token may have just been rotated
@@ -99,6 +98,7 @@ class EventIntake:
         if not _proves(portal, app_token, event):
             self._refuse("application_token_mismatch", event, member_id)
             raise HttpError(403, "application_token_mismatch", "application_token does not match")
+        remember_secret(app_token)  # proven this portal's: only now may it enter the redaction set
         by_hook = bool(portal.webhook_token) and _same(portal.webhook_token, app_token)
         return event.upper(), member_id, by_hook
 

@@ -33,7 +33,9 @@ class Portal:
     webhook_token: str = field(default="", repr=False)
     scope: str = ""
     status: str = ""
+    #: Whose pair is stored: the app's background calls run as this user, who must be an administrator.
     user_id: str = ""
+    user_admin: bool = False
     language: str = ""
     app_version: str = ""
     installed_at: int = 0
@@ -76,6 +78,7 @@ class Portal:
             "scope": self.scope,
             "status": self.status,
             "language": self.language,
+            "token_user": {"user_id": self.user_id, "admin": self.user_admin},
             "app_version": self.app_version,
             "install_path": self.install_path,
             "installed_at": self.installed_at,

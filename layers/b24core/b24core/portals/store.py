@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Protocol
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -138,6 +138,7 @@ class _PortalItem(Model):
     scope = UnicodeAttribute(null=True)
     status = UnicodeAttribute(null=True)
     user_id = UnicodeAttribute(null=True)
+    user_admin = BooleanAttribute(null=True)
     language = UnicodeAttribute(null=True)
     app_version = UnicodeAttribute(null=True)
     installed_at = NumberAttribute(default=0)
@@ -175,6 +176,7 @@ def _to_portal(item: _PortalItem) -> Portal:
         scope=item.scope or "",
         status=item.status or "",
         user_id=item.user_id or "",
+        user_admin=bool(item.user_admin),
         language=item.language or "",
         app_version=item.app_version or "",
         installed_at=int(item.installed_at or 0),
@@ -224,6 +226,7 @@ class DynamoPortalStore:
             scope=portal.scope or None,
             status=portal.status or None,
             user_id=portal.user_id or None,
+            user_admin=portal.user_admin or None,
             language=portal.language or None,
             app_version=portal.app_version or None,
             installed_at=portal.installed_at,

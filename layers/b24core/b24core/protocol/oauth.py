@@ -106,8 +106,10 @@ class AuthServer:
         return payload
 
     def app_info(self, access_token: str) -> AppInfo:
-        """Check a token without trusting the portal: who issued it, for which app and portal."""
-        remember_secret(access_token)
+        """Check a token without trusting the portal: who issued it, for which app and portal.
+
+        The token is not remembered for redaction here: it may come from an unverified request, and
+        the caller remembers it once the answer proved it belongs to this app and portal."""
         payload = self._get("/rest/app.info", {"auth": access_token})
         result = payload.get("result")
         if not isinstance(result, dict):
