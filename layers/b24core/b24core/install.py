@@ -40,6 +40,9 @@ class Opened:
     user_id: str
     admin: bool
     stored: bool
+    #: False when the portal could not say whether the user is an administrator (a box cut off from
+    #: the authorization server refuses every token): the page shows the stored portal's state.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class InstallService:
         """Verify the claim at the authorization server and that an administrator sent it, then store
         the portal (idempotent): only administrators install apps, and every user holds a real token."""
         endpoint, info = self._verify(claim)
-        caller = self._caller(claim, endpoint)
+        caller = self._caller(claim, endpoint) or self._unconfirmed(claim)
         if not caller.admin:
             self._refuse("not_admin", claim, "the token's user is not an administrator of the portal")
             raise HttpError(403, "admin_required", "only a portal administrator can install the app")
@@ -179,8 +182,16 @@ class InstallService:
         verified pair (install, reinstall, healing); an ordinary user's changes nothing and must carry
         the application_token stored for the portal."""
         endpoint, info = self._verify(claim)
-        caller = self._caller(claim, endpoint)
         user_id = info.user_id or claim.user_id
+        caller = self._caller(claim, endpoint)
+        if caller is None:
+            current = self.store.get(claim.member_id)
+            if current is not None and current.state != PortalState.DELETED:
+                if not _same(current.application_token, claim.application_token):
+                    self._refuse("application_token_mismatch", claim, "unconfirmed frame, another token")
+                    raise HttpError(403, "application_token_mismatch", "application_token does not match")
+                return Opened(portal=current, user_id=user_id, admin=False, stored=False, confirmed=False)
+            caller = self._unconfirmed(claim)
         if caller.admin:
             portal = self._store(claim, endpoint, info, caller)
             return Opened(portal=portal, user_id=user_id, admin=True, stored=True)
@@ -202,6 +213,10 @@ class InstallService:
         same version changes nothing)."""
         endpoint, info = self._verify(claim)
         caller = self._caller(claim, endpoint)
+        if caller is None:
+            raise HttpError(
+                503, "portal_unavailable", "the portal could not confirm the user's rights; try again"
+            )
         if not caller.admin:
             self._refuse("not_admin", claim, "update by a token whose user is not an administrator")
             raise HttpError(403, "admin_required", "only a portal administrator's update is accepted")
@@ -288,7 +303,9 @@ class InstallService:
             remember_secret(secret)
         return endpoint, info
 
-    def _caller(self, claim: InstallClaim, endpoint: str) -> Caller:
+    def _caller(self, claim: InstallClaim, endpoint: str) -> Caller | None:
+        """The portal's answer, or None when it could not give one (unreachable, or a box that cannot
+        reach the authorization server and so refuses every token)."""
         try:
             return self.admin_check(endpoint, claim.access_token)
         except B24Error as exc:
@@ -301,9 +318,19 @@ class InstallService:
                     "reason": exc.code,
                 },
             )
-            raise HttpError(
-                503, "portal_unavailable", "the portal could not confirm the user's rights; try again"
-            ) from None
+            return None
+
+    def _unconfirmed(self, claim: InstallClaim) -> Caller:
+        """No answer from the portal. A portal the app does not hold yet may be stored (only an
+        administrator can install an app, and no user has an app token before the install, so nothing
+        can be taken over; a box cut off from the authorization server is then diagnosed and told what
+        to open); a portal the app already trusts is never changed on an unconfirmed token."""
+        current = self.store.get(claim.member_id)
+        if current is None or current.state == PortalState.DELETED:
+            return Caller(admin=True, app_version="", installed=False, confirmed=False)
+        raise HttpError(
+            503, "portal_unavailable", "the portal could not confirm the user's rights; try again"
+        )
 
     def _store(self, claim: InstallClaim, endpoint: str, info: AppInfo, caller: Caller) -> Portal:
         now = int(self.clock())
@@ -322,7 +349,7 @@ class InstallService:
                 scope=info.scope or claim.scope,
                 status=info.install.status,
                 user_id=info.user_id or claim.user_id or base.user_id,
-                user_admin=True,
+                user_admin=caller.confirmed,
                 app_version=caller.app_version or info.install.version or base.app_version,
                 language=claim.language or base.language,
                 install_path=claim.path,

@@ -55,7 +55,7 @@ def handle_install(event: dict[str, Any]) -> dict[str, Any]:
             portal = service.install(claim)
         else:
             opened = service.open(claim)
-            if not opened.admin:  # an ordinary user opening the app: a session, nothing stored
+            if not opened.admin and opened.confirmed:  # an ordinary user: a session, nothing stored
                 return user_page(opened, claim, form)
             portal = opened.portal
     except HttpError as err:

@@ -3,7 +3,7 @@
 
 The intake is the cold-start and CPU critical path, so marking costs no read and at most one write per
 portal per ``MARK_EVERY_S`` in each process: the first event of a portal in that window writes
-``at`` (our clock, whole seconds) into one item beside the portal record (pk=PORTAL#member_id,
+``at`` (our clock, whole seconds) into one item in a partition of its own (pk=ARRIVAL#member_id,
 sk=ARRIVAL), only if it is newer than what is stored (processes may write out of order). The stored
 time is therefore at most ``MARK_EVERY_S`` older than the true last arrival; the watchdog allows for
 that. A failed write is logged and never fails the intake: the event is already in SQS.
@@ -20,6 +20,12 @@ from b24core.logs import logger
 ARRIVAL_SK = "ARRIVAL"
 #: At most one write per portal per this many seconds, per process.
 MARK_EVERY_S = 60
+
+
+def arrival_pk(member_id: str) -> str:
+    """A partition of its own: the events function may write only these items (template.yaml's
+    dynamodb:LeadingKeys condition), never a portal record."""
+    return f"ARRIVAL#{member_id}"
 
 
 class ArrivalWriter(Protocol):
@@ -44,7 +50,7 @@ class DynamoArrivals:
             self.client.put_item(
                 TableName=self.table_name,
                 Item={
-                    "pk": {"S": f"PORTAL#{member_id}"},
+                    "pk": {"S": arrival_pk(member_id)},
                     "sk": {"S": ARRIVAL_SK},
                     "member_id": {"S": member_id},
                     "at": {"N": str(int(at))},
@@ -61,7 +67,7 @@ class DynamoArrivals:
     def last(self, member_id: str) -> int:
         item = self.client.get_item(
             TableName=self.table_name,
-            Key={"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": ARRIVAL_SK}},
+            Key={"pk": {"S": arrival_pk(member_id)}, "sk": {"S": ARRIVAL_SK}},
             ProjectionExpression="#at",
             ExpressionAttributeNames={"#at": "at"},
             ConsistentRead=True,

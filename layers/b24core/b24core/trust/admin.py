@@ -23,6 +23,8 @@ class Caller:
     admin: bool
     app_version: str
     installed: bool
+    #: False when the portal could not be asked and a first install went ahead without its answer.
+    confirmed: bool = True
 
 
 def _section(value: Any) -> dict[str, Any]:
