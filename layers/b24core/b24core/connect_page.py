@@ -100,9 +100,9 @@ def handle_connect(req: Request, form: dict[str, Any], settings: Settings) -> di
 def _open(req: Request, form: dict[str, Any], settings: Settings) -> dict[str, Any]:
     token = str(form.get("AUTH_ID") or "")
     member_id = str(form.get("member_id") or "")
-    if not token or not member_id:
+    app_token = str(form.get("APPLICATION_TOKEN") or "")
+    if not token or not member_id or not app_token:
         raise HttpError(400, "missing_fields", "open this page from the app inside the portal")
-    remember_secret(token)
     try:
         info = runtime.auth_server().app_info(token)
     except AuthError:
@@ -116,6 +116,12 @@ def _open(req: Request, form: dict[str, Any], settings: Settings) -> dict[str, A
     portal = runtime.portal_store().get(member_id)
     if info.client_id != settings.client_id or info.install.member_id != member_id or portal is None:
         raise HttpError(403, "claim_mismatch", "this token is not the app's on an installed portal")
+    remember_secret(token)
+    # The form only names the portal; the webhook pasted into it must be an administrator's (webhooks.py).
+    if not portal.application_token or not hmac.compare_digest(
+        portal.application_token.encode(), app_token.encode()
+    ):
+        raise HttpError(403, "application_token_mismatch", "application_token does not match")
     return _page("Connect an incoming webhook", _form(sign_state(member_id, settings), portal.domain))
 
 
@@ -126,7 +132,6 @@ def _connect(form: dict[str, Any], settings: Settings) -> dict[str, Any]:
     if portal is None:
         raise HttpError(404, "unknown_portal", "the portal is no longer installed")
     outgoing = str(form.get("outgoing_token") or "").strip()
-    remember_secret(outgoing)
     try:
         done = connect(
             str(form.get("incoming") or ""),

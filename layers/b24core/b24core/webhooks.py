@@ -392,7 +392,6 @@ def connect(
 ) -> Connected:
     """Verify and store an incoming webhook for a portal; ``WebhookRefused`` stores nothing."""
     hook = parse_incoming(url, local=local)
-    remember_secret(outgoing_token)
     existing: Portal | None = None
     if member_id:
         existing = portals.get(member_id)
@@ -415,6 +414,15 @@ def connect(
         raise WebhookRefused(
             f"the webhook lacks the scope(s) {', '.join(lacking)} the app needs; edit the webhook and "
             "tick them"
+        )
+    # Connecting changes what the app trusts for the portal: only an administrator's webhook may.
+    try:
+        admin = webhook_call(hook, "user.admin", {}, timeout_s, http).result
+    except B24Error as exc:
+        raise WebhookRefused(f"the portal refused the webhook's user.admin call ({exc.code})") from None
+    if admin is not True:
+        raise WebhookRefused(
+            "the webhook's user is not an administrator of the portal; an admin must create it"
         )
     now = int(time.time())
     created = existing is None
