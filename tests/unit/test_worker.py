@@ -328,3 +328,71 @@ def test_handler_writes_and_reads_carry_the_apps_auth_connector():
     assert [p.get("auth_connector") for _, p in client.calls] == ["b24app", None]
     assert client.calls[1][1]["AUTH_CONNECTOR"] == "theirs"  # a handler's own choice is kept
     assert all(p["auth_connector"] == "b24app" for _, p in client.commands)
+
+
+def _two_portals(bad_client):
+    """Portal m1 answers normally; m2's client is ``bad_client``."""
+    good = FakeClient({str(i): {"ID": str(i)} for i in range(10)})
+    other = Portal(member_id="m2", domain="q", client_endpoint="https://q/rest/", state=PortalState.ACTIVE)
+    reg = Registry()
+    seen: list[tuple[str, str | None]] = []
+
+    @reg.on("ONCRMDEALUPDATE", fetch="crm.deal.get")
+    def upsert(event, ctx):
+        seen.append((event.member_id, event.object_id))
+
+    requeued: list = []
+    worker = Worker(
+        reg,
+        load_portal=lambda m: PORTAL if m == "m1" else other,
+        make_client=lambda p: good if p.member_id == "m1" else bad_client,
+        limiter=FakeLimiter(),
+        requeue=lambda bodies, d: requeue(requeued, (), bodies, d),
+        max_wait_s=1.0,
+        wait=lambda s: None,
+    )
+    records = [record(i, "ONCRMDEALUPDATE", i, member_id="m1" if i % 2 else "m2") for i in range(10)]
+    return worker, records, seen, requeued
+
+
+class RaisingClient(FakeClient):
+    """A portal whose answer breaks something the worker did not foresee."""
+
+    def batch(self, commands, halt=False):
+        raise ValueError("invalid literal for int() with base 10: '²'")
+
+
+def test_a_portal_whose_answer_breaks_the_reads_fails_only_its_own_events():
+    worker, records, seen, _ = _two_portals(RaisingClient())
+    out = worker({"Records": records}, None)
+    failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
+    assert failed == {f"msg-{i}" for i in range(10) if i % 2 == 0}  # m2's, and only m2's
+    assert sorted(s[1] for s in seen) == sorted(str(i) for i in range(10) if i % 2)  # m1's all handled
+
+
+class SlowClient(FakeClient):
+    """A box that takes its time: each batch answer advances the worker's clock by 5 s."""
+
+    def __init__(self, clock):
+        super().__init__({str(i): {"ID": str(i)} for i in range(200)})
+        self.clock = clock
+
+    def batch(self, commands, halt=False):
+        self.clock[0] += 5.0
+        return super().batch(commands, halt)
+
+
+def test_a_slow_portal_spends_only_its_own_share_and_its_other_events_come_back_later(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("b24core.events.worker.time.monotonic", lambda: clock[0])
+    worker, _, seen, requeued = _two_portals(SlowClient(clock))
+    worker.portal_budget_s = 8.0
+    # m2 has 150 events: three read requests of 50, 5 s each; m1 has 5.
+    records = [record(i, "ONCRMDEALUPDATE", i, member_id="m2") for i in range(150)]
+    records += [record(1000 + i, "ONCRMDEALUPDATE", i, member_id="m1") for i in range(5)]
+    out = worker({"Records": records}, None)
+    assert out["batchItemFailures"] == []
+    assert sorted(s[1] for s in seen if s[0] == "m1") == [str(i) for i in range(5)]  # m1 untouched
+    deferred = [json.loads(body)["member_id"] for body, delay in requeued]
+    assert deferred and set(deferred) == {"m2"}  # what m2 could not read in its share comes back later
+    assert all(delay == 30 for _, delay in requeued)

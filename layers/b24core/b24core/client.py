@@ -31,6 +31,7 @@ from b24core.protocol.errors import (
     error_from_payload,
 )
 from b24core.protocol.rest import BATCH_LIMIT, PAGE_SIZE, RestAnswer, call_rest
+from b24core.protocol.values import as_int, is_digits
 from b24core.tokens import (
     PortalNotInstalled,
     PortalUnavailable,
@@ -162,8 +163,8 @@ class PortalClient:
                 out.error[key] = err
                 payload = err if isinstance(err, dict) else {"error": str(err)}
                 out.errors[key] = error_from_payload(payload)
-            out.total.update({k: int(v) for k, v in _mapping(section.get("result_total")).items() if _int(v)})
-            out.next.update({k: int(v) for k, v in _mapping(section.get("result_next")).items() if _int(v)})
+            out.total.update(_counts(section.get("result_total")))
+            out.next.update(_counts(section.get("result_next")))
             out.time.update(_mapping(section.get("result_time")))
             if halt:
                 done = set(out.result) | set(out.error)
@@ -212,13 +213,16 @@ class PortalClient:
                 return
             tail = items[-1]
             value = tail.get(id_field) if isinstance(tail, dict) else None
-            if value is None or not str(value).lstrip("-").isdigit() or int(value) <= last:
+            number = as_int(value)
+            if number is None or number <= last:
                 return
-            last = int(value)
+            last = number
 
 
-def _int(value: Any) -> bool:
-    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+def _counts(value: Any) -> dict[str, int]:
+    """A batch's result_total / result_next: entries that are plain non-negative integers (a box may
+    answer anything; the rest is ignored, never raised)."""
+    return {k: int(v) for k, v in _mapping(value).items() if is_digits(v)}
 
 
 def _mapping(value: Any) -> dict[str, Any]:

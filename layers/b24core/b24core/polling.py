@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from b24core.client import PortalClient
 from b24core.events.message import QueuedEvent
 from b24core.logs import logger
+from b24core.protocol.values import is_digits
 from b24core.state_items import DynamoStateStore, InMemoryStateStore
 
 POLL_SK = "POLL"
@@ -222,7 +223,7 @@ class ChangePoller:
             page = answer.result if isinstance(answer.result, list) else []
             before = len(rows)
             for row in page:
-                if not isinstance(row, dict) or not str(row.get("ID", "")).isdigit():
+                if not isinstance(row, dict) or not is_digits(row.get("ID")):
                     continue
                 key = f"{row['ID']}@{row.get('DATE_MODIFY') or ''}"
                 if key not in seen:
@@ -277,9 +278,7 @@ class ChangePoller:
                 {"order": {"ID": "ASC"}, "filter": {">ID": last}, "select": ["ID"], "start": -1},
             )
             result.pages += 1
-            ids = [
-                int(r["ID"]) for r in (page or []) if isinstance(r, dict) and str(r.get("ID", "")).isdigit()
-            ]
+            ids = [int(r["ID"]) for r in (page or []) if isinstance(r, dict) and is_digits(r.get("ID"))]
             present.update(ids)
             if len(ids) < PAGE or max(ids) <= last:
                 break

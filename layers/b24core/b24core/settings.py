@@ -42,6 +42,8 @@ class Settings:
     # How long a user session for the app's pages lives (b24core.trust.session).
     session_ttl_s: int = 900
     max_body_bytes: int = 256 * 1024
+    # The largest answer read from a portal or the auth server (b24core.protocol.http), streamed.
+    max_response_bytes: int = 8 * 1024 * 1024
     # How long a warm EventsFunction trusts its cached application_token (seconds).
     auth_cache_ttl_s: float = 60.0
     # A portal's default REST budget (leaky bucket X, Y/s; limits.md); per portal overrides in the table.
@@ -49,6 +51,9 @@ class Settings:
     rate_drain_per_s: float = 2.0
     # How long a worker waits for a spent budget before sending the events back with a delay.
     worker_max_wait_s: float = 5.0
+    # The share of one worker invocation a portal may take (its reads and handlers); a slow box's other
+    # events go back delayed (b24core.events.worker). Also the worker's whole-request REST deadline.
+    worker_portal_budget_s: float = 8.0
     metrics_namespace: str = "B24App"
     # First retry delay of a failed event (doubles per receive, up to 15 min; the DLQ takes it after N).
     retry_base_s: float = 10.0
@@ -112,10 +117,12 @@ class Settings:
             watchdog_interval_s=max(0, int(_number(e, "B24_WATCHDOG_INTERVAL_S", 600))),
             watchdog_grace_s=max(0, int(_number(e, "B24_WATCHDOG_GRACE_S", 300))),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
+            max_response_bytes=max(64 * 1024, int(_number(e, "B24_MAX_RESPONSE_BYTES", 8 * 1024 * 1024))),
             auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
             rate_threshold=float(e.get("B24_RATE_X", "50")),
             rate_drain_per_s=float(e.get("B24_RATE_Y", "2")),
             worker_max_wait_s=float(e.get("B24_WORKER_MAX_WAIT_S", "5")),
+            worker_portal_budget_s=max(1.0, _number(e, "B24_WORKER_PORTAL_BUDGET_S", 8.0)),
             retry_base_s=float(e.get("B24_RETRY_BASE_S", "10")),
             metrics_namespace=e.get("POWERTOOLS_METRICS_NAMESPACE") or "B24App",
             tokens=TokenPolicy.from_env(e),
@@ -258,4 +265,8 @@ class DeliveryPolicy:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings.from_env()
+    settings = Settings.from_env()
+    from b24core.protocol import http
+
+    http.limits["max_response_bytes"] = settings.max_response_bytes
+    return settings

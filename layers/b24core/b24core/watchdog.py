@@ -44,6 +44,7 @@ from b24core.polling import PAGE, POLLABLE, Cursor, PollSpec, PollState, PollSto
 from b24core.portals.model import Portal
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.rest import RestAnswer
+from b24core.protocol.values import as_epoch, is_digits
 from b24core.state_items import DynamoStateStore, InMemoryStateStore
 from b24core.webhooks import WebhookConnection, WebhookStore, switch_events
 
@@ -145,9 +146,9 @@ class PortalClock:
         parsed = _parse(stamp, UTC)
         if parsed is not None and parsed.tzinfo is not None:
             zone = parsed.tzinfo
-        start = info.get("start")
-        if isinstance(start, int | float) and not isinstance(start, bool) and start > 0:
-            now = float(start)
+        start = as_epoch(info.get("start"))
+        if start is not None:
+            now = start
         elif parsed is not None:
             now = parsed.timestamp()
         else:
@@ -166,7 +167,7 @@ class PortalClock:
 def _parse(stamp: str, zone: tzinfo) -> datetime | None:
     try:
         moment = datetime.fromisoformat(stamp)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
@@ -328,7 +329,7 @@ class DeliveryWatchdog:
             result.pages += 1
             clock = clock or PortalClock.from_answer(answer, ours)
             rows = answer.result if isinstance(answer.result, list) else []
-            ids = [int(r["ID"]) for r in rows if isinstance(r, dict) and str(r.get("ID", "")).isdigit()]
+            ids = [int(r["ID"]) for r in rows if isinstance(r, dict) and is_digits(r.get("ID"))]
             present.update(ids)
             if len(ids) < PAGE or max(ids) <= last:
                 return present, clock
@@ -350,7 +351,7 @@ class DeliveryWatchdog:
             result.pages += 1
             clock = clock or PortalClock.from_answer(answer, ours)
             for row in answer.result if isinstance(answer.result, list) else []:
-                if not isinstance(row, dict) or not str(row.get("ID", "")).isdigit():
+                if not isinstance(row, dict) or not is_digits(row.get("ID")):
                     continue
                 stamp = str(row.get("DATE_MODIFY") or "")
                 key = f"{row['ID']}@{stamp}"

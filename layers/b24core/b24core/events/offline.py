@@ -40,6 +40,7 @@ from b24core.lease import LeaseKey, LeaseStore
 from b24core.logs import logger
 from b24core.portals.model import Portal
 from b24core.portals.store import portal_pk
+from b24core.protocol.values import as_epoch, is_digits
 from b24core.settings import DeliveryPolicy
 
 PULL_LEASE_SK = "LEASE#pull"
@@ -55,11 +56,12 @@ class BudgetSpent(RuntimeError):
 
 # ---------------------------------------------------------------- records → queue messages
 def _epoch(value: Any) -> int:
-    if isinstance(value, int | float):
-        return int(value)
+    number = as_epoch(value)
+    if number is not None:
+        return int(number)
     try:
         return int(datetime.fromisoformat(str(value)).timestamp())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return 0
 
 
@@ -549,7 +551,7 @@ def _reserved(answer: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _id_order(value: str) -> tuple[int, str]:
-    return (int(value), value) if value.isdigit() else (0, value)
+    return (int(value), value) if is_digits(value) else (0, value)
 
 
 def mode_label(state: DeliveryState) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from b24core.logs import logger
+from b24core.protocol.values import as_epoch
 
 MARGIN_S = 1.0
 TTL_S = 24 * 3600
@@ -33,22 +34,14 @@ ObjectKey = tuple[str, str]  # (read method, object id)
 
 def event_time(ts: str) -> float | None:
     """An event's ``ts`` (Unix seconds as text) or None when it is not one."""
-    try:
-        value = float(ts)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
+    return as_epoch(ts)
 
 
 def read_time(entry: Any) -> float | None:
     """The portal time a batch command started (its ``result_time`` entry), or None."""
     if not isinstance(entry, Mapping):
         return None
-    try:
-        value = float(entry.get("start") or 0)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
+    return as_epoch(entry.get("start"))
 
 
 def covered(ts: str, last_read: float | None) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from b24core import metrics
 from b24core.client import BatchResult
 from b24core.events.limiter import RateLimiter
 from b24core.events.message import QueuedEvent
@@ -34,6 +35,7 @@ from b24core.tokens import PortalUnavailable
 MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
 REQUEUE_BATCH = 10  # SendMessageBatch entries per request
+SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
 
 
 @dataclass
@@ -146,6 +148,7 @@ class Worker:
         retry_base_s: float = 10.0,
         marks: ReadMarks | None = None,
         connector: str = "",
+        portal_budget_s: float = 8.0,
     ) -> None:
         self.registry = registry
         self.load_portal = load_portal
@@ -158,6 +161,10 @@ class Worker:
         self.retry_base_s = retry_base_s
         self.marks = marks
         self.connector = connector
+        #: Time one portal may take of an invocation (its reads and handlers); the rest of its events go
+        #: back delayed, so a slow box never holds other portals' events past a few seconds.
+        self.portal_budget_s = portal_budget_s
+        self._spent: dict[str, float] = {}
         self._read_deadline = 0.0
         self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
         self._plan = Plan()
@@ -167,6 +174,7 @@ class Worker:
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
         self._read_deadline = time.monotonic() + self.max_wait_s
+        self._spent = {}
         self._plan = self.prefetch(event.get("Records") or [])
         # An all-failed batch is still answered with its failures (not an error), so each record gets its
         # own backoff instead of the whole batch waiting out the queue's visibility timeout.
@@ -222,8 +230,32 @@ class Worker:
                     plan.skip[previous] = "coalesced"
                 latest[key] = mid
         for member_id, mids in by_portal.items():
-            self._prefetch_portal(plan, member_id, [m for m in mids if m not in plan.skip], latest)
+            pending = [m for m in mids if m not in plan.skip]
+            started = time.monotonic()
+            try:
+                self._prefetch_portal(plan, member_id, pending, latest)
+            except Exception as exc:  # whatever one portal answered, only its own events fail
+                undecided = [m for m in pending if m not in plan.skip]
+                plan.failed.update(undecided)
+                metrics.emit("EventsFailed", reason="portal_answer")
+                logger.warning(
+                    "events of one portal could not be prepared",
+                    extra={
+                        "action": "dispatch",
+                        "outcome": "retry",
+                        "member_id": member_id,
+                        "reason": type(exc).__name__,
+                    },
+                )
+            finally:
+                self._spend_time(member_id, started)
         return plan
+
+    def _spend_time(self, member_id: str, started: float) -> None:
+        self._spent[member_id] = self._spent.get(member_id, 0.0) + (time.monotonic() - started)
+
+    def _over_budget(self, member_id: str) -> bool:
+        return self._spent.get(member_id, 0.0) > self.portal_budget_s
 
     def _prefetch_portal(
         self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
@@ -246,8 +278,14 @@ class Worker:
         items = list(reads.items())
         chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
         marks: dict[ObjectKey, float] = {}
+        started = time.monotonic()
         try:
             for n, chunk in enumerate(chunks):
+                if n and time.monotonic() - started > self.portal_budget_s:
+                    rest = [mid for later in chunks[n:] for mid, _ in later]
+                    self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S)
+                    metrics.emit("EventsDeferred", reason="portal_slow")
+                    return
                 if n and self._hold_for_packing(plan, member_id, chunk):
                     break
                 stopped = self._read_chunk(plan, client, member_id, chunk, marks)
@@ -395,8 +433,17 @@ class Worker:
                 },
             )
             return
+        if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
+            self._defer(plan, [mid], SLOW_PORTAL_DELAY_S)
+            if mid not in plan.failed:
+                return
+            raise RuntimeError("event could not be sent back; it will be retried")
         # The idempotency key is the message body (stable across redeliveries of the same event).
-        self._dispatch(payload={"message": json.loads(record.body), "mid": mid})
+        started = time.monotonic()
+        try:
+            self._dispatch(payload={"message": json.loads(record.body), "mid": mid})
+        finally:
+            self._spend_time(ev.member_id, started)
 
     def _run_handlers(self, payload: dict[str, Any]) -> None:
         ev = self._plan.events[payload["mid"]]

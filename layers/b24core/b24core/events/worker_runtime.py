@@ -68,10 +68,13 @@ def _idempotency() -> Any:
 def build_worker(registry: Registry) -> tuple[Worker, Any]:
     """The worker and the idempotency config (register the Lambda context on it per invocation)."""
     wrap, config = _idempotency()
+    s = get_settings()
+    budget = s.worker_portal_budget_s
     worker = Worker(
         registry,
         load_portal=runtime.portal_store().get,
-        make_client=runtime.portal_client,
+        # A portal's answer may take at most its share of the invocation (a slow box's own time).
+        make_client=lambda portal: runtime.portal_client(portal, timeout_s=min(s.http_timeout_s, budget)),
         limiter=limiter(),
         requeue=_requeue,
         idempotent=wrap,
@@ -80,5 +83,6 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         retry_base_s=get_settings().retry_base_s,
         marks=ReadMarks(runtime.boto_client("dynamodb"), get_settings().table_name),
         connector=get_settings().delivery.auth_connector,
+        portal_budget_s=budget,
     )
     return worker, config

@@ -253,10 +253,9 @@ def error_class(code: str) -> type[B24Error] | None:
 def _reset_at(payload: dict[str, Any]) -> float | None:
     time_info = payload.get("time")
     if isinstance(time_info, dict) and time_info.get("operating_reset_at") is not None:
-        try:
-            return float(time_info["operating_reset_at"])
-        except (TypeError, ValueError):
-            return None
+        from b24core.protocol.values import as_epoch
+
+        return as_epoch(time_info["operating_reset_at"])
     return None
 
 

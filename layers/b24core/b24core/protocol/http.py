@@ -1,13 +1,38 @@
-"""One pooled HTTP client per process, with timeouts and an honest User-Agent."""
+"""One pooled HTTP client per process, and requests bounded as a whole.
+
+httpx's timeouts are per read: a box that drips a byte a second is never cut off, and ``resp.json()``
+reads any size. Every answer from a portal or the authorization server is therefore streamed under a
+deadline for the whole request (connect and every read) and a size cap (``B24_MAX_RESPONSE_BYTES``):
+a slow or huge answer costs that portal its own time, never another's.
+"""
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from b24core import __version__
+from b24core.protocol.errors import BadResponse, TransportError
 
 USER_AGENT = f"b24-serverless-bundle/{__version__}"
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _cache: dict[str, httpx.Client] = {}
+#: The process-wide cap; the settings set it once (B24_MAX_RESPONSE_BYTES).
+limits = {"max_response_bytes": DEFAULT_MAX_BYTES}
+
+
+class ResponseTooLarge(BadResponse):
+    code = "RESPONSE_TOO_LARGE"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
 def http_client(timeout_s: float = 10.0) -> httpx.Client:
@@ -17,9 +42,66 @@ def http_client(timeout_s: float = 10.0) -> httpx.Client:
     if client is None:
         client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=False,
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         )
         _cache[key] = client
     return client
+
+
+def fetch(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    what: str,
+    max_bytes: int | None = None,
+    **kwargs: Any,
+) -> Fetched:
+    """The whole answer within ``timeout_s`` and ``max_bytes``, or TransportError / ResponseTooLarge."""
+    cap = max_bytes if max_bytes is not None else limits["max_response_bytes"]
+    deadline = time.monotonic() + timeout_s
+    timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+    try:
+        with http.stream(method, url, timeout=timeout, **kwargs) as resp:
+            declared = resp.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > cap:
+                raise ResponseTooLarge(f"{what}: answer of {declared} bytes is over the {cap} byte cap")
+            if resp.is_stream_consumed:  # an in-memory answer (a transport that already read it)
+                if len(resp.content) > cap:
+                    raise ResponseTooLarge(f"{what}: answer is over the {cap} byte cap")
+                return Fetched(resp.status_code, resp.headers, resp.content)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_raw():
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"{what}: answer is over the {cap} byte cap")
+                if time.monotonic() > deadline:
+                    raise TransportError(f"{what}: answer not complete within {timeout_s:g} s")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            encoding = resp.headers.get("content-encoding", "").lower()
+            if encoding and encoding != "identity":
+                body = _decoded(body, encoding, cap, what)
+            return Fetched(resp.status_code, resp.headers, body)
+    except httpx.HTTPError as exc:
+        raise TransportError(f"{what}: unreachable ({type(exc).__name__})") from None
+
+
+def _decoded(body: bytes, encoding: str, cap: int, what: str) -> bytes:
+    """gzip/deflate bodies, decompressed no further than the cap (a small bomb stays small)."""
+    import zlib
+
+    if encoding not in ("gzip", "deflate"):
+        raise BadResponse(f"{what}: unsupported content-encoding {encoding!r}")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, cap + 1)
+    except zlib.error:
+        raise BadResponse(f"{what}: corrupt {encoding} body") from None
+    if len(out) > cap or inflater.unconsumed_tail:
+        raise ResponseTooLarge(f"{what}: answer is over the {cap} byte cap once decompressed")
+    return out

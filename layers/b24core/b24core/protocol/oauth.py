@@ -6,14 +6,14 @@ trusts what a portal or a request says about a token without asking this server.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from b24core.logs import remember_secret
-from b24core.protocol.errors import B24Error, BadResponse, TransportError, error_from_payload
-from b24core.protocol.http import http_client
+from b24core.protocol.errors import B24Error, BadResponse, error_from_payload
+from b24core.protocol.http import fetch, http_client
+from b24core.protocol.values import is_digits
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class AppInfo:
         return cls(
             client_id=str(result.get("client_id") or ""),
             scope=str(result.get("scope") or ""),
-            expires=int(expires) if isinstance(expires, int | str) and str(expires).isdigit() else None,
+            expires=int(str(expires)) if is_digits(expires) else None,
             user_id=str(result["user_id"]) if result.get("user_id") is not None else None,
             install=InstallInfo(
                 installed=bool(inst.get("installed")),
@@ -87,12 +87,17 @@ class AuthServer:
         self.timeout_s = timeout_s
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        resp = fetch(
+            http_client(self.timeout_s),
+            "GET",
+            f"{self.base_url}{path}",
+            params=params,
+            timeout_s=self.timeout_s,
+            what="authorization server",
+            max_bytes=1024 * 1024,
+        )
         try:
-            resp = http_client(self.timeout_s).get(f"{self.base_url}{path}", params=params)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"authorization server unreachable ({type(exc).__name__})") from None
-        try:
-            payload = resp.json()
+            payload = json.loads(resp.content)
         except ValueError:
             raise BadResponse(
                 f"authorization server answered HTTP {resp.status_code} without JSON", status=resp.status_code
@@ -133,7 +138,7 @@ class AuthServer:
             pair = TokenPair(
                 access_token=str(payload["access_token"]),
                 refresh_token=str(payload["refresh_token"]),
-                expires=int(payload.get("expires") or 0),
+                expires=int(str(payload["expires"])) if is_digits(payload.get("expires")) else 0,
                 member_id=str(payload.get("member_id") or ""),
                 client_endpoint=str(payload.get("client_endpoint") or ""),
                 server_endpoint=str(payload.get("server_endpoint") or ""),

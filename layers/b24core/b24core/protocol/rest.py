@@ -7,6 +7,7 @@ authorization server confirms it), and the ``time`` block is kept for the limits
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,11 @@ from b24core.protocol.errors import (
     BadResponse,
     OperationTimeLimit,
     PortalMoved,
-    TransportError,
     error_from_payload,
     error_from_status,
 )
-from b24core.protocol.http import http_client
+from b24core.protocol.http import fetch, http_client
+from b24core.protocol.values import as_epoch, as_int
 
 BATCH_LIMIT = 50
 PAGE_SIZE = 50
@@ -56,9 +57,8 @@ class _OperatingResets:
         value = time_info.get("operating_reset_at")
         if value is None:
             return
-        try:
-            reset_at = float(value)
-        except (TypeError, ValueError):
+        reset_at = as_epoch(value)
+        if reset_at is None:
             return
         with self._lock:
             if len(self._cache) >= self.max_entries:
@@ -74,13 +74,7 @@ operating_resets = _OperatingResets()
 
 
 def _number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
+    return as_int(value)
 
 
 def call_rest(
@@ -97,10 +91,7 @@ def call_rest(
     http = client or http_client(timeout_s)
     # An empty token: the endpoint itself authorizes the call (an incoming webhook's URL carries its code).
     body = {**params, "auth": token} if token else dict(params)
-    try:
-        resp = http.post(url, json=body, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise TransportError(f"{method}: portal unreachable ({type(exc).__name__})") from None
+    resp = fetch(http, "POST", url, json=body, timeout_s=timeout_s, what=method)
     if resp.status_code in _REDIRECTS:
         location = resp.headers.get("location") or ""
         if not location:
@@ -111,7 +102,7 @@ def call_rest(
             location=urljoin(url, location),
         )
     try:
-        payload = resp.json()
+        payload = json.loads(resp.content)
     except ValueError:
         if resp.status_code in (401, 402, 429) or resp.status_code >= 500:
             raise error_from_status(resp.status_code, f"{method}: answer without JSON") from None
