@@ -109,6 +109,16 @@ def _dispatch(sim: Simulator, verb: str, parts: list[str], data: dict[str, Any])
         case "POST", ["portals", domain, "uninstall"]:
             response = sim.uninstall(domain, data.get("handler_url"), clean=bool(data.get("clean", True)))
             return 200, {"handler_status": response.status_code if response is not None else None}
+        case "POST", ["portals", domain, "misbehave"]:
+            from b24sim.misbehave import Misbehaviour
+
+            sim.portal(domain).misbehave = Misbehaviour(
+                hostile=bool(data.get("hostile", False)),
+                delay_s=float(data.get("delay_s", 0)),
+                drip_s=float(data.get("drip_s", 0)),
+                huge_bytes=int(data.get("huge_bytes", 0)),
+            )
+            return 200, {"ok": True}
         case "GET", ["deliveries"]:
             return 200, [d.summary() for d in list(sim.deliveries)]
         case "GET", ["calls"]:

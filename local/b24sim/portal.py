@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from b24sim.catalog import EVENTS, METHODS, MODULE_SCOPES, PROFILES, SCOPE_ALIASES, Profile
 from b24sim.crm import DealStore
+from b24sim.misbehave import Misbehaviour
 from b24sim.ratelimit import LeakyBucket, OperatingTracker
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ class Portal:
         #: The box cannot reach the authorization server: OAuth REST calls fail with an authorization
         #: error (the portal cannot check the token), incoming-webhook calls still work.
         self.auth_server_blocked = False
+        #: A box that answers badly (b24sim.misbehave): garbage numbers, slow, dripping or huge answers.
+        self.misbehave = Misbehaviour()
         #: Incoming webhooks: code -> (user_id, scopes).
         self.incoming_webhooks: dict[str, tuple[int, tuple[str, ...]]] = {}
         #: Outgoing webhooks: (handler URL, events, application token); delivered through the queue.

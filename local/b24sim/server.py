@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from b24sim import control, forms
+from b24sim import control, forms, misbehave
 from b24sim.rest import normalize_method
 
 if TYPE_CHECKING:
@@ -180,15 +180,19 @@ class _Handler(BaseHTTPRequestHandler):
             hook = _WEBHOOK_PATH.fullmatch(rest)
             if hook:
                 params["_sim_webhook"] = (int(hook.group(1)), hook.group(2))
-                return sim.rest.handle(portal, hook.group(3), params, None)
+                return misbehave.apply(portal, *sim.rest.handle(portal, hook.group(3), params, None))
             if rest.startswith("rest/") and rest[len("rest/") :].strip("/"):
-                return sim.rest.handle(portal, rest[len("rest/") :], params, self._bearer())
+                answer = sim.rest.handle(portal, rest[len("rest/") :], params, self._bearer())
+                return misbehave.apply(portal, *answer)
             if rest.rstrip("/") == "oauth/token" and portal.profile == "cloud":
                 # The cloud proxies portal/oauth/token/ to the authorization server; a box may not.
                 return sim.oauth.token(params)
         return 404, NOT_FOUND_PAGE
 
     def _send(self, status: int, payload: Any) -> None:
+        if isinstance(payload, misbehave.SlowAnswer):
+            payload.write(self, status)
+            return
         if isinstance(payload, Redirect):
             self.send_response(status)
             self.send_header("Location", str(payload))

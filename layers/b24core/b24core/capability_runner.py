@@ -10,12 +10,14 @@ Events it accepts:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from b24core import metrics
 from b24core.capabilities import (
     PortalFailure,
     Status,
@@ -128,7 +130,7 @@ class CapabilityRunner:
         self, default_events_url: str, deadline: float | None = None, limit: int = 200
     ) -> dict[str, int]:
         now = int(self.clock())
-        done = skipped = 0
+        done = skipped = failed = 0
         for member_id in self.caps.due_rechecks(now, limit):
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -138,9 +140,20 @@ class CapabilityRunner:
                 skipped += 1
                 continue
             url = str(portal.capabilities.get("events_url") or default_events_url)
-            self.check(member_id, url, trigger="schedule")
+            try:
+                self.check(member_id, url, trigger="schedule")
+            except Exception as exc:  # one portal's answer never stops the others' re-checks
+                failed += 1
+                metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
+                logger.warning(
+                    "capability re-check failed",
+                    extra={"action": "recheck", "member_id": member_id, "reason": type(exc).__name__},
+                )
+                with contextlib.suppress(Exception):  # asked again later, not at every round
+                    self.caps.schedule_recheck(member_id, now + 3600)
+                continue
             done += 1
-        return {"rechecked": done, "skipped": skipped}
+        return {"rechecked": done, "skipped": skipped, "failed": failed}
 
 
 def _reason(exc: Exception) -> str:

@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from b24core import metrics
 from b24core.logs import logger
 from b24core.portals.states import PortalState
-from b24core.portals.store import StaleWrite
 from b24core.protocol.errors import B24Error
-from b24core.tokens import PortalUnavailable
 
 
 def _spender(member_id: str) -> Callable[[str], None]:
@@ -78,8 +77,9 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
             continue
         try:
             result = watchdog.check(runtime.portal_client(portal), conn, wanted)
-        except (B24Error, PortalUnavailable, StaleWrite) as exc:
+        except Exception as exc:  # whatever one portal answered, the round goes on for the others
             counts["failed"] += 1
+            metrics.emit("PortalRoundsFailed", round="watchdog", reason=type(exc).__name__)
             logger.warning(
                 "delivery watchdog failed",
                 extra={"action": "watchdog", "member_id": conn.member_id, "reason": type(exc).__name__},
@@ -125,8 +125,9 @@ def run_round(deadline: float | None = None) -> dict[str, Any]:
         try:
             poller.poll(runtime.portal_client(portal), wanted)
             polled += 1
-        except (B24Error, PortalUnavailable, StaleWrite) as exc:
+        except Exception as exc:  # whatever one portal answered, the round goes on for the others
             failed += 1
+            metrics.emit("PortalRoundsFailed", round="poll", reason=type(exc).__name__)
             logger.warning(
                 "poll round failed",
                 extra={"action": "poll", "member_id": member_id, "reason": type(exc).__name__},

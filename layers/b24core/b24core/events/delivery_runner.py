@@ -117,25 +117,36 @@ class DeliveryRunner:
             for member_id in self.store.due(partition, now, limit):
                 if deadline is not None and time.monotonic() > deadline:
                     return counts
-                portal = self._active(member_id)
-                state = self.store.get(member_id)
-                if portal is None or state is None:
-                    counts["skipped"] += 1
-                    continue
-                if state.probe_outcome == ProbeOutcome.PENDING:
-                    state, missed = self.prober.judge(member_id)
-                    if missed:
-                        counts["judged_missed"] += 1
-                        metrics.emit("DeliveryBlocked")
-                        self._tell_admin(portal, state)
-                        if state.has_offline_work:
-                            self._pull(portal, deadline)
-                    continue
-                self.prober.send(
-                    self.make_client(portal), member_id, self._events_url(portal, state), self._kind(portal)
-                )
-                counts["sent"] += 1
+                try:
+                    self._probe_one(member_id, deadline, counts)
+                except Exception as exc:  # one portal's answer never stops the others' probes
+                    counts["failed"] = counts.get("failed", 0) + 1
+                    metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
+                    logger.warning(
+                        "delivery probe failed",
+                        extra={"action": "probe", "member_id": member_id, "reason": type(exc).__name__},
+                    )
         return counts
+
+    def _probe_one(self, member_id: str, deadline: float | None, counts: dict[str, int]) -> None:
+        portal = self._active(member_id)
+        state = self.store.get(member_id)
+        if portal is None or state is None:
+            counts["skipped"] += 1
+            return
+        if state.probe_outcome == ProbeOutcome.PENDING:
+            state, missed = self.prober.judge(member_id)
+            if missed:
+                counts["judged_missed"] += 1
+                metrics.emit("DeliveryBlocked")
+                self._tell_admin(portal, state)
+                if state.has_offline_work:
+                    self._pull(portal, deadline)
+            return
+        self.prober.send(
+            self.make_client(portal), member_id, self._events_url(portal, state), self._kind(portal)
+        )
+        counts["sent"] += 1
 
     def _tell_admin(self, portal: Portal, state: DeliveryState) -> None:
         """Once per blocked spell: what the network must let through, in the portal's language. Where
@@ -201,8 +212,16 @@ class DeliveryRunner:
         def one(member_id: str) -> PullResult | None:
             if deadline is not None and time.monotonic() > deadline:
                 return None
-            portal = self._active(member_id)
-            return self._pull(portal, deadline) if portal is not None else None
+            try:
+                portal = self._active(member_id)
+                return self._pull(portal, deadline) if portal is not None else None
+            except Exception as exc:  # one portal's answer never stops the others' pulls
+                metrics.emit("PortalRoundsFailed", round="pull", reason=type(exc).__name__)
+                logger.warning(
+                    "offline pull failed",
+                    extra={"action": "pull", "member_id": member_id, "reason": type(exc).__name__},
+                )
+                return None
 
         with ThreadPoolExecutor(max_workers=self.policy.pull_concurrency) as pool:
             for result in pool.map(one, members):
