@@ -566,6 +566,9 @@ def _child_main(config: dict[str, Any]) -> int:
     front += layer_python
     rest = [p for p in sys.path[1:] if p not in front and p not in ("", ".", os.getcwd())]
     sys.path[:] = front + rest
+    from b24stack.aws_calls import install_from_env
+
+    install_from_env()  # tests: record every AWS call this function makes (b24stack.iam checks them)
 
     threading.Thread(target=_watch_parent, args=(int(config["parent_pid"]),), daemon=True).start()
     requests = os.fdopen(int(config["request_fd"]), "rb")

@@ -15,6 +15,7 @@ import pytest
 from b24core.mirror import DealMirror
 from b24core.portals.store import DynamoPortalStore
 from b24sim import Simulator
+from b24stack.aws_calls import ENV_VAR as AWS_CALLS_ENV
 from b24stack.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     port = free_port()
     env = {
         "B24_CLIENT_ID": CLIENT_ID,
-        "B24_CLIENT_SECRET": sim._client_secret,
+        # The client_secret is read from SSM (moto) exactly as in AWS, so the IAM check sees that call.
         "B24_OAUTH_URL": sim.oauth_url,
         "B24_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "B24_ALLOW_INSECURE_ENDPOINTS": "1",
@@ -73,9 +74,13 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "POWERTOOLS_LOGGER_LOG_EVENT": "true",
     }
     state = tmp_path_factory.mktemp("stack")
+    # Every AWS call each function makes is recorded for the IAM check (test_zz_iam_coverage.py).
+    env[AWS_CALLS_ENV] = str(state / "aws-calls")
     with LocalStack(
         ROOT, port=port, state_dir=state, in_memory=True, env_overrides=env, schedules=False
     ) as st:
+        param = st.resolver.parameter_value("B24ClientSecretParameter") if st.resolver else ""
+        st.client("ssm").put_parameter(Name=param, Value=sim._client_secret, Type="SecureString")
         yield st
 
 

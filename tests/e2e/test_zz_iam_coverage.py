@@ -1,0 +1,36 @@
+"""Runs after the other e2e tests: every AWS call each function made during the run is allowed by
+that function's role, as the SAM translator builds it from template.yaml (the local stack enforces no
+IAM, so without this a missing grant first shows in a real account). Also: no grant on "*" for an
+action that supports resource-level permissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from b24stack.iam import denied_calls, read_calls, role_statements, wildcard_grants
+from tests.e2e.conftest import ROOT
+
+
+def _calls(stack):
+    directory = Path(stack.state_dir) / "aws-calls"
+    assert directory.is_dir(), "the stack recorded no AWS calls: is B24STACK_AWS_CALLS_DIR set?"
+    return read_calls(directory, stack.region, stack.resolver.account_id)
+
+
+def test_every_recorded_aws_call_is_allowed_by_the_functions_role(stack):
+    calls = _calls(stack)
+    functions = {c.function for c in calls}
+    assert len(calls) > 10 and {"InstallFunction", "EventsFunction", "EventWorkerFunction"} <= functions
+    roles = role_statements(ROOT / "template.yaml", stack.resolver)
+    assert functions <= set(roles), f"calls from functions without a role: {functions - set(roles)}"
+    denied = denied_calls(calls, roles)
+    assert denied == [], "not allowed in AWS:\n" + "\n".join(
+        f"  {c.function}: {c.action} on {c.resource}" for c in denied
+    )
+    # The secret is read where the code says it is: the check saw it and found it granted.
+    assert any(c.action == "ssm:GetParameter" for c in calls)
+
+
+def test_no_role_grants_a_resource_level_action_on_every_resource(stack):
+    roles = role_statements(ROOT / "template.yaml", stack.resolver)
+    assert wildcard_grants(roles) == []
