@@ -269,4 +269,5 @@ def get_settings() -> Settings:
     from b24core.protocol import http
 
     http.limits["max_response_bytes"] = settings.max_response_bytes
+    http.limits["allow_private_addresses"] = int(settings.allow_insecure_endpoints)
     return settings

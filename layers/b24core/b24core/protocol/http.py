@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 
 from b24core import __version__
+from b24core.endpoints import GuardedBackend
 from b24core.protocol.errors import BadResponse, TransportError
 
 USER_AGENT = f"b24-serverless-bundle/{__version__}"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _cache: dict[str, httpx.Client] = {}
 #: The process-wide cap; the settings set it once (B24_MAX_RESPONSE_BYTES).
-limits = {"max_response_bytes": DEFAULT_MAX_BYTES}
+limits = {"max_response_bytes": DEFAULT_MAX_BYTES, "allow_private_addresses": 0}
 
 
 class ResponseTooLarge(BadResponse):
@@ -40,11 +41,15 @@ def http_client(timeout_s: float = 10.0) -> httpx.Client:
     key = f"t{timeout_s}"
     client = _cache.get(key)
     if client is None:
+        pool = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+        transport = httpx.HTTPTransport(limits=pool)
+        # Every connection resolves once and goes only to a public address it checked (DNS rebinding).
+        transport._pool._network_backend = GuardedBackend(lambda: bool(limits["allow_private_addresses"]))
         client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            transport=transport,
         )
         _cache[key] = client
     return client

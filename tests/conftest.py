@@ -1,0 +1,17 @@
+"""Every suite talks to servers on 127.0.0.1 (the simulator, test servers): the address guard of
+b24core.protocol.http allows private addresses here, as B24_ALLOW_INSECURE_ENDPOINTS=1 does for the
+local stack's functions. tests/unit/test_endpoints.py checks the guard itself with it switched off."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from b24core.protocol import http
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _local_addresses_allowed() -> Iterator[None]:
+    http.limits["allow_private_addresses"] = 1
+    yield
