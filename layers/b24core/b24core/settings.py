@@ -269,5 +269,6 @@ def get_settings() -> Settings:
     from b24core.protocol import http
 
     http.limits["max_response_bytes"] = settings.max_response_bytes
-    http.limits["allow_private_addresses"] = int(settings.allow_insecure_endpoints)
+    if settings.allow_insecure_endpoints:  # local runs only (refused in AWS): loopback portals
+        http.limits["allow_private_addresses"] = 1
     return settings

@@ -36,15 +36,18 @@ class Fetched:
     content: bytes
 
 
-def http_client(timeout_s: float = 10.0) -> httpx.Client:
-    """Reuse connections across warm invocations; redirects are handled by callers on purpose."""
-    key = f"t{timeout_s}"
+def http_client(timeout_s: float = 10.0, guarded: bool = True) -> httpx.Client:
+    """Reuse connections across warm invocations; redirects are handled by callers on purpose.
+
+    ``guarded``: for addresses that came from requests (portals). The authorization server's address
+    is the operator's setting (B24_OAUTH_URL), not a request's, and is left unguarded."""
+    key = f"t{timeout_s}g{int(guarded)}"
     client = _cache.get(key)
     if client is None:
         pool = httpx.Limits(max_connections=50, max_keepalive_connections=20)
         transport = httpx.HTTPTransport(limits=pool)
-        # Every connection resolves once and goes only to a public address it checked (DNS rebinding).
-        transport._pool._network_backend = GuardedBackend(lambda: bool(limits["allow_private_addresses"]))
+        if guarded:  # every connection resolves once and goes only to a public address it checked
+            transport._pool._network_backend = GuardedBackend(lambda: bool(limits["allow_private_addresses"]))
         client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},

@@ -88,7 +88,7 @@ class AuthServer:
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         resp = fetch(
-            http_client(self.timeout_s),
+            http_client(self.timeout_s, guarded=False),
             "GET",
             f"{self.base_url}{path}",
             params=params,
