@@ -69,6 +69,9 @@ class Settings:
     # Delivery probe and offline pull (b24core.events.probe / offline): see DeliveryPolicy.
     delivery: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy())
     service_name: str = "b24app"
+    # The KMS key that seals tokens at rest (template.yaml: TokenKey), given only to the functions that
+    # call Bitrix24; empty elsewhere (those never decrypt; b24core.portals.sealing).
+    token_key_id: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -114,6 +117,7 @@ class Settings:
             tokens=TokenPolicy.from_env(e),
             delivery=DeliveryPolicy.from_env(e),
             service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
+            token_key_id=e.get("B24_TOKEN_KEY_ID", ""),
         )
 
 
