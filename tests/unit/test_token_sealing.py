@@ -118,3 +118,13 @@ def test_application_token_is_kept_as_a_hash_and_compared_against_it() -> None:
 def test_a_legacy_plaintext_application_token_still_matches() -> None:
     assert token_matches(SECRET, SECRET)
     assert not token_matches(SECRET, "other")
+
+
+def test_a_seal_only_process_seals_new_tokens_but_never_decrypts() -> None:
+    kms = LocalKeyClient()
+    sealer = codec_for("alias/test", lambda: kms, seal_only=True)
+    sealed = sealer.seal("m1", "refresh_token", SECRET)
+    assert is_sealed(sealed) and SECRET not in sealed
+    assert sealer.open("m1", "refresh_token", sealed) == sealed
+    assert kms.calls == ["GenerateDataKey"]
+    assert _codec(kms).open("m1", "refresh_token", sealed) == SECRET

@@ -20,7 +20,8 @@ from b24core.webhooks import DynamoWebhookStore
 @lru_cache(maxsize=1)
 def token_codec() -> TokenCodec:
     """KMS envelope when this function was given the TokenKey (template.yaml), else none (never decrypts)."""
-    return codec_for(get_settings().token_key_id, lambda: boto_client("kms"))
+    s = get_settings()
+    return codec_for(s.token_key_id, lambda: boto_client("kms"), seal_only=s.token_key_seal_only)
 
 
 @lru_cache(maxsize=1)

@@ -72,6 +72,8 @@ class Settings:
     # The KMS key that seals tokens at rest (template.yaml: TokenKey), given only to the functions that
     # call Bitrix24; empty elsewhere (those never decrypt; b24core.portals.sealing).
     token_key_id: str = ""
+    # EventsFunction may seal the pair an update or a healing event brings, never open one.
+    token_key_seal_only: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -118,6 +120,7 @@ class Settings:
             delivery=DeliveryPolicy.from_env(e),
             service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
             token_key_id=e.get("B24_TOKEN_KEY_ID", ""),
+            token_key_seal_only=(e.get("B24_TOKEN_KEY_MODE") or "open").strip().lower() == "seal",
         )
 
 

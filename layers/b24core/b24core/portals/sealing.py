@@ -191,6 +191,14 @@ class KmsCodec:
             raise SealError(f"{attr} of {member_id}: does not open for this portal and attribute") from None
 
 
+class SealOnlyCodec(KmsCodec):
+    """Seals new tokens (kms:GenerateDataKey) but never opens one: for EventsFunction, which stores the
+    pair an ONAPPUPDATE or a healing ONOFFLINEEVENT brings yet must not be able to read any token."""
+
+    def open(self, member_id: str, attr: str, stored: str) -> str:
+        return stored
+
+
 class LocalKeyClient:
     """An in-process stand-in for KMS for pure unit tests: same calls, a fixed master key."""
 
@@ -217,6 +225,9 @@ class LocalKeyClient:
         return nonce + AESGCM(self._master).encrypt(nonce, key, repr(sorted(context.items())).encode())
 
 
-def codec_for(key_id: str, client_factory: Callable[[], Any]) -> TokenCodec:
-    """KmsCodec when the function was given the key (template.yaml: B24_TOKEN_KEY_ID), else PlainCodec."""
-    return KmsCodec(key_id, client_factory) if key_id else PlainCodec()
+def codec_for(key_id: str, client_factory: Callable[[], Any], seal_only: bool = False) -> TokenCodec:
+    """KmsCodec when the function was given the key (template.yaml: B24_TOKEN_KEY_ID), SealOnlyCodec when
+    it may only seal (B24_TOKEN_KEY_MODE=seal), else PlainCodec. Nothing is imported or called until used."""
+    if not key_id:
+        return PlainCodec()
+    return SealOnlyCodec(key_id, client_factory) if seal_only else KmsCodec(key_id, client_factory)
