@@ -140,3 +140,39 @@ def test_the_cli_reads_portals_without_any_kms_call(sim, stack, store, install_u
     assert any(c.startswith("dynamodb:") for c in calls)  # the spy saw the CLI's reads
     assert not [c for c in calls if c.startswith("kms:")]
     assert sum(1 for s in sim.issued_secrets() if s and s in out) == 0
+
+
+def test_the_pair_a_healing_event_brings_is_sealed_by_the_events_function(sim, stack, store, install_url):
+    """EventsFunction seals (kms:GenerateDataKey) the pair it adopts but cannot open any token."""
+    import httpx
+
+    from b24core.portals.states import TokenState
+    from b24core.protocol.forms import encode_form
+    from b24core.protocol.oauth import AuthServer
+    from tests.e2e.conftest import CLIENT_ID
+
+    portal = _installed(sim, stack, install_url)
+    stored = store.get(portal.member_id)
+    AuthServer(sim.oauth_url).refresh(CLIENT_ID, sim._client_secret, stored.refresh_token)  # spent elsewhere
+    sim.expire_access_tokens(portal.domain)
+    portal.ui_deal_add({"TITLE": "while lost"})
+    wait_for(lambda: store.get(portal.member_id).token_state == TokenState.REAUTH_REQUIRED, what="lost")
+    fresh = sim.issue_tokens(portal.domain)
+    auth = {
+        "access_token": fresh["access_token"],
+        "refresh_token": fresh["refresh_token"],
+        "expires_in": "3600",
+        "member_id": portal.member_id,
+        "domain": portal.domain,
+        "client_endpoint": portal.client_endpoint,
+        "application_token": portal.app.application_token,
+    }
+    form = {"event": "ONOFFLINEEVENT", "data": {"event_name": "ONCRMDEALUPDATE"}, "ts": "1", "auth": auth}
+    resp = httpx.post(
+        f"{stack.gateway_url}/events",
+        content=encode_form(form),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status_code == 200
+    assert store.get(portal.member_id).refresh_token == fresh["refresh_token"]
+    _assert_no_token_in(stack, sim, portal.member_id)
