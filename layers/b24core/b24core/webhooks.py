@@ -316,7 +316,7 @@ class DynamoWebhookStore:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 raise StaleWrite(conn.member_id) from None
             raise
-        return replace(conn, version=int(item.version or 0))
+        return replace(conn, version=int(item.version or 0), outgoing_token=hash_token(conn.outgoing_token))
 
     def delete(self, member_id: str) -> None:
         try:

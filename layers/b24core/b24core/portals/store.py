@@ -257,7 +257,13 @@ class DynamoPortalStore:
             if _is_conditional_failure(exc):
                 raise StaleWrite(portal.member_id) from None
             raise
-        return replace(portal, version=int(item.version or 0))
+        # What get() would read back: the application and webhook tokens only as their hashes.
+        return replace(
+            portal,
+            version=int(item.version or 0),
+            application_token=hash_token(portal.application_token),
+            webhook_token=hash_token(portal.webhook_token),
+        )
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         # Operator listing only (CLI); hot paths never scan.
