@@ -26,11 +26,18 @@ class Target:
     sqs_endpoint: str | None = None
     capability_function: str = ""
     lambda_endpoint: str | None = None
+    #: The stack's TokenKey: the CLI may seal a webhook code it connects, never open anything.
+    token_key_id: str = ""
 
     def sqs(self) -> Any:
         import boto3
 
         return boto3.client("sqs", region_name=self.region, endpoint_url=self.sqs_endpoint)
+
+    def kms(self) -> Any:
+        import boto3
+
+        return boto3.client("kms", region_name=self.region, endpoint_url=self.sqs_endpoint)  # moto locally
 
 
 def find_target(stack: str | None, state_dir: Path | None = None) -> Target:
@@ -55,6 +62,7 @@ def find_target(stack: str | None, state_dir: Path | None = None) -> Target:
             events_queue_url=values.get("EventsQueueUrl", ""),
             events_dlq_url=values.get("EventsDLQUrl", ""),
             capability_function=values.get("CapabilityCheckFunctionName", ""),
+            token_key_id=values.get("TokenKeyId", ""),
         )
     if os.environ.get("B24_TABLE_NAME"):
         return Target(
@@ -83,6 +91,7 @@ def find_target(stack: str | None, state_dir: Path | None = None) -> Target:
             sqs_endpoint=str(info.get("sqs_endpoint") or "") or None,
             capability_function=str(resources.get("CapabilityCheckFunction", "")),
             lambda_endpoint=str(info.get("invoke_url") or "") or None,
+            token_key_id=str(resources.get("TokenKey", "")),
         )
     raise TargetError(
         "no stack found: start `make run` in this directory, or pass --stack NAME (or set B24_STACK_NAME)"

@@ -18,12 +18,15 @@ from b24cli.target import Target, find_target
 
 
 def _stores(target: Target) -> tuple[Any, Any]:
+    from b24core.portals.sealing import codec_for
     from b24core.portals.store import DynamoPortalStore
     from b24core.webhooks import DynamoWebhookStore
 
+    # The code the operator connects is sealed (kms:GenerateDataKey); nothing is ever opened here.
+    codec = codec_for(target.token_key_id, target.kms, seal_only=True)
     return (
-        DynamoPortalStore(target.table_name, target.region, target.dynamodb_endpoint),
-        DynamoWebhookStore(target.table_name, target.region, target.dynamodb_endpoint),
+        DynamoPortalStore(target.table_name, target.region, target.dynamodb_endpoint, codec),
+        DynamoWebhookStore(target.table_name, target.region, target.dynamodb_endpoint, codec),
     )
 
 

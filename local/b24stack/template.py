@@ -33,6 +33,7 @@ LAYER_TYPE = "AWS::Serverless::LayerVersion"
 HTTP_API_TYPE = "AWS::Serverless::HttpApi"
 TABLE_TYPE = "AWS::DynamoDB::Table"
 QUEUE_TYPE = "AWS::SQS::Queue"
+KMS_KEY_TYPE = "AWS::KMS::Key"
 
 # Short tags whose long form is simply {"Fn::<Name>": value}.
 _FN_TAGS = (

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from b24core.mirror import DealMirror
+from b24core.portals.sealing import KmsCodec
 from b24core.portals.store import DynamoPortalStore
 from b24sim import Simulator
 from b24stack.aws_calls import ENV_VAR as AWS_CALLS_ENV
@@ -86,7 +87,10 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def store(stack: LocalStack) -> DynamoPortalStore:
-    return DynamoPortalStore(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint)
+    """Opens tokens like the functions do: with the stack's TokenKey on the moto server (real KMS calls)."""
+    kms = stack.services.client("kms")
+    codec = KmsCodec(stack.resources["TokenKey"], lambda: kms)
+    return DynamoPortalStore(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint, codec)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from b24core.capability_store import DynamoCapabilityStore
+from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState, TokenState
 from b24core.protocol.forms import encode_form
 from tests.e2e.conftest import wait_for
@@ -39,7 +40,7 @@ def test_an_update_keeps_the_verified_new_token_rechecks_and_rebinds(sim, stack,
     assert resp is not None and resp.status_code == 200, resp.text if resp is not None else None
     assert resp.json()["status"] == "updated"
     stored = store.get(portal.member_id)
-    is_new = stored.application_token == portal.app.application_token
+    is_new = token_matches(stored.application_token, portal.app.application_token)
     assert is_new, "the stored application_token is not the one ONAPPUPDATE brought"
     assert stored.app_version == "2"
     # the platform dropped every binding; the re-check started by the update binds them again

@@ -167,7 +167,7 @@ def test_a_verified_onofflineevent_carrying_a_fresh_pair_heals_a_lost_portal_thr
             "member_id": portal.member_id,
             "domain": portal.domain,
             "client_endpoint": portal.client_endpoint,
-            "application_token": store.get(portal.member_id).application_token,
+            "application_token": portal.app.application_token,  # the table keeps only its hash
         },
     }
     resp = httpx.post(

@@ -119,7 +119,7 @@ def test_a_forged_uninstall_deletes_nothing_and_a_real_one_still_cleans(
             "auth[member_id]": portal.member_id,
             "auth[domain]": portal.domain,
             "auth[client_endpoint]": portal.client_endpoint,
-            "auth[application_token]": before.application_token,
+            "auth[application_token]": portal.app.application_token,  # the genuine one, not its hash
         },
     )
     assert forged.status_code == 403 and "still_installed" in forged.text

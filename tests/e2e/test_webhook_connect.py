@@ -93,6 +93,19 @@ def test_outgoing_webhook_events_reach_the_mirror_and_forgeries_are_refused(
     incoming = box.add_incoming_webhook(["crm", "im", "user"])
     code, out = cli("portals", "connect-webhook", "--incoming", incoming, "--outgoing-token", token, "--json")
     assert code == 0, out
+    # At rest (b24core.portals.sealing): the webhook's code is sealed, the outgoing token only hashed.
+    hook_code = incoming.rstrip("/").rsplit("/", 1)[-1]
+    ddb = stack.services.client("dynamodb")
+    raw = [
+        ddb.get_item(
+            TableName=stack.resources["AppTable"],
+            Key={"pk": {"S": f"PORTAL#{box.member_id}"}, "sk": {"S": sk}},
+            ConsistentRead=True,
+        )["Item"]
+        for sk in ("WEBHOOK", "PORTAL")
+    ]
+    text = repr(raw)
+    assert "b24e1:" in text and hook_code not in text and token not in text, "a webhook secret readable"
 
     deal = box.ui_deal_add({"TITLE": "Hooked"})
     wait_for(lambda: (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Hooked", what="add")

@@ -25,6 +25,7 @@ from b24core.apigw import HttpError, Request, error_response, html_response
 from b24core.logs import remember_secret
 from b24core.manifest import load_manifest
 from b24core.pages import content_security_policy
+from b24core.portals.sealing import token_matches
 from b24core.protocol.errors import AuthError, B24Error
 from b24core.secrets import ClientSecret
 from b24core.settings import Settings
@@ -118,9 +119,7 @@ def _open(req: Request, form: dict[str, Any], settings: Settings) -> dict[str, A
         raise HttpError(403, "claim_mismatch", "this token is not the app's on an installed portal")
     remember_secret(token)
     # The form only names the portal; the webhook pasted into it must be an administrator's (webhooks.py).
-    if not portal.application_token or not hmac.compare_digest(
-        portal.application_token.encode(), app_token.encode()
-    ):
+    if not token_matches(portal.application_token, app_token):
         raise HttpError(403, "application_token_mismatch", "application_token does not match")
     return _page("Connect an incoming webhook", _form(sign_state(member_id, settings), portal.domain))
 

@@ -9,7 +9,6 @@ anything is stored.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from b24core.apigw import HttpError
 from b24core.endpoints import EndpointRefused, check_endpoint
 from b24core.logs import logger, remember_secret
 from b24core.portals.model import Portal
+from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.protocol.errors import AuthError, B24Error, BadResponse, TransportError
@@ -187,7 +187,7 @@ class InstallService:
         if caller is None:
             current = self.store.get(claim.member_id)
             if current is not None and current.state != PortalState.DELETED:
-                if not _same(current.application_token, claim.application_token):
+                if not token_matches(current.application_token, claim.application_token):
                     self._refuse("application_token_mismatch", claim, "unconfirmed frame, another token")
                     raise HttpError(403, "application_token_mismatch", "application_token does not match")
                 return Opened(portal=current, user_id=user_id, admin=False, stored=False, confirmed=False)
@@ -199,7 +199,7 @@ class InstallService:
         if current is None or current.state == PortalState.DELETED:
             self._refuse("not_admin", claim, "only an administrator installs the app")
             raise HttpError(403, "admin_required", "only a portal administrator can install the app")
-        if not _same(current.application_token, claim.application_token):
+        if not token_matches(current.application_token, claim.application_token):
             self._refuse(
                 "application_token_mismatch", claim, "frame of a user with another application_token"
             )
@@ -388,10 +388,6 @@ class InstallService:
                 "install_path": claim.path,
             },
         )
-
-
-def _same(stored: str, given: str) -> bool:
-    return bool(stored) and hmac.compare_digest(stored.encode(), given.encode())
 
 
 #: Why a portal is active again: a fresh pair the authorization server vouched for.

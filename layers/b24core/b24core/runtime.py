@@ -9,6 +9,7 @@ from b24core.capability_store import DynamoCapabilityStore
 from b24core.client import PortalClient
 from b24core.lease import DynamoLeaseStore
 from b24core.portals.model import Portal
+from b24core.portals.sealing import TokenCodec, codec_for
 from b24core.portals.store import DynamoPortalStore
 from b24core.protocol.oauth import AuthServer
 from b24core.secrets import ClientSecret
@@ -18,9 +19,16 @@ from b24core.webhooks import DynamoWebhookStore
 
 
 @lru_cache(maxsize=1)
+def token_codec() -> TokenCodec:
+    """KMS envelope when this function was given the TokenKey (template.yaml), else none (never decrypts)."""
+    s = get_settings()
+    return codec_for(s.token_key_id, lambda: boto_client("kms"), seal_only=s.token_key_seal_only)
+
+
+@lru_cache(maxsize=1)
 def portal_store() -> DynamoPortalStore:
     s = get_settings()
-    return DynamoPortalStore(s.table_name, s.region, s.dynamodb_endpoint)
+    return DynamoPortalStore(s.table_name, s.region, s.dynamodb_endpoint, token_codec())
 
 
 @lru_cache(maxsize=1)
@@ -59,7 +67,7 @@ def token_keeper() -> TokenKeeper:
 @lru_cache(maxsize=1)
 def webhook_store() -> DynamoWebhookStore:
     s = get_settings()
-    return DynamoWebhookStore(s.table_name, s.region, s.dynamodb_endpoint)
+    return DynamoWebhookStore(s.table_name, s.region, s.dynamodb_endpoint, token_codec())
 
 
 def portal_client(portal: Portal, timeout_s: float | None = None) -> PortalClient:

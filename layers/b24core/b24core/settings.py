@@ -79,6 +79,11 @@ class Settings:
     # Delivery probe and offline pull (b24core.events.probe / offline): see DeliveryPolicy.
     delivery: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy())
     service_name: str = "b24app"
+    # The KMS key that seals tokens at rest (template.yaml: TokenKey), given only to the functions that
+    # call Bitrix24; empty elsewhere (those never decrypt; b24core.portals.sealing).
+    token_key_id: str = ""
+    # EventsFunction may seal the pair an update or a healing event brings, never open one.
+    token_key_seal_only: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -128,6 +133,8 @@ class Settings:
             tokens=TokenPolicy.from_env(e),
             delivery=DeliveryPolicy.from_env(e),
             service_name=e.get("POWERTOOLS_SERVICE_NAME") or "b24app",
+            token_key_id=e.get("B24_TOKEN_KEY_ID", ""),
+            token_key_seal_only=(e.get("B24_TOKEN_KEY_MODE") or "open").strip().lower() == "seal",
         )
 
 

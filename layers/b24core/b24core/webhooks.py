@@ -34,6 +34,7 @@ from pynamodb.exceptions import PutError
 from b24core.logs import logger, mask_known, remember_secret
 from b24core.manifest import Manifest
 from b24core.portals.model import Portal
+from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore, StaleWrite, portal_pk
 from b24core.protocol.errors import B24Error, PortalMoved
@@ -273,22 +274,27 @@ class InMemoryWebhookStore:
 
 
 class DynamoWebhookStore:
-    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
+    """The code is sealed and the outgoing token hashed at this boundary (b24core.portals.sealing)."""
+
+    def __init__(
+        self, table_name: str, region: str, host: str | None = None, codec: TokenCodec | None = None
+    ) -> None:
         self.model = state_model(table_name, region, host)
+        self.codec: TokenCodec = codec or PlainCodec()
 
     def get(self, member_id: str) -> WebhookConnection | None:
         try:
             item = self.model.get(portal_pk(member_id), WEBHOOK_SK, consistent_read=True)
         except self.model.DoesNotExist:
             return None
-        return _connection(item)
+        return _connection(item, self.codec)
 
     def save(self, conn: WebhookConnection) -> WebhookConnection:
         state = {
             "base": conn.base,
             "user_id": conn.user_id,
-            "code": conn.code,
-            "outgoing_token": conn.outgoing_token,
+            "code": self.codec.seal(conn.member_id, "webhook_code", conn.code),
+            "outgoing_token": hash_token(conn.outgoing_token),
             "scopes": list(conn.scopes),
             "connected_at": conn.connected_at,
             "polling_since": conn.polling_since,
@@ -310,7 +316,7 @@ class DynamoWebhookStore:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 raise StaleWrite(conn.member_id) from None
             raise
-        return replace(conn, version=int(item.version or 0))
+        return replace(conn, version=int(item.version or 0), outgoing_token=hash_token(conn.outgoing_token))
 
     def delete(self, member_id: str) -> None:
         try:
@@ -328,19 +334,19 @@ class DynamoWebhookStore:
         out: list[WebhookConnection] = []
         for partition in (OUTGOING_PARTITION, POLL_PARTITION):
             for item in self.model.index.query(partition, limit=limit):
-                conn = _connection(item)
+                conn = _connection(item, self.codec)
                 if conn.watched:
                     out.append(conn)
         return out[:limit]
 
 
-def _connection(item: StateItem) -> WebhookConnection:
+def _connection(item: StateItem, codec: TokenCodec) -> WebhookConnection:
     raw = json.loads(item.state)
     conn = WebhookConnection(
         member_id=str(item.member_id),
         base=str(raw["base"]),
         user_id=int(raw["user_id"]),
-        code=str(raw["code"]),
+        code=codec.open(str(item.member_id), "webhook_code", str(raw["code"])),
         outgoing_token=str(raw.get("outgoing_token") or ""),
         scopes=tuple(raw.get("scopes") or ()),
         connected_at=int(raw.get("connected_at") or 0),
@@ -442,7 +448,9 @@ def connect(
     current = webhooks.get(portal.member_id)
     token = outgoing_token or (current.outgoing_token if current else "")
     # A watchdog's switch to polling stands while the outgoing webhook stays the same one.
-    keep_mode = current is not None and bool(token) and current.outgoing_token == token
+    keep_mode = (
+        current is not None and bool(token) and hash_token(current.outgoing_token) == hash_token(token)
+    )
     conn = WebhookConnection(
         member_id=portal.member_id,
         base=hook.base,
@@ -479,7 +487,7 @@ def _set_webhook_token(portals: PortalStore, member_id: str, token: str) -> Port
         current = portals.get(member_id)
         if current is None:
             raise WebhookRefused(f"portal {member_id} disappeared while connecting")
-        if current.webhook_token == token:
+        if hash_token(current.webhook_token) == hash_token(token):
             return current
         try:
             return portals.save(replace(current, webhook_token=token))

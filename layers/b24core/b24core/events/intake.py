@@ -7,7 +7,6 @@ time.
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from b24core.apigw import HttpError
 from b24core.events.auth_cache import PortalAuth
 from b24core.events.message import QueuedEvent, strip_tokens
 from b24core.logs import logger, remember_secret
+from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState
 
 _EVENT_NAME_MAX = 128
@@ -158,4 +158,5 @@ def _proves(portal: PortalAuth, given: str, event: str) -> bool:
 
 
 def _same(stored: str, given: str) -> bool:
-    return hmac.compare_digest(stored.encode(), given.encode())
+    """Constant time; the table keeps the hash (b24core.portals.sealing), or, from before, the value."""
+    return token_matches(stored, given)

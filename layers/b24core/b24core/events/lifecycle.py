@@ -15,12 +15,12 @@ write portal records; b24core.trust.handover).
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from b24core import metrics, runtime
 from b24core.apigw import HttpError, json_response
 from b24core.logs import logger
+from b24core.portals.sealing import token_matches
 
 
 def _data(form: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
     given = str(auth.get("application_token") or "")
     store = runtime.portal_store()
     portal = store.get(member_id) if member_id else None
-    if portal is None or not portal.application_token or not _same(portal.application_token, given):
+    if portal is None or not portal.application_token or not token_matches(portal.application_token, given):
         _refuse("application_token_mismatch", member_id)
         raise HttpError(403, "application_token_mismatch", "application_token does not match")
     clean = str(_data(form).get("CLEAN", "0")) == "1"
@@ -78,10 +78,6 @@ def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
         },
     )
     return json_response(200, {"status": "uninstalled"})
-
-
-def _same(stored: str, given: str) -> bool:
-    return hmac.compare_digest(stored.encode(), given.encode())
 
 
 def _refuse(reason: str, member_id: str) -> None:

@@ -20,6 +20,7 @@ from pynamodb.models import Model
 from b24core.dynamo import bind_model
 from b24core.portals import token_index
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
+from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.states import PortalState, TokenState
 
 
@@ -159,7 +160,8 @@ def _portal_model(table_name: str, region: str, host: str | None) -> type[_Porta
     return bind_model(_PortalItem, table_name, region, host)
 
 
-def _to_portal(item: _PortalItem) -> Portal:
+def _to_portal(item: _PortalItem, codec: TokenCodec) -> Portal:
+    mid = item.member_id
     caps: dict[str, Any] = json.loads(item.capabilities) if item.capabilities else {}
     return Portal(
         member_id=item.member_id,
@@ -168,8 +170,8 @@ def _to_portal(item: _PortalItem) -> Portal:
         server_endpoint=item.server_endpoint or "",
         state=PortalState(item.state),
         token_state=TokenState(item.token_state),
-        access_token=item.access_token or "",
-        refresh_token=item.refresh_token or "",
+        access_token=codec.open(mid, "access_token", item.access_token or ""),
+        refresh_token=codec.open(mid, "refresh_token", item.refresh_token or ""),
         access_expires_at=int(item.access_expires_at or 0),
         application_token=item.application_token or "",
         webhook_token=item.webhook_token or "",
@@ -193,17 +195,25 @@ def _to_portal(item: _PortalItem) -> Portal:
 
 
 class DynamoPortalStore:
-    """Portal records in the app's DynamoDB table (template.yaml: AppTable)."""
+    """Portal records in the app's DynamoDB table (template.yaml: AppTable).
 
-    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
+    Tokens cross ``codec`` here and nowhere else (b24core.portals.sealing): sealed on save, opened on
+    read; application and webhook tokens are stored as hashes. Without a key (PlainCodec) sealed values
+    are read and written back unopened.
+    """
+
+    def __init__(
+        self, table_name: str, region: str, host: str | None = None, codec: TokenCodec | None = None
+    ) -> None:
         self._model = _portal_model(table_name, region, host)
+        self.codec: TokenCodec = codec or PlainCodec()
 
     def get(self, member_id: str) -> Portal | None:
         try:
             item = self._model.get(portal_pk(member_id), PORTAL_SK, consistent_read=True)
         except self._model.DoesNotExist:
             return None
-        return _to_portal(item)
+        return _to_portal(item, self.codec)
 
     def _item(self, portal: Portal) -> _PortalItem:
         gsi1pk, gsi1sk = token_index.index_keys(portal)
@@ -218,11 +228,11 @@ class DynamoPortalStore:
             server_endpoint=portal.server_endpoint or None,
             state=str(portal.state),
             token_state=str(portal.token_state),
-            access_token=portal.access_token or None,
-            refresh_token=portal.refresh_token or None,
+            access_token=self.codec.seal(portal.member_id, "access_token", portal.access_token) or None,
+            refresh_token=self.codec.seal(portal.member_id, "refresh_token", portal.refresh_token) or None,
             access_expires_at=portal.access_expires_at,
-            application_token=portal.application_token or None,
-            webhook_token=portal.webhook_token or None,
+            application_token=hash_token(portal.application_token) or None,
+            webhook_token=hash_token(portal.webhook_token) or None,
             scope=portal.scope or None,
             status=portal.status or None,
             user_id=portal.user_id or None,
@@ -250,12 +260,18 @@ class DynamoPortalStore:
             if _is_conditional_failure(exc):
                 raise StaleWrite(portal.member_id) from None
             raise
-        return replace(portal, version=int(item.version or 0))
+        # What get() would read back: the application and webhook tokens only as their hashes.
+        return replace(
+            portal,
+            version=int(item.version or 0),
+            application_token=hash_token(portal.application_token),
+            webhook_token=hash_token(portal.webhook_token),
+        )
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         # Operator listing only (CLI); hot paths never scan.
         items = self._model.scan(self._model.sk == PORTAL_SK, limit=None)
-        portals = [_to_portal(i) for i in items]
+        portals = [_to_portal(i, self.codec) for i in items]
         return sorted(portals, key=lambda p: p.domain)[:limit]
 
     def due_for_refresh(self, now: int, limit: int = 1000, age_s: int = REFRESH_KEEPALIVE_S) -> list[Portal]:
@@ -272,7 +288,7 @@ class DynamoPortalStore:
         items = self._model.refresh_index.query(
             partition, condition, limit=limit, page_size=limit, last_evaluated_key=start_key
         )
-        portals = [_to_portal(i) for i in items]
+        portals = [_to_portal(i, self.codec) for i in items]
         read = int(items.page_iter.total_scanned_count)
         nxt = items.last_evaluated_key
         return IndexPage(portals, dict(nxt) if nxt else None, read)
