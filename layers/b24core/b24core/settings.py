@@ -272,10 +272,4 @@ class DeliveryPolicy:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    settings = Settings.from_env()
-    from b24core.protocol import http
-
-    http.limits["max_response_bytes"] = settings.max_response_bytes
-    if settings.allow_insecure_endpoints:  # local runs only (refused in AWS): loopback portals
-        http.limits["allow_private_addresses"] = 1
-    return settings
+    return Settings.from_env()

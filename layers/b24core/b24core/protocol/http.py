@@ -21,8 +21,23 @@ from b24core.protocol.errors import BadResponse, TransportError
 USER_AGENT = f"b24-serverless-bundle/{__version__}"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _cache: dict[str, httpx.Client] = {}
-#: The process-wide cap; the settings set it once (B24_MAX_RESPONSE_BYTES).
+#: The process-wide limits, read from the settings on first use (B24_MAX_RESPONSE_BYTES, and
+#: B24_ALLOW_INSECURE_ENDPOINTS, which only ever loosens the address guard, in local runs).
 limits = {"max_response_bytes": DEFAULT_MAX_BYTES, "allow_private_addresses": 0}
+_configured: list[bool] = []
+
+
+def _configure() -> None:
+    """Lazily, so that importing the settings never imports httpx (the intake's cold start)."""
+    if _configured:
+        return
+    from b24core.settings import get_settings
+
+    settings = get_settings()
+    limits["max_response_bytes"] = settings.max_response_bytes
+    if settings.allow_insecure_endpoints:
+        limits["allow_private_addresses"] = 1
+    _configured.append(True)
 
 
 class ResponseTooLarge(BadResponse):
@@ -41,6 +56,7 @@ def http_client(timeout_s: float = 10.0, guarded: bool = True) -> httpx.Client:
 
     ``guarded``: for addresses that came from requests (portals). The authorization server's address
     is the operator's setting (B24_OAUTH_URL), not a request's, and is left unguarded."""
+    _configure()
     key = f"t{timeout_s}g{int(guarded)}"
     client = _cache.get(key)
     if client is None:
@@ -69,6 +85,7 @@ def fetch(
     **kwargs: Any,
 ) -> Fetched:
     """The whole answer within ``timeout_s`` and ``max_bytes``, or TransportError / ResponseTooLarge."""
+    _configure()
     cap = max_bytes if max_bytes is not None else limits["max_response_bytes"]
     deadline = time.monotonic() + timeout_s
     timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
