@@ -83,6 +83,7 @@ def test_an_ordinary_user_cannot_replace_the_portals_tokens_or_application_token
     state = html.unescape(re.search(r"name='state' value='([^']+)'", opened.text).group(1))
     hook = portal.add_incoming_webhook(["crm", "im", "user"], user_id=USER)
     connected = httpx.post(connect_url, data={"state": state, "incoming": hook}, timeout=30)
+    assert connected.status_code == 403
     assert "not an administrator" in connected.text and "Nothing was stored" in connected.text
 
     after = store.get(portal.member_id)

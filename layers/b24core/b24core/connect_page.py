@@ -20,16 +20,16 @@ import secrets
 import time
 from typing import Any
 
-from b24core import runtime
+from b24core import metrics, runtime
 from b24core.apigw import HttpError, Request, error_response, html_response
-from b24core.logs import remember_secret
+from b24core.logs import logger, remember_secret
 from b24core.manifest import load_manifest
 from b24core.pages import content_security_policy
 from b24core.portals.sealing import token_matches
 from b24core.protocol.errors import AuthError, B24Error
 from b24core.secrets import ClientSecret
 from b24core.settings import Settings
-from b24core.webhooks import WebhookRefused, connect, required_scopes
+from b24core.webhooks import WebhookNotAdmin, WebhookRefused, connect, required_scopes
 
 STATE_TTL_S = 900
 _STYLE = (
@@ -61,7 +61,7 @@ def read_state(state: str, settings: Settings, now: float | None = None) -> str:
     return member_id
 
 
-def _page(title: str, body: str, portal_url: str = "") -> dict[str, Any]:
+def _page(title: str, body: str, portal_url: str = "", status: int = 200) -> dict[str, Any]:
     nonce = secrets.token_urlsafe(16)
     page = (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -70,7 +70,7 @@ def _page(title: str, body: str, portal_url: str = "") -> dict[str, Any]:
     )
     # The one form posts back to this same address.
     csp = content_security_policy(nonce, portal_url).replace("form-action 'none'", "form-action 'self'")
-    return html_response(200, page, csp)
+    return html_response(status, page, csp)
 
 
 def _form(state: str, domain: str, message: str = "") -> str:
@@ -143,8 +143,23 @@ def _connect(form: dict[str, Any], settings: Settings) -> dict[str, Any]:
             timeout_s=settings.http_timeout_s,
         )
     except WebhookRefused as exc:
+        status = 200
+        if isinstance(exc, WebhookNotAdmin):  # a refused change of trust: logged, counted, 403
+            status = 403
+            metrics.emit("TrustChangesRefused", reason="not_admin")
+            logger.warning(
+                "webhook connection refused",
+                extra={
+                    "action": "connect",
+                    "outcome": "refused",
+                    "reason": "not_admin",
+                    "member_id": member_id,
+                },
+            )
         return _page(
-            "Connect an incoming webhook", _form(state, portal.domain, f"Refused: {exc}. Nothing was stored.")
+            "Connect an incoming webhook",
+            _form(state, portal.domain, f"Refused: {exc}. Nothing was stored."),
+            status=status,
         )
     view = done.view()
     e = html.escape

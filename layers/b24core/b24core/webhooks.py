@@ -89,6 +89,10 @@ class WebhookRefused(ValueError):
     """The webhook cannot be connected; the message says why (never the code). Nothing was stored."""
 
 
+class WebhookNotAdmin(WebhookRefused):
+    """The webhook's user is not an administrator: connecting it would change what the app trusts."""
+
+
 @dataclass(frozen=True)
 class IncomingWebhook:
     base: str  # the portal's client endpoint: scheme://host[:port][/prefix]/rest/
@@ -427,7 +431,7 @@ def connect(
     except B24Error as exc:
         raise WebhookRefused(f"the portal refused the webhook's user.admin call ({exc.code})") from None
     if admin is not True:
-        raise WebhookRefused(
+        raise WebhookNotAdmin(
             "the webhook's user is not an administrator of the portal; an admin must create it"
         )
     now = int(time.time())
