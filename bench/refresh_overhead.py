@@ -51,16 +51,16 @@ def fresh_table(services: Any) -> str:
 def run(args: argparse.Namespace) -> None:
     import logging
 
-    from b24core.client import PortalClient
-    from b24core.lease import DynamoLeaseStore
-    from b24core.logs import logger
-    from b24core.metrics import record_metrics
+    from b24core.aws.logs import logger
+    from b24core.aws.metrics import record_metrics
+    from b24core.aws.settings import TokenPolicy
+    from b24core.bitrix.oauth import AuthServer
     from b24core.portals.model import Portal
     from b24core.portals.states import PortalState
     from b24core.portals.store import DynamoPortalStore
-    from b24core.protocol.oauth import AuthServer
-    from b24core.settings import TokenPolicy
-    from b24core.tokens import StaticSecret, TokenKeeper
+    from b24core.tokens.client import PortalClient
+    from b24core.tokens.keeper import StaticSecret, TokenKeeper
+    from b24core.tokens.lease import DynamoLeaseStore
     from b24sim import Simulator
     from b24stack.services import LocalServices
 

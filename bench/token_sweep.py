@@ -2,7 +2,7 @@
 
 A table of N portals (default 100,000) in DynamoDB Local, 2% of them due for a keep-alive refresh; the
 due ones are real simulator portals whose auth server answers after 100 ms. The sweep runs as
-TokenRefreshFunction runs it (b24core.sweep.Sweep: gsi1 Queries, bounded concurrency, a global rate
+TokenRefreshFunction runs it (b24core.tokens.sweep.Sweep: gsi1 Queries, bounded concurrency, a global rate
 cap, a lease per refresh).
 
 1. Items read to find the due portals vs the number due (target <= 1.05x), with the Scan count (0).
@@ -127,13 +127,13 @@ def seed(sim: Any, store: Any, total: int, due: int, now: int) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    from b24core.lease import DynamoLeaseStore
-    from b24core.metrics import record_metrics
+    from b24core.aws.metrics import record_metrics
+    from b24core.aws.settings import TokenPolicy
+    from b24core.bitrix.oauth import AuthServer
     from b24core.portals.store import DynamoPortalStore
-    from b24core.protocol.oauth import AuthServer
-    from b24core.settings import TokenPolicy
-    from b24core.sweep import RateLimiter, Sweep
-    from b24core.tokens import StaticSecret, TokenKeeper
+    from b24core.tokens.keeper import StaticSecret, TokenKeeper
+    from b24core.tokens.lease import DynamoLeaseStore
+    from b24core.tokens.sweep import RateLimiter, Sweep
     from b24sim import Simulator
     from b24stack.services import LocalServices
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
 
     logging.getLogger("b24sim").setLevel(logging.WARNING)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-    from b24core.logs import logger
+    from b24core.aws.logs import logger
 
     logger.setLevel("WARNING")
     secret = secrets.token_hex(16)

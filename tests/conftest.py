@@ -1,5 +1,5 @@
 """Every suite talks to servers on 127.0.0.1 (the simulator, test servers): the address guard of
-b24core.protocol.http allows private addresses here, as B24_ALLOW_INSECURE_ENDPOINTS=1 does for the
+b24core.bitrix.http allows private addresses here, as B24_ALLOW_INSECURE_ENDPOINTS=1 does for the
 local stack's functions. tests/unit/test_endpoints.py checks the guard itself with it switched off."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from b24core.protocol import http
+from b24core.bitrix import http
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -96,7 +96,7 @@ def derive(docs: Path) -> dict[str, object]:
 
 def check(manifest_path: Path, names_path: Path = DEFAULT_OUT) -> list[str]:
     sys.path.insert(0, str(ROOT / "layers" / "b24core"))
-    from b24core.manifest import KnownNames, Manifest, ManifestError, check_known_names
+    from b24core.capabilities.manifest import KnownNames, Manifest, ManifestError, check_known_names
 
     try:
         manifest = Manifest.from_dict(json.loads(manifest_path.read_text(encoding="utf-8")))

@@ -98,7 +98,7 @@ def _describe(entry: dict[str, Any]) -> str:
 
 
 def history_for(target: Target, member_id: str, limit: int = 5) -> list[dict[str, Any]]:
-    from b24core.capability_store import DynamoCapabilityStore
+    from b24core.capabilities.store import DynamoCapabilityStore
 
     return DynamoCapabilityStore(target.table_name, target.region, target.dynamodb_endpoint).history(
         member_id, limit

@@ -28,7 +28,7 @@ def _when(ts: int | float) -> str:
 
 
 def _delivery_store(target: Target) -> Any:
-    from b24core.events.delivery_store import DynamoDeliveryStore
+    from b24core.delivery.store import DynamoDeliveryStore
 
     return DynamoDeliveryStore(target.table_name, target.region, target.dynamodb_endpoint)
 
@@ -67,7 +67,7 @@ def _invoke(args: argparse.Namespace, target: Target, payload: dict[str, Any]) -
 
 # ---------------------------------------------------------------- portals show
 def view(target: Target, member_id: str) -> dict[str, Any] | None:
-    from b24core.events.delivery_store import as_dict
+    from b24core.delivery.store import as_dict
 
     state = _delivery_store(target).get(member_id)
     return as_dict(state) if state is not None else None

@@ -10,7 +10,7 @@ from b24cli.target import TargetError, find_target
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from b24core.events.redrive import redrive
+    from b24core.worker.redrive import redrive
 
     target = find_target(args.stack)
     if not target.events_dlq_url or not target.events_queue_url:

@@ -100,12 +100,12 @@ def _keepalive_days(args: argparse.Namespace) -> float:
 
 
 def status_report(store: Any, keepalive_days: float, now: int | None = None) -> dict[str, Any]:
-    """The census of b24core.sweep plus the portals that need their admin (at most 20 listed)."""
+    """The census of b24core.tokens.sweep plus the portals that need their admin (at most 20 listed)."""
     from dataclasses import replace
 
+    from b24core.aws.settings import TokenPolicy
     from b24core.portals import token_index
-    from b24core.settings import TokenPolicy
-    from b24core.sweep import census
+    from b24core.tokens.sweep import census
 
     now = int(time.time()) if now is None else now
     policy = replace(TokenPolicy(), keepalive_age_s=int(keepalive_days * DAY))

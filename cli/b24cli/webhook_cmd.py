@@ -20,7 +20,7 @@ from b24cli.target import Target, find_target
 def _stores(target: Target) -> tuple[Any, Any]:
     from b24core.portals.sealing import codec_for
     from b24core.portals.store import DynamoPortalStore
-    from b24core.webhooks import DynamoWebhookStore
+    from b24core.trust.webhooks import DynamoWebhookStore
 
     # The code the operator connects is sealed (kms:GenerateDataKey); nothing is ever opened here.
     codec = codec_for(target.token_key_id, target.kms, seal_only=True)
@@ -32,7 +32,7 @@ def _stores(target: Target) -> tuple[Any, Any]:
 
 def _log(message: str, fields: dict[str, Any]) -> None:
     """The operation's log line goes to stderr: stdout stays the answer (``--json`` parses)."""
-    from b24core.logs import dumps_safe
+    from b24core.aws.logs import dumps_safe
 
     print(dumps_safe({"level": "INFO", "message": message, **fields}), file=sys.stderr)
 
@@ -44,8 +44,8 @@ def _local(target: Target) -> bool:
 
 
 def cmd_connect_webhook(args: argparse.Namespace) -> int:
-    from b24core.manifest import load_manifest
-    from b24core.webhooks import WebhookRefused, connect, required_scopes
+    from b24core.capabilities.manifest import load_manifest
+    from b24core.trust.webhooks import WebhookRefused, connect
 
     target = find_target(args.stack)
     portals, webhooks = _stores(target)
@@ -54,7 +54,7 @@ def cmd_connect_webhook(args: argparse.Namespace) -> int:
             args.incoming,
             portals=portals,
             webhooks=webhooks,
-            required_scopes=required_scopes(load_manifest()),
+            required_scopes=load_manifest().required_scopes(),
             member_id=args.member_id,
             outgoing_token=args.outgoing_token or "",
             local=_local(target),
@@ -77,7 +77,7 @@ def cmd_connect_webhook(args: argparse.Namespace) -> int:
 
 
 def cmd_disconnect_webhook(args: argparse.Namespace) -> int:
-    from b24core.webhooks import disconnect
+    from b24core.trust.webhooks import disconnect
 
     portals, webhooks = _stores(find_target(args.stack))
     gone = disconnect(args.member_id, webhooks, portals, log=_log)
@@ -98,11 +98,11 @@ def events_mode(target: Target, member_id: str, conn: Any) -> str:
 
 
 def _watchdog(target: Target, member_id: str) -> dict[str, Any]:
-    """What the delivery watchdog last did for this portal (b24core.watchdog)."""
+    """What the delivery watchdog last did for this portal (b24core.delivery.watchdog)."""
     import boto3
 
+    from b24core.delivery.watchdog import DynamoWatchStore
     from b24core.events.arrivals import DynamoArrivals
-    from b24core.watchdog import DynamoWatchStore
 
     state = DynamoWatchStore(target.table_name, target.region, target.dynamodb_endpoint).get(member_id)
     client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.dynamodb_endpoint)
@@ -118,7 +118,7 @@ def event_queue(
     capabilities: dict[str, Any], conn: Any, delivery: dict[str, Any] | None, watch: dict[str, Any] | None
 ) -> dict[str, str]:
     """The event-queue finding of ``portals show``: the finding, its label and how it was learned."""
-    from b24core.isolation import LABELS, QUEUE_NOT_CHECKED, QueueReach
+    from b24core.capabilities.isolation import LABELS, QUEUE_NOT_CHECKED, QueueReach
 
     iso = capabilities.get("isolation") if isinstance(capabilities.get("isolation"), dict) else {}
     recorded = str((iso or {}).get("event_queue") or QueueReach.UNKNOWN)
@@ -152,7 +152,7 @@ def _when(ts: Any) -> str:
 
 
 def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
-    from b24core.webhooks import AuthMode
+    from b24core.trust.webhooks import AuthMode
 
     _, webhooks = _stores(target)
     conn = webhooks.get(member_id)
@@ -169,7 +169,7 @@ def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = N
 
 
 def show_rows(target: Target, capabilities: dict[str, Any], member_id: str) -> list[tuple[str, str]]:
-    from b24core.isolation import summary_line
+    from b24core.capabilities.isolation import summary_line
 
     v = view(target, member_id, capabilities)
     delivery = delivery_view(target, member_id) or {}

@@ -6,8 +6,8 @@ by its schedule for portals whose re-check is due, and on demand (`b24app portal
 
 from typing import Any
 
-from b24core.capability_runner import handle_capability_event
-from b24core.logs import logger
+from b24core.aws.logs import logger
+from b24core.entry.capability_check import handle_capability_event
 
 
 @logger.inject_lambda_context(clear_state=True)

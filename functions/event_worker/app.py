@@ -4,9 +4,9 @@ from typing import Any
 
 import example_app  # noqa: F401  (registers the app's handlers)
 
-from b24core.events.worker_runtime import build_worker
-from b24core.logs import logger
-from b24core.registry import registry
+from b24core.aws.logs import logger
+from b24core.entry.worker import build_worker
+from b24core.worker.handlers import registry
 
 worker, idempotency = build_worker(registry)
 

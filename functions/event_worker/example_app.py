@@ -8,9 +8,9 @@ hand it over as ``event.object``.
 
 from functools import lru_cache
 
+from b24core.aws.settings import get_settings
 from b24core.mirror import DealMirror
-from b24core.registry import Event, HandlerContext, registry
-from b24core.settings import get_settings
+from b24core.worker.handlers import Event, HandlerContext, registry
 
 
 @lru_cache(maxsize=1)

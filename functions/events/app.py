@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from b24core.aws.logs import logger
 from b24core.events.http import handle_event
-from b24core.logs import logger
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from b24core.logs import logger
-from b24core.web import handle_install
+from b24core.aws.logs import logger
+from b24core.entry.install_http import handle_install
 
 
 @logger.inject_lambda_context(clear_state=True)

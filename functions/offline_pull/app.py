@@ -7,8 +7,8 @@ on ONAPPTEST / ONOFFLINEEVENT, and on demand by `b24app portals probe|set-mode`.
 
 from typing import Any
 
-from b24core.events.delivery_runner import handle_delivery_event
-from b24core.logs import logger
+from b24core.aws.logs import logger
+from b24core.entry.offline_pull import handle_delivery_event
 
 
 @logger.inject_lambda_context(clear_state=True)

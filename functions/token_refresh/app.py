@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from b24core.logs import logger
-from b24core.sweep import handle_sweep_event
+from b24core.aws.logs import logger
+from b24core.entry.token_refresh import handle_sweep_event
 
 
 @logger.inject_lambda_context(clear_state=True)

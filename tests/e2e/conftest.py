@@ -66,7 +66,7 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "B24_PROBE_SOON_S": "0",
         # Change polling (docs/isolated-boxes.md): deletions are reconciled every 2 s instead of hourly.
         "B24_POLL_RECONCILE_S": "2",
-        # The delivery watchdog (b24core.watchdog) checks at every fired poll round; a change's event is
+        # The delivery watchdog checks at every fired poll round; a change's event is
         # awaited 30 s of the portal's clock (tests move the simulator's clock instead of waiting).
         "B24_WATCHDOG_INTERVAL_S": "0",
         "B24_WATCHDOG_GRACE_S": "30",

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from b24core.protocol.forms import encode_form
+from b24core.bitrix.forms import encode_form
 from tests.e2e.conftest import wait_for
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}

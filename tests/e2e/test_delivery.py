@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from b24core.events.delivery_store import DeliveryMode, DynamoDeliveryStore, ProbeOutcome
+from b24core.delivery.store import DeliveryMode, DynamoDeliveryStore, ProbeOutcome
 from tests.e2e.conftest import wait_for
 
 FN = "OfflinePullFunction"

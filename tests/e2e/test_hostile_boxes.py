@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from b24core.capability_store import DynamoCapabilityStore
+from b24core.capabilities.store import DynamoCapabilityStore
 from b24sim.misbehave import Misbehaviour
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_webhook_connect import cli  # noqa: F401 - the CLI fixture

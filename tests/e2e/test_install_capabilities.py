@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from b24core.capabilities import PROBE
-from b24core.capability_store import DynamoCapabilityStore
+from b24core.capabilities.check import PROBE
+from b24core.capabilities.store import DynamoCapabilityStore
 from tests.e2e.conftest import wait_for
 
 PROBE_METHODS = {method for method, _ in PROBE.values()}

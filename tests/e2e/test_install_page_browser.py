@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from b24core.pages import BX24_LIBRARY
+from b24core.entry.pages import BX24_LIBRARY
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "browser"

@@ -12,10 +12,10 @@ import secrets
 import httpx
 import pytest
 
-from b24core.capability_store import DynamoCapabilityStore
+from b24core.bitrix.forms import encode_form
+from b24core.capabilities.store import DynamoCapabilityStore
 from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState, TokenState
-from b24core.protocol.forms import encode_form
 from tests.e2e.conftest import wait_for
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}

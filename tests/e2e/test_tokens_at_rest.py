@@ -147,9 +147,9 @@ def test_the_pair_a_healing_event_brings_is_adopted_and_sealed(sim, stack, store
     record); the administrator's pair is adopted there and stored sealed."""
     import httpx
 
+    from b24core.bitrix.forms import encode_form
+    from b24core.bitrix.oauth import AuthServer
     from b24core.portals.states import TokenState
-    from b24core.protocol.forms import encode_form
-    from b24core.protocol.oauth import AuthServer
     from tests.e2e.conftest import CLIENT_ID
 
     portal = _installed(sim, stack, install_url)

@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from b24cli.main import main
+from b24core.bitrix.oauth import AuthServer
 from b24core.portals.states import TokenState
-from b24core.protocol.oauth import AuthServer
 from tests.e2e.conftest import CLIENT_ID, wait_for
 
 DAY = 24 * 3600
@@ -148,7 +148,7 @@ def test_a_verified_onofflineevent_carrying_a_fresh_pair_heals_a_lost_portal_thr
 ):
     import httpx
 
-    from b24core.protocol.forms import encode_form
+    from b24core.bitrix.forms import encode_form
 
     portal, stored = _installed(sim, stack, store, install_url)
     AuthServer(sim.oauth_url).refresh(CLIENT_ID, sim._client_secret, stored.refresh_token)  # spent elsewhere
@@ -206,7 +206,7 @@ def test_an_operators_refresh_of_a_portal_whose_refresh_failed_is_honoured(
 def test_a_lost_onappuninstall_is_found_by_the_sweep_and_the_portal_uninstalled(
     sim, stack, store, install_url
 ):
-    from b24core.capability_store import DynamoCapabilityStore
+    from b24core.capabilities.store import DynamoCapabilityStore
     from b24core.portals.states import PortalState
 
     portal, stored = _installed(sim, stack, store, install_url)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from b24core.lease import DynamoLeaseStore
+from b24core.aws.settings import TokenPolicy
+from b24core.bitrix.oauth import AuthServer
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import DynamoPortalStore
-from b24core.protocol.oauth import AuthServer
-from b24core.settings import TokenPolicy
-from b24core.tokens import StaticSecret, TokenKeeper
+from b24core.tokens.keeper import StaticSecret, TokenKeeper
+from b24core.tokens.lease import DynamoLeaseStore
 from b24sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]

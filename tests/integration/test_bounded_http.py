@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from b24core.protocol.errors import TransportError
-from b24core.protocol.http import ResponseTooLarge, http_client
-from b24core.protocol.rest import call_rest
+from b24core.bitrix.errors import TransportError
+from b24core.bitrix.http import ResponseTooLarge, http_client
+from b24core.bitrix.rest import call_rest
 
 
 class _Box(BaseHTTPRequestHandler):

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from b24core.client import PortalClient
-from b24core.events.delivery import probe_id_from
-from b24core.events.delivery_store import (
+from b24core.aws.settings import DeliveryPolicy
+from b24core.delivery.offline import OfflinePuller, QueueWriter
+from b24core.delivery.probe import Prober
+from b24core.delivery.store import (
     DeliveryMode,
     DeliveryState,
     DynamoDeliveryStore,
@@ -23,12 +24,11 @@ from b24core.events.delivery_store import (
     mutate,
 )
 from b24core.events.message import QueuedEvent
-from b24core.events.offline import OfflinePuller, QueueWriter
-from b24core.events.probe import Prober
-from b24core.lease import DynamoLeaseStore
+from b24core.events.signals import probe_id_from
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.settings import DeliveryPolicy
+from b24core.tokens.client import PortalClient
+from b24core.tokens.lease import DynamoLeaseStore
 from b24sim import Simulator, forms
 
 EVENTS = ["ONCRMDEALADD", "ONCRMDEALDELETE", "ONCRMDEALUPDATE"]

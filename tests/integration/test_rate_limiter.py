@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from b24core.events.limiter import EDGE, RateLimit, RateLimiter
+from b24core.worker.limiter import EDGE, RateLimit, RateLimiter
 
 
 class Clock:
@@ -84,7 +84,7 @@ def test_waiting_time_is_told_without_spending(services, member_id):
 
 
 def test_read_marks_round_trip_past_the_batch_api_page_sizes(services, member_id):
-    from b24core.events.read_marks import ReadMarks
+    from b24core.worker.read_marks import ReadMarks
 
     marks = ReadMarks(services.client("dynamodb"), services.resources["AppTable"])
     reads = {("crm.deal.get", str(i)): 1_000.0 + i for i in range(130)}  # > 100 keys, > 25 writes

@@ -21,19 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from b24core.client import PortalClient
-from b24core.lease import DynamoLeaseStore, LeaseKey
+from b24core.bitrix.oauth import AuthServer
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import DynamoPortalStore
-from b24core.protocol.oauth import AuthServer
-from b24core.sweep import RateLimiter, Sweep
-from b24core.tokens import (
+from b24core.tokens.client import PortalClient
+from b24core.tokens.keeper import (
     Outcome,
     ReauthRequired,
     RefreshReason,
     RefreshUnavailable,
     SubscriptionExpired,
 )
+from b24core.tokens.lease import DynamoLeaseStore, LeaseKey
+from b24core.tokens.sweep import RateLimiter, Sweep
 from b24sim import Simulator
 
 from ._tokens_world import CLIENT_ID, ROOT, OffsetClock, World, count_ops, fresh_table
@@ -332,8 +332,8 @@ def receiver():
 
 
 def test_an_onofflineevent_carrying_a_fresh_pair_heals_a_lost_portal(world, receiver):
-    from b24core.healing import adopt_from_event
-    from b24core.protocol.forms import parse_form
+    from b24core.bitrix.forms import parse_form
+    from b24core.tokens.healing import adopt_from_event
 
     url, bodies = receiver
     keeper = world.keeper()
@@ -360,4 +360,5 @@ def test_an_onofflineevent_carrying_a_fresh_pair_heals_a_lost_portal(world, rece
     # A healthy portal's next ONOFFLINEEVENT costs nothing at the auth server.
     assert adopt_from_event(form, keeper).outcome == Outcome.NOT_DUE
     assert sum(1 for r in world.sim.oauth.requests if r.kind == "app.info") == app_info_before + 1
-    assert adopt_from_event({"event": "ONCRMDEALADD", "auth": {"member_id": portal.member_id}}) is None
+    no_pair = {"event": "ONCRMDEALADD", "auth": {"member_id": portal.member_id}}
+    assert adopt_from_event(no_pair, keeper) is None

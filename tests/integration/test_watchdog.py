@@ -13,19 +13,25 @@ from typing import Any
 
 import pytest
 
-from b24core.client import PortalClient
+from b24core.aws.metrics import record_metrics
+from b24core.capabilities.isolation import AuthReach, QueueReach, isolation_record
+from b24core.capabilities.manifest import load_manifest
+from b24core.capabilities.notices import notification_feature
+from b24core.delivery.polling import ChangePoller, InMemoryPollStore
+from b24core.delivery.watchdog import (
+    WATCH_KIND,
+    DeliveryWatchdog,
+    DynamoWatchStore,
+    InMemoryWatchStore,
+    WatchState,
+)
 from b24core.events.arrivals import DynamoArrivals, InMemoryArrivals
 from b24core.events.message import QueuedEvent
-from b24core.isolation import AuthReach, QueueReach, isolation_record
-from b24core.manifest import load_manifest
-from b24core.metrics import record_metrics
-from b24core.notifications import notification_feature
-from b24core.polling import ChangePoller, InMemoryPollStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore, StaleWrite
-from b24core.watchdog import WATCH_KIND, DeliveryWatchdog, DynamoWatchStore, InMemoryWatchStore, WatchState
-from b24core.webhooks import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection, parse_incoming
+from b24core.tokens.client import PortalClient
+from b24core.trust.webhooks import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection, parse_incoming
 from b24sim import Simulator
 
 MANIFEST = load_manifest()

@@ -13,16 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from b24core.capabilities import NOT_FOR_WEBHOOKS, Status, check_portal
-from b24core.client import PortalClient
-from b24core.isolation import AuthReach, diagnose_client, summary_line
-from b24core.manifest import load_manifest
+from b24core.bitrix.errors import AccessDenied, B24Error, NoAuthFound
+from b24core.bitrix.oauth import AuthServer
+from b24core.capabilities.check import NOT_FOR_WEBHOOKS, Status, check_portal
+from b24core.capabilities.isolation import AuthReach, diagnose_client, summary_line
+from b24core.capabilities.manifest import load_manifest
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore, StaleWrite
-from b24core.protocol.errors import AccessDenied, B24Error, NoAuthFound
-from b24core.protocol.oauth import AuthServer
-from b24core.webhooks import (
+from b24core.tokens.client import PortalClient
+from b24core.trust.webhooks import (
     DynamoWebhookStore,
     InMemoryWebhookStore,
     WebhookConnection,
@@ -30,13 +30,12 @@ from b24core.webhooks import (
     connect,
     disconnect,
     parse_incoming,
-    required_scopes,
     webhook_call,
 )
 from b24sim import Simulator
 
 MANIFEST = load_manifest()
-NEEDED = required_scopes(MANIFEST)
+NEEDED = MANIFEST.required_scopes()
 
 
 @pytest.fixture

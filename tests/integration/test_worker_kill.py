@@ -18,12 +18,12 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from b24core.events.limiter import RateLimit, RateLimiter
 from b24core.events.message import QueuedEvent
-from b24core.events.worker import Worker
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.registry import Registry
+from b24core.worker.dispatch import Worker
+from b24core.worker.handlers import Registry
+from b24core.worker.limiter import RateLimit, RateLimiter
 
 
 class Killed(BaseException):

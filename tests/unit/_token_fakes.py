@@ -6,14 +6,14 @@ import itertools
 import threading
 from dataclasses import replace
 
-from b24core.lease import InMemoryLeaseStore
+from b24core.aws.settings import TokenPolicy
+from b24core.bitrix.errors import InvalidClient, InvalidGrant, PaymentRequired, TransportError
+from b24core.bitrix.oauth import AppInfo, InstallInfo, TokenPair
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
-from b24core.protocol.errors import InvalidClient, InvalidGrant, PaymentRequired, TransportError
-from b24core.protocol.oauth import AppInfo, InstallInfo, TokenPair
-from b24core.settings import TokenPolicy
-from b24core.tokens import StaticSecret, TokenKeeper
+from b24core.tokens.keeper import StaticSecret, TokenKeeper
+from b24core.tokens.lease import InMemoryLeaseStore
 from b24core.trust.admin import Caller
 
 CLIENT_ID = "app.unit"
@@ -101,7 +101,7 @@ class FakeAuthServer:
             raise TransportError("auth server unreachable")
         user = None if self.uninstalled else self.access.get(access_token)
         if user is None:
-            from b24core.protocol.errors import InvalidToken
+            from b24core.bitrix.errors import InvalidToken
 
             raise InvalidToken("invalid token")
         return AppInfo(

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from b24core.capabilities import (
+from b24core.bitrix.errors import TransportError
+from b24core.capabilities.check import (
     PROBE,
     Status,
     carry_last_known,
@@ -18,8 +19,7 @@ from b24core.capabilities import (
     portal_kind,
     unknown_report,
 )
-from b24core.manifest import Manifest
-from b24core.protocol.errors import TransportError
+from b24core.capabilities.manifest import Manifest
 
 MANIFEST = Manifest.from_dict(
     {

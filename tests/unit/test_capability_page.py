@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from b24core.pages import BX24_LIBRARY, decide, install_page
+from b24core.entry.pages import BX24_LIBRARY, decide, install_page
 from b24core.portals.model import Portal
-from b24core.registry import Event, HandlerContext, Registry
+from b24core.worker.handlers import Event, HandlerContext, Registry
 
 
 def feature(status, required=False, **missing):
@@ -130,7 +130,7 @@ def test_the_registry_reports_handlers_outside_the_manifest():
 
 
 def test_a_cut_off_portal_reads_what_to_open_in_its_own_language():
-    from b24core.isolation import AuthReach, QueueReach, describe, isolation_record
+    from b24core.capabilities.isolation import AuthReach, QueueReach, describe, isolation_record
 
     record = isolation_record(AuthReach.UNREACHABLE, QueueReach.UNREACHABLE)
     report = {**BOX_WITHOUT_CRM_LIST, "isolation": record}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from b24core.capability_runner import CapabilityRunner
-from b24core.capability_store import InMemoryCapabilityStore
-from b24core.notifications import plan_notices
+from b24core.capabilities.notices import plan_notices
+from b24core.capabilities.runner import CapabilityRunner
+from b24core.capabilities.store import InMemoryCapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore

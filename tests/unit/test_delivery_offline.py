@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from b24core.events.delivery_store import DeliveryMode, DeliveryState, InMemoryDeliveryStore, mutate
+from b24core.aws.settings import DeliveryPolicy
+from b24core.bitrix.errors import QueryLimitExceeded
+from b24core.capabilities.manifest import load_manifest
+from b24core.delivery.offline import OfflinePuller, QueueWriter, feature_events, to_message
+from b24core.delivery.store import DeliveryMode, DeliveryState, InMemoryDeliveryStore, mutate
 from b24core.events.message import QueuedEvent
-from b24core.events.offline import OfflinePuller, QueueWriter, feature_events, to_message
-from b24core.lease import InMemoryLeaseStore, LeaseKey
-from b24core.manifest import load_manifest
 from b24core.portals.store import portal_pk
-from b24core.protocol.errors import QueryLimitExceeded
-from b24core.settings import DeliveryPolicy
+from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
 from tests.unit.delivery_fakes import PORTAL, Crash, FakePortal, FakeSqs
 
 EVENTS = ["ONCRMDEALADD", "ONCRMDEALDELETE", "ONCRMDEALUPDATE"]

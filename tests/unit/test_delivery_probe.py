@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
-from b24core.apigw import HttpError
-from b24core.events import delivery
-from b24core.events.delivery_runner import DeliveryRunner
-from b24core.events.delivery_store import (
+from b24core.aws.apigw import HttpError
+from b24core.aws.settings import ConfigurationError, DeliveryPolicy, Settings
+from b24core.capabilities.manifest import load_manifest
+from b24core.delivery.offline import OfflinePuller, QueueWriter
+from b24core.delivery.probe import AppWorld, AppWorldCache, Prober, blocked_message
+from b24core.delivery.runner import DeliveryRunner
+from b24core.delivery.store import (
     DeliveryMode,
     DeliveryState,
     InMemoryDeliveryStore,
@@ -20,12 +23,9 @@ from b24core.events.delivery_store import (
     mutate,
     next_mode,
 )
-from b24core.events.offline import OfflinePuller, QueueWriter
-from b24core.events.probe import AppWorld, AppWorldCache, Prober, blocked_message
-from b24core.lease import InMemoryLeaseStore
-from b24core.manifest import load_manifest
+from b24core.events import signals as delivery
 from b24core.portals.store import InMemoryPortalStore
-from b24core.settings import ConfigurationError, DeliveryPolicy, Settings
+from b24core.tokens.lease import InMemoryLeaseStore
 from tests.unit.delivery_fakes import PORTAL, FakePortal, FakeSqs
 
 URL = "https://app.example.com/events"

@@ -1,6 +1,6 @@
 import pytest
 
-from b24core.endpoints import EndpointRefused, check_endpoint
+from b24core.bitrix.endpoints import EndpointRefused, check_endpoint
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ import socket  # noqa: E402
 
 import httpcore  # noqa: E402
 
-from b24core.endpoints import GuardedBackend  # noqa: E402
+from b24core.bitrix.endpoints import GuardedBackend  # noqa: E402
 
 
 def _resolver(*addresses):

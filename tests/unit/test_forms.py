@@ -1,6 +1,6 @@
 import pytest
 
-from b24core.protocol.forms import FormError, FormLimits, encode_form, parse_form
+from b24core.bitrix.forms import FormError, FormLimits, encode_form, parse_form
 
 
 def test_php_bracket_event_body_becomes_nested_dicts():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from b24core.apigw import HttpError
-from b24core.install import claim_from_event
+from b24core.aws.apigw import HttpError
+from b24core.bitrix.errors import ExpiredToken
 from b24core.portals.states import PortalState
-from b24core.protocol.errors import ExpiredToken
+from b24core.trust.install import claim_from_event
 from tests.unit.test_install_service import ScriptedAuthServer, event_form, info, service
 
 

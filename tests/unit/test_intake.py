@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from b24core.apigw import HttpError
+from b24core.aws.apigw import HttpError
 from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake
 from b24core.events.message import QueuedEvent

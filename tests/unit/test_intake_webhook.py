@@ -2,7 +2,7 @@
 
 import pytest
 
-from b24core.apigw import HttpError
+from b24core.aws.apigw import HttpError
 from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake
 from b24core.portals.states import PortalState

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from b24core.manifest import KnownNames, Manifest, ManifestError, check_known_names, load_manifest
+from b24core.capabilities.manifest import (
+    KnownNames,
+    Manifest,
+    ManifestError,
+    check_known_names,
+    load_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ROOT / "tools" / "b24_names.json"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from b24core.manifest import Manifest, load_manifest
+from b24core.capabilities.manifest import Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_manifest_is_valid_and_shipped_in_the_layer():
 def test_manifest_rejects_bad_shapes():
     import pytest
 
-    from b24core.manifest import ManifestError
+    from b24core.capabilities.manifest import ManifestError
 
     with pytest.raises(ManifestError):
         Manifest.from_dict({"features": {"x": {"methods": "crm.deal.get"}}})

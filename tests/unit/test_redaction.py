@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from b24core.logs import MASK, RedactingFormatter, dumps_safe, redact, remember_secret
+from b24core.aws.logs import MASK, RedactingFormatter, dumps_safe, redact, remember_secret
 
 
 def test_secret_keys_are_masked_at_any_depth():
@@ -36,7 +36,7 @@ def test_formatter_masks_extra_keys_and_message():
 
 
 def test_the_remembered_secrets_are_bounded_and_the_most_recent_are_kept():
-    from b24core import logs
+    from b24core.aws import logs
 
     first = "oldest-remembered-secret"
     logs.remember_secret(first)
@@ -48,7 +48,7 @@ def test_the_remembered_secrets_are_bounded_and_the_most_recent_are_kept():
 
 
 def test_a_request_body_is_never_logged():
-    from b24core.logs import redact
+    from b24core.aws.logs import redact
 
     event = {"body": "AUTH_ID=abc&REFRESH_ID=def", "isBase64Encoded": False, "rawPath": "/install"}
     assert redact(event) == {"body": "***", "isBase64Encoded": False, "rawPath": "/install"}

@@ -8,12 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from b24core.client import PortalClient
+from b24core.bitrix import errors as E
+from b24core.bitrix.http import USER_AGENT, http_client
+from b24core.bitrix.rest import call_rest, endpoint_from_location
 from b24core.portals.states import TokenState
-from b24core.protocol import errors as E
-from b24core.protocol.http import USER_AGENT, http_client
-from b24core.protocol.rest import call_rest, endpoint_from_location
-from b24core.tokens import ReauthRequired
+from b24core.tokens.client import PortalClient
+from b24core.tokens.keeper import ReauthRequired
 
 from ._token_fakes import FakeAuthServer, make_keeper, make_portal
 

@@ -1,6 +1,6 @@
 import pytest
 
-from b24core.settings import ConfigurationError, Settings
+from b24core.aws.settings import ConfigurationError, Settings
 
 
 def test_insecure_endpoints_are_refused_in_aws():

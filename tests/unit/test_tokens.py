@@ -8,11 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from b24core.lease import InMemoryLeaseStore, LeaseKey
-from b24core.metrics import record_metrics
+from b24core.aws.metrics import record_metrics
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import InMemoryPortalStore
-from b24core.tokens import (
+from b24core.tokens.keeper import (
     Outcome,
     ReauthRequired,
     RefreshReason,
@@ -21,6 +20,7 @@ from b24core.tokens import (
     SubscriptionExpired,
     TokenKeeper,
 )
+from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
 
 from ._token_fakes import DAY, NOW, SECRET, FakeAuthServer, FakeClock, make_keeper, make_portal, policy
 
@@ -139,7 +139,7 @@ def test_a_rotated_client_secret_is_fetched_again_once():
             fetched.append(force)
             return SECRET if force else "old-secret"
 
-    from b24core.protocol.errors import InvalidClient
+    from b24core.bitrix.errors import InvalidClient
 
     real = auth.refresh
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from b24core.client import _counts
-from b24core.events.read_marks import read_time
-from b24core.protocol.values import as_epoch, as_float, as_int, is_digits
+from b24core.bitrix.values import as_epoch, as_float, as_int, is_digits
+from b24core.tokens.client import _counts
+from b24core.worker.read_marks import read_time
 
 GARBAGE = [
     "²",

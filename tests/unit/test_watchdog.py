@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from b24core.apigw import HttpError
+from b24core.aws.apigw import HttpError
+from b24core.aws.settings import Settings
+from b24core.bitrix.rest import RestAnswer
+from b24core.capabilities.isolation import AuthReach, QueueReach, isolation_record, summary_line, with_queue
+from b24core.delivery.watchdog import SLACK_S, PortalClock, judge
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalMarks, InMemoryArrivals
 from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake
-from b24core.isolation import AuthReach, QueueReach, isolation_record, summary_line, with_queue
 from b24core.portals.states import PortalState
-from b24core.protocol.rest import RestAnswer
-from b24core.settings import Settings
-from b24core.watchdog import SLACK_S, PortalClock, judge
-from b24core.webhooks import InMemoryWebhookStore, WebhookConnection, switch_events
+from b24core.trust.webhooks import InMemoryWebhookStore, WebhookConnection, switch_events
 
 NOW = 1_800_000_000.0
 GRACE = 300

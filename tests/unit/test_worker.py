@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.events.message import QueuedEvent
-from b24core.events.worker import Worker
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.protocol.errors import OperationTimeLimit, QueryLimitExceeded
-from b24core.registry import Registry
+from b24core.worker.dispatch import Worker
+from b24core.worker.handlers import Registry
 
 PORTAL = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", state=PortalState.ACTIVE)
 
@@ -384,7 +384,7 @@ class SlowClient(FakeClient):
 
 def test_a_slow_portal_spends_only_its_own_share_and_its_other_events_come_back_later(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr("b24core.events.worker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("b24core.worker.dispatch.time.monotonic", lambda: clock[0])
     worker, _, seen, requeued = _two_portals(SlowClient(clock))
     worker.portal_budget_s = 8.0
     # m2 has 150 events: three read requests of 50, 5 s each; m1 has 5.

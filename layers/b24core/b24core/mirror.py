@@ -10,7 +10,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
-from b24core.dynamo import bind_model
+from b24core.aws.dynamo import bind_model
 from b24core.portals.store import portal_pk
 
 

@@ -1,5 +1,5 @@
 """When the last outgoing-webhook event of a portal arrived: the evidence the delivery watchdog
-(b24core.watchdog) weighs against the changes the portal made.
+(b24core.delivery.watchdog) weighs against the changes the portal made.
 
 The intake is the cold-start and CPU critical path, so marking costs no read and at most one write per
 portal per ``MARK_EVERY_S`` in each process: the first event of a portal in that window writes
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from b24core.logs import logger
+from b24core.aws.logs import logger
 
 ARRIVAL_SK = "ARRIVAL"
 #: At most one write per portal per this many seconds, per process.

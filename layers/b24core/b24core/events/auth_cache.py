@@ -21,7 +21,7 @@ class PortalAuth:
     member_id: str
     state: PortalState
     application_token: str = field(repr=False)
-    #: The outgoing webhook's token, when one is connected (b24core.webhooks).
+    #: The outgoing webhook's token, when one is connected (b24core.trust.webhooks).
     webhook_token: str = field(default="", repr=False)
 
 

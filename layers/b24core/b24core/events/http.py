@@ -12,17 +12,18 @@ from typing import Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from b24core.apigw import HttpError, error_response, json_response, parse_event, read_form
+from b24core.aws.apigw import HttpError, error_response, json_response, parse_event
+from b24core.aws.logs import logger
+from b24core.aws.settings import get_settings
+from b24core.bitrix.inbound import read_form
 from b24core.events.arrivals import ArrivalMarks, DynamoArrivals
 from b24core.events.auth_cache import AuthCache, DynamoAuthReader
 from b24core.events.intake import EventIntake
 from b24core.events.sqs import EnqueueFailed, SqsSink
-from b24core.logs import logger
-from b24core.settings import get_settings
 
 metrics = Metrics(namespace=get_settings().metrics_namespace)
 LIFECYCLE_EVENTS = frozenset({"ONAPPUNINSTALL", "ONAPPUPDATE"})
-# Delivery signals, handled by b24core.events.delivery (imported lazily): the probe event that proves
+# Delivery signals, handled by b24core.events.signals (imported lazily): the probe event that proves
 # the cloud queue reaches us, and the hint that a portal's offline queue has records to pull.
 DELIVERY_EVENTS = frozenset({"ONAPPTEST", "ONOFFLINEEVENT"})
 
@@ -68,7 +69,7 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         if name in DELIVERY_EVENTS:
             _name, member_id = intake.verify(form)
             _adopt_offered_pair(form)
-            from b24core.events import delivery
+            from b24core.events import signals as delivery
 
             return json_response(200, delivery.on_delivery_event(name, member_id, form))
         accepted = intake.accept(form)

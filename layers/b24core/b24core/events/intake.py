@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from b24core.apigw import HttpError
+from b24core.aws.apigw import HttpError
+from b24core.aws.logs import logger, remember_secret
 from b24core.events.auth_cache import PortalAuth
 from b24core.events.message import QueuedEvent, strip_tokens
-from b24core.logs import logger, remember_secret
 from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState
 
@@ -113,7 +113,7 @@ class EventIntake:
             endpoint = f"https://{domain}/rest/" if isinstance(domain, str) and domain else ""
         if not endpoint:
             return None, member_id
-        from b24core.webhook_ids import webhook_member_id
+        from b24core.portals.webhook_ids import webhook_member_id
 
         alias = webhook_member_id(endpoint)
         candidate = self.portals.get(alias)

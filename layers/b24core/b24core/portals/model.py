@@ -29,7 +29,7 @@ class Portal:
     refresh_token: str = field(default="", repr=False)
     access_expires_at: int = 0
     application_token: str = field(default="", repr=False)
-    #: An outgoing webhook's application token (b24core.webhooks): its events are verified with it.
+    #: An outgoing webhook's application token (b24core.trust.webhooks): its events are verified with it.
     webhook_token: str = field(default="", repr=False)
     scope: str = ""
     status: str = ""
@@ -43,7 +43,7 @@ class Portal:
     refreshed_at: int = 0
     install_path: str = ""
     capabilities: dict[str, Any] = field(default_factory=dict)
-    # Token custody (b24core.tokens): why and when the token state last changed, and the retry
+    # Token custody (b24core.tokens.keeper): why and when the token state last changed, and the retry
     # schedule while refreshes fail (refresh_failing) or the subscription lapsed (payment_required).
     token_state_reason: str = ""
     token_state_at: int = 0

@@ -17,7 +17,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from b24core.dynamo import bind_model
+from b24core.aws.dynamo import bind_model
 from b24core.portals import token_index
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token

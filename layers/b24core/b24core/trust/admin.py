@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from b24core.protocol.errors import BadResponse
-from b24core.protocol.rest import call_rest
+from b24core.bitrix.errors import BadResponse
+from b24core.bitrix.rest import call_rest
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from b24core.apigw import HttpError, json_response
-from b24core.logs import logger
-from b24core.settings import get_settings
+from b24core.aws.apigw import HttpError
+from b24core.aws.logs import logger
+from b24core.aws.settings import get_settings
 
 LIFECYCLE = "lifecycle"
 ADOPT = "adopt"
@@ -52,25 +52,3 @@ def hand_over(action: str, form: dict[str, Any], request_host: str = "") -> dict
     if not isinstance(answer, dict) or "statusCode" not in answer:
         raise HttpError(503, "lifecycle_not_recorded", "the event could not be handled; try again")
     return answer
-
-
-def on_handover(event: dict[str, Any]) -> dict[str, Any]:
-    """Called in the install function with what the events function verified."""
-    from b24core.apigw import error_response
-
-    form = event.get("form")
-    if not isinstance(form, dict):
-        return error_response(HttpError(400, "bad_request", "no form"))
-    try:
-        if event.get("action") == LIFECYCLE:
-            from b24core.events import lifecycle
-
-            return lifecycle.handle(form, str(event.get("host") or ""))
-        if event.get("action") == ADOPT:
-            from b24core.healing import adopt_from_event
-
-            result = adopt_from_event(form)
-            return json_response(200, {"adopted": bool(result and result.outcome == "adopted")})
-    except HttpError as err:
-        return error_response(err)
-    return error_response(HttpError(400, "bad_request", "unknown action"))

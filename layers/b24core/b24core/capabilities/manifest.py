@@ -1,0 +1,212 @@
+"""The app's capability manifest (b24app.manifest.json at the repository root).
+
+It says which scopes the app needs and which named features use which methods and events, and
+whether a feature is required. The layer ships it (a link into the package) so every function reads
+the same file; B24_MANIFEST overrides the path.
+
+Shape checks run whenever the manifest is loaded. Whether every method, event and scope is a real
+Bitrix24 name is checked at build and test time (``tools/b24_names.py check``, run by ``make
+template`` and a unit test) against a list derived from the official REST docs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+#: Events the bundle binds itself for every portal: a feature must not claim them.
+LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
+_NOT_BINDABLE = ("ONAPPINSTALL",)
+_FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_FEATURE_KEYS = {"description", "required", "scopes", "methods", "events", "module"}
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    required: bool
+    methods: tuple[str, ...]
+    events: tuple[str, ...]
+    scopes: tuple[str, ...]
+    description: str = ""
+    #: The Bitrix24 module that provides the feature (what a box admin installs or switches on).
+    module: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    scopes: tuple[str, ...]
+    features: tuple[Feature, ...]
+    #: Methods a box adds itself (settings/cloud-and-on-premise/on-premise/custom-methods.md): not in
+    #: the docs, so the name check accepts them as declared.
+    custom_methods: tuple[str, ...] = ()
+    #: The app's name as its users know it (admin notifications).
+    title: str = ""
+
+    def events(self) -> list[str]:
+        return sorted({e for f in self.features for e in f.events})
+
+    def methods(self) -> list[str]:
+        return sorted({m for f in self.features for m in f.methods})
+
+    def required_scopes(self) -> tuple[str, ...]:
+        """Scopes of the required features: a webhook without one of them is refused."""
+        out: list[str] = []
+        for feature in self.features:
+            if feature.required:
+                out.extend(s for s in feature.scopes if s not in out)
+        return tuple(out)
+
+    def feature(self, name: str) -> Feature | None:
+        return next((f for f in self.features if f.name == name), None)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        if not isinstance(raw, dict) or not isinstance(raw.get("features"), dict):
+            raise ManifestError("manifest needs an object 'features'")
+        if not raw["features"]:
+            raise ManifestError("manifest declares no feature")
+        scopes = _names(raw.get("scopes", []), "'scopes'")
+        custom = tuple(m.lower() for m in _names(raw.get("custom_methods", []), "'custom_methods'"))
+        unknown_keys = sorted(set(raw) - {"title", "scopes", "features", "custom_methods", "comment"})
+        if unknown_keys:
+            raise ManifestError(f"unknown top-level key(s): {', '.join(unknown_keys)}")
+        features = []
+        for name, spec in raw["features"].items():
+            if not isinstance(name, str) or not _FEATURE_NAME.match(name):
+                raise ManifestError(f"feature name {name!r} must be lower-case letters, digits or _")
+            if not isinstance(spec, dict):
+                raise ManifestError(f"feature {name!r} must be an object")
+            extra = sorted(set(spec) - _FEATURE_KEYS)
+            if extra:
+                raise ManifestError(f"feature {name!r}: unknown key(s) {', '.join(extra)}")
+            required = spec.get("required", False)
+            if not isinstance(required, bool):
+                raise ManifestError(f"feature {name!r}: 'required' must be true or false")
+            methods = tuple(
+                m.lower() for m in _names(spec.get("methods", []), f"feature {name!r}: 'methods'")
+            )
+            events = tuple(e.upper() for e in _names(spec.get("events", []), f"feature {name!r}: 'events'"))
+            feature_scopes = _names(spec.get("scopes", []), f"feature {name!r}: 'scopes'")
+            if not methods and not events:
+                raise ManifestError(f"feature {name!r} names no method and no event")
+            claimed = sorted(set(events) & {*LIFECYCLE_EVENTS, *_NOT_BINDABLE})
+            if claimed:
+                raise ManifestError(
+                    f"feature {name!r}: {', '.join(claimed)} cannot be a feature's event "
+                    "(the bundle handles install, update and uninstall itself)"
+                )
+            undeclared = sorted(set(feature_scopes) - set(scopes))
+            if undeclared:
+                raise ManifestError(
+                    f"feature {name!r} needs scope(s) {', '.join(undeclared)} missing from the top-level "
+                    "'scopes' the app asks for"
+                )
+            features.append(
+                Feature(
+                    name=name,
+                    required=required,
+                    methods=methods,
+                    events=events,
+                    scopes=feature_scopes,
+                    description=str(spec.get("description", "")),
+                    module=str(spec.get("module", "")),
+                )
+            )
+        title = raw.get("title", "")
+        if not isinstance(title, str):
+            raise ManifestError("'title' must be a string")
+        return cls(scopes=scopes, features=tuple(features), custom_methods=custom, title=title.strip())
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ManifestError(f"{what} must be a list of names")
+    out = tuple(v.strip() for v in value)
+    dupes = sorted({v for v in out if out.count(v) > 1})
+    if dupes:
+        raise ManifestError(f"{what} repeats {', '.join(dupes)}")
+    return out
+
+
+# ---------------------------------------------------------------- known names (build/test time)
+@dataclass(frozen=True)
+class KnownNames:
+    """Real Bitrix24 names, derived from the REST docs by tools/b24_names.py."""
+
+    methods: frozenset[str]
+    events: frozenset[str]
+    scopes: frozenset[str]
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> KnownNames:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"cannot read the list of known Bitrix24 names {path}: {exc}") from None
+        return cls(
+            methods=frozenset(str(m).lower() for m in raw.get("methods", [])),
+            events=frozenset(str(e).upper() for e in raw.get("events", [])),
+            scopes=frozenset(str(s) for s in raw.get("scopes", [])),
+            source=f"{raw.get('source', '?')}@{str(raw.get('commit', '?'))[:12]}",
+        )
+
+
+def _suggest(name: str, pool: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def check_known_names(manifest: Manifest, known: KnownNames) -> None:
+    """Refuse a manifest naming a method, event or scope Bitrix24 does not have; say which and where."""
+    problems: list[str] = []
+    custom = set(manifest.custom_methods)
+    for scope in manifest.scopes:
+        if scope not in known.scopes:
+            problems.append(f"scope {scope!r}{_suggest(scope, known.scopes)}")
+    for feature in manifest.features:
+        for method in feature.methods:
+            if method not in known.methods and method not in custom:
+                problems.append(
+                    f"feature {feature.name!r}: method {method!r}{_suggest(method, known.methods)}"
+                )
+        for event in feature.events:
+            base = re.sub(r"_\d+$", "", event)  # per-type events: ONCRMDYNAMICITEMADD_147
+            if event not in known.events and base not in known.events:
+                problems.append(f"feature {feature.name!r}: event {event!r}{_suggest(event, known.events)}")
+    if problems:
+        raise ManifestError(
+            "unknown Bitrix24 name(s) in the manifest, not in the REST docs "
+            f"({known.source}): " + "; ".join(problems)
+        )
+
+
+# ---------------------------------------------------------------- the shipped manifest
+def manifest_path() -> Path:
+    override = os.environ.get("B24_MANIFEST")
+    return Path(override) if override else Path(__file__).parent.parent / "app_manifest.json"
+
+
+@lru_cache(maxsize=1)
+def load_manifest() -> Manifest:
+    path = manifest_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from None
+    try:
+        return Manifest.from_dict(raw)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None

@@ -1,0 +1,290 @@
+"""OfflinePullFunction's work: delivery probes and offline pulls, per portal or on a schedule.
+
+Events it accepts:
+
+* ``{"action": "pull_due"}`` — the every-minute schedule: every portal with offline work (pull or
+  lossless mode, bindings to remove, records to drain), read through gsi1;
+* ``{"action": "probe_due"}`` — the probe schedule: judge probes past their deadline (missed → pull
+  mode, the admin told once) and send the probes that are due (hourly for boxes, daily for cloud);
+* ``{"action": "probe", "member_id": M}`` — probe now (``b24app portals probe``);
+* ``{"action": "probe_arrived", "member_id": M, "probe_id": P}`` — from intake: ONAPPTEST arrived;
+* ``{"action": "pull", "member_id": M}`` — from intake on ONOFFLINEEVENT, or by hand;
+* ``{"action": "set_mode", "member_id": M, "mode": "online|lossless"}`` — ``b24app portals set-mode``;
+* ``{"action": "status", "member_id": M}``.
+
+Answers carry states and counts, never a token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from b24core.aws import metrics
+from b24core.aws.logs import logger
+from b24core.aws.settings import DeliveryPolicy
+from b24core.delivery.offline import OfflinePuller, PullResult, feature_events
+from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
+from b24core.delivery.store import (
+    ONLINE_PARTITION,
+    PULL_PARTITION,
+    DeliveryMode,
+    DeliveryState,
+    DeliveryStore,
+    ProbeOutcome,
+    Trigger,
+    as_dict,
+    mutate,
+)
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState
+from b24core.portals.store import PortalStore
+
+NOTIFY_METHOD = "im.notify.system.add"
+
+
+@dataclass
+class DeliveryRunner:
+    portals: PortalStore
+    store: DeliveryStore
+    prober: Prober
+    puller: OfflinePuller
+    make_client: Callable[[Portal], Any]
+    manifest: Any
+    policy: DeliveryPolicy
+    default_events_url: str
+    world: Callable[[], AppWorld]
+    clock: Callable[[], float] = time.time
+
+    # ---- helpers
+    def _active(self, member_id: str) -> Portal | None:
+        portal = self.portals.get(member_id)
+        if portal is None or portal.state != PortalState.ACTIVE:
+            mutate(self.store, member_id, lambda s: replace(s, active=False) if s.active else None)
+            return None
+        return portal
+
+    def _events_url(self, portal: Portal, state: DeliveryState | None = None) -> str:
+        caps_url = str((portal.capabilities or {}).get("events_url") or "")
+        return (state.events_url if state else "") or caps_url or self.default_events_url
+
+    @staticmethod
+    def _kind(portal: Portal) -> str:
+        kind = (portal.capabilities or {}).get("kind")
+        return str(kind.get("kind") or "") if isinstance(kind, dict) else ""
+
+    def _events(self, portal: Portal) -> list[str]:
+        return feature_events(self.manifest, portal.capabilities or {})
+
+    def _view(self, member_id: str, **extra: Any) -> dict[str, Any]:
+        state = self.store.get(member_id) or DeliveryState(member_id)
+        view = as_dict(state)
+        if state.blocked:
+            view["advice"] = advice(self.world())
+        view.update(extra)
+        return view
+
+    # ---- probes
+    def probe(self, member_id: str) -> dict[str, Any]:
+        portal = self._active(member_id)
+        if portal is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        state = self.store.get(member_id)
+        self.prober.send(
+            self.make_client(portal), member_id, self._events_url(portal, state), self._kind(portal)
+        )
+        return self._view(member_id)
+
+    def probe_arrived(self, member_id: str, probe_id: str, deadline: float | None = None) -> dict[str, Any]:
+        portal = self._active(member_id)
+        if portal is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        _state, switched = self.prober.arrived(member_id, probe_id)
+        pulled = None
+        if switched:
+            metrics.emit("DeliveryRestored")
+            pulled = self._pull(portal, deadline)  # remove the offline bindings, drain what is left
+        return self._view(member_id, pull=pulled.as_dict() if pulled else None)
+
+    def probe_due(self, deadline: float | None = None, limit: int = 200) -> dict[str, int]:
+        now = int(self.clock())
+        counts = {"judged_missed": 0, "sent": 0, "skipped": 0}
+        for partition in (ONLINE_PARTITION, PULL_PARTITION):
+            for member_id in self.store.due(partition, now, limit):
+                if deadline is not None and time.monotonic() > deadline:
+                    return counts
+                try:
+                    self._probe_one(member_id, deadline, counts)
+                except Exception as exc:  # one portal's answer never stops the others' probes
+                    counts["failed"] = counts.get("failed", 0) + 1
+                    metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
+                    logger.warning(
+                        "delivery probe failed",
+                        extra={"action": "probe", "member_id": member_id, "reason": type(exc).__name__},
+                    )
+        return counts
+
+    def _probe_one(self, member_id: str, deadline: float | None, counts: dict[str, int]) -> None:
+        portal = self._active(member_id)
+        state = self.store.get(member_id)
+        if portal is None or state is None:
+            counts["skipped"] += 1
+            return
+        if state.probe_outcome == ProbeOutcome.PENDING:
+            state, missed = self.prober.judge(member_id)
+            if missed:
+                counts["judged_missed"] += 1
+                metrics.emit("DeliveryBlocked")
+                self._tell_admin(portal, state)
+                if state.has_offline_work:
+                    self._pull(portal, deadline)
+            return
+        self.prober.send(
+            self.make_client(portal), member_id, self._events_url(portal, state), self._kind(portal)
+        )
+        counts["sent"] += 1
+
+    def _tell_admin(self, portal: Portal, state: DeliveryState) -> None:
+        """Once per blocked spell: what the network must let through, in the portal's language. Where
+        the app cannot notify (its notification feature is missing), the reason is kept for
+        ``b24app portals show``."""
+        if state.notified_at:
+            return
+        from b24core.capabilities.check import Status, feature_status
+
+        caps = portal.capabilities or {}
+        admin = str(caps.get("admin_user_id") or portal.user_id or "")
+        channel = next((f.name for f in self.manifest.features if NOTIFY_METHOD in f.methods), None)
+        reason = ""
+        if channel is None:
+            reason = f"the app declares no feature using {NOTIFY_METHOD}"
+        elif feature_status(caps, channel) == Status.MISSING:
+            reason = f"the portal lacks the {channel} feature ({NOTIFY_METHOD})"
+        elif not admin:
+            reason = "no administrator known"
+        else:
+            message = blocked_message(
+                state, self.world(), getattr(self.manifest, "title", ""), portal.language
+            )
+            try:
+                self.make_client(portal).call(
+                    NOTIFY_METHOD, {"USER_ID": admin, "MESSAGE": message, "TAG": NOTIFY_TAG}
+                )
+            except Exception as exc:  # tried again at the next missed probe
+                reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
+        now = int(self.clock())
+        logger.info(
+            "admin notified" if not reason else "admin not notified",
+            extra={
+                "action": "notify",
+                "outcome": "sent" if not reason else "skipped",
+                "member_id": portal.member_id,
+                "reason": reason or None,
+            },
+        )
+        mutate(
+            self.store,
+            portal.member_id,
+            lambda s: replace(s, notified_at=0 if reason else now, notice_reason=reason),
+        )
+
+    # ---- pulls
+    def _pull(self, portal: Portal, deadline: float | None) -> PullResult:
+        return self.puller.run(self.make_client(portal), portal, self._events(portal), deadline)
+
+    def pull(self, member_id: str, deadline: float | None = None) -> dict[str, Any]:
+        state = self.store.get(member_id)
+        if state is None or not state.has_offline_work:
+            return {"member_id": member_id, "outcome": "idle", "reason": "the portal is not in pull mode"}
+        portal = self._active(member_id)
+        if portal is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        return self._pull(portal, deadline).as_dict()
+
+    def pull_due(self, deadline: float | None = None, limit: int = 1000) -> dict[str, int]:
+        members = self.store.members(PULL_PARTITION, limit)
+        counts: dict[str, int] = {"portals": len(members), "enqueued": 0}
+
+        def one(member_id: str) -> PullResult | None:
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            try:
+                portal = self._active(member_id)
+                return self._pull(portal, deadline) if portal is not None else None
+            except Exception as exc:  # one portal's answer never stops the others' pulls
+                metrics.emit("PortalRoundsFailed", round="pull", reason=type(exc).__name__)
+                logger.warning(
+                    "offline pull failed",
+                    extra={"action": "pull", "member_id": member_id, "reason": type(exc).__name__},
+                )
+                return None
+
+        with ThreadPoolExecutor(max_workers=self.policy.pull_concurrency) as pool:
+            for result in pool.map(one, members):
+                if result is None:
+                    continue
+                counts[result.outcome] = counts.get(result.outcome, 0) + 1
+                counts["enqueued"] += result.enqueued
+        return counts
+
+    # ---- operator
+    def set_mode(self, member_id: str, mode: str, deadline: float | None = None) -> dict[str, Any]:
+        if mode not in (DeliveryMode.ONLINE, DeliveryMode.LOSSLESS):
+            return {"error": "bad_mode", "message": "choose online or lossless (pull mode is automatic)"}
+        portal = self._active(member_id)
+        if portal is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        now = int(self.clock())
+        url = self._events_url(portal)
+
+        def chosen(s: DeliveryState) -> DeliveryState:
+            if mode == DeliveryMode.LOSSLESS:
+                trigger = Trigger.LOSSLESS_ON
+            else:
+                trigger = Trigger.LOSSLESS_OFF_BLOCKED if s.blocked else Trigger.LOSSLESS_OFF
+            base = replace(
+                s,
+                events_url=s.events_url or url,
+                kind=s.kind or self._kind(portal),
+                active=True,
+                bind_retry_at=0,
+            )
+            return base.on(trigger, now, "set by an operator")
+
+        state = mutate(self.store, member_id, chosen)
+        logger.info(
+            "delivery mode set",
+            extra={"action": "set_mode", "outcome": str(state.mode), "member_id": member_id},
+        )
+        pulled = self._pull(portal, deadline)
+        return self._view(member_id, pull=pulled.as_dict())
+
+    def status(self, member_id: str) -> dict[str, Any]:
+        return self._view(member_id)
+
+    # ---- after the capability check at install / update (runs in CapabilityCheckFunction)
+    def after_check(self, client: Any, member_id: str, report: dict[str, Any]) -> None:
+        """Bindings were made afresh (install, reinstall, update removes them all): the offline ones
+        are gone, so the next pull run re-binds them if the mode wants them; then probe."""
+        kind = str((report.get("kind") or {}).get("kind") or "")
+        url = str(report.get("events_url") or "")
+        finished = (report.get("plan") or {}).get("install_finished")
+        mutate(
+            self.store,
+            member_id,
+            lambda s: replace(
+                s,
+                active=True,
+                kind=kind or s.kind,
+                events_url=url or s.events_url,
+                offline_bound=False,
+                bind_retry_at=0,
+            ),
+        )
+        self.prober.send(client, member_id, url, kind, finished if isinstance(finished, bool) else None)
+
+
+# ---------------------------------------------------------------- Lambda wiring

@@ -1,0 +1,494 @@
+"""Delivery watchdog: is the cloud event queue delivering a webhook-connected portal's outgoing webhook?
+
+A box connected by an incoming webhook whose admin set an outgoing webhook (``--outgoing-token``)
+expects its changes as events through Bitrix24's cloud queue. The delivery probe (``event.test``) is
+application-only, so for such a portal nothing would notice a blocked queue: its events would just stop,
+silently. The watchdog notices it without touching the customer's data:
+
+* the intake marks when the portal's outgoing-webhook events last arrived (b24core.events.arrivals:
+  no read, at most one write per portal a minute);
+* every ``interval_s`` (default 10 minutes; it runs inside ChangePollFunction's round) it lists the
+  deals the portal changed since its own cursor (``crm.deal.list`` by DATE_MODIFY, each request taking
+  the portal's shared REST budget), and judges (``judge``) the changes older than ``grace_s``:
+  if an event arrived after the newest of them, the queue delivers (``ok``); if none did, it does not
+  (``event_queue_unreachable``); with no such change there is no verdict;
+* ``event_queue_unreachable``: the portal's isolation record says so, its events are switched to change
+  polling (an explicit, logged operation, switch_events) with the poll cursor set back to
+  where the watchdog last saw delivery (the IDs it knows seeded, so the first reconciliation also finds
+  deletions made meanwhile), and the admin is told once, through the incoming webhook;
+* ``ok`` again on a portal it switched: back to the outgoing webhook (logged) and the admin is told.
+
+Times: the changes are in the portal's clock, arrivals in ours. Each listing's ``time.start`` measures
+the skew, so all comparisons are made in the portal's clock. An arrival is stored at most
+``MARK_EVERY_S`` late, so a change that close after the stored arrival counts as delivered.
+
+State per portal: one item beside its record (pk=PORTAL#member_id, sk=WATCHDOG), saved optimistically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol
+
+from b24core.aws import metrics
+from b24core.aws.logs import logger
+from b24core.bitrix.i18n import language_of, texts
+from b24core.bitrix.rest import RestAnswer
+from b24core.bitrix.values import as_epoch, is_digits
+from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
+from b24core.capabilities.manifest import Manifest
+from b24core.delivery.polling import PAGE, POLLABLE, Cursor, PollSpec, PollState, PollStore
+from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
+from b24core.portals.model import Portal
+from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
+from b24core.portals.store import PortalStore, StaleWrite
+from b24core.tokens.client import PortalClient
+from b24core.trust.webhooks import WebhookConnection, WebhookStore, switch_events
+
+WATCH_SK = "WATCHDOG"
+#: The kind of object whose changes are watched (the one change polling can take over).
+WATCH_KIND = "crm.deal"
+#: How much earlier than a change an arrival may be stored and still prove it was delivered: the
+#: intake's write throttle plus the whole seconds of both clocks.
+SLACK_S = MARK_EVERY_S + 2
+NOTIFY_METHOD = "im.notify.system.add"
+BY = "delivery watchdog"
+
+
+# ---------------------------------------------------------------- the decision
+def judge(
+    changes: Sequence[float], now: float, grace_s: float, arrival: float | None, slack_s: float = SLACK_S
+) -> QueueReach | None:
+    """The verdict on changes made at ``changes`` (portal clock) given the last outgoing-webhook event
+    arrival (portal clock; ``None``: never). Only changes older than ``grace_s`` count: a younger one's
+    event may still be on its way. No such change: no verdict."""
+    old = [c for c in changes if c <= now - grace_s]
+    if not old:
+        return None
+    if arrival is not None and arrival >= max(old) - slack_s:
+        return QueueReach.OK
+    return QueueReach.UNREACHABLE
+
+
+# ---------------------------------------------------------------- state
+@dataclass(frozen=True)
+class WatchState:
+    member_id: str
+    #: DATE_MODIFY (the portal's format) of the newest judged change; "" before the first check.
+    cursor: str = ""
+    #: "ID@DATE_MODIFY" of the changes judged at the cursor's second (listed again by ">=").
+    judged: tuple[str, ...] = ()
+    #: IDs the app is known to have heard of (those existing at the first check, and those whose changes
+    #: were delivered): seeded into polling at a switch, so it sends their changes as updates and its
+    #: first reconciliation finds those deleted meanwhile. A deal first seen undelivered stays out: polling
+    #: sends it as an add.
+    known_ids: tuple[int, ...] = ()
+    checked_at: int = 0
+    verdict: str = str(QueueReach.UNKNOWN)
+    verdict_at: int = 0
+    version: int = 0
+
+
+class WatchStore(Protocol):
+    def get(self, member_id: str) -> WatchState | None: ...
+
+    def save(self, state: WatchState) -> WatchState: ...
+
+
+class InMemoryWatchStore(InMemoryStateStore[WatchState]):
+    pass
+
+
+_FIELDS = ("cursor", "judged", "known_ids", "checked_at", "verdict", "verdict_at")
+
+
+def _encode(state: WatchState) -> dict[str, Any]:
+    body = {name: getattr(state, name) for name in _FIELDS}
+    body["judged"], body["known_ids"] = list(state.judged), list(state.known_ids)
+    return body
+
+
+def _decode(member_id: str, raw: dict[str, Any], version: int) -> WatchState:
+    return WatchState(
+        member_id,
+        cursor=str(raw.get("cursor") or ""),
+        judged=tuple(str(k) for k in raw.get("judged") or ()),
+        known_ids=tuple(int(i) for i in raw.get("known_ids") or ()),
+        checked_at=int(raw.get("checked_at") or 0),
+        verdict=str(raw.get("verdict") or QueueReach.UNKNOWN),
+        verdict_at=int(raw.get("verdict_at") or 0),
+        version=version,
+    )
+
+
+class DynamoWatchStore(DynamoStateStore[WatchState]):
+    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
+        super().__init__(WATCH_SK, _encode, _decode, table_name, region, host)
+
+
+# ---------------------------------------------------------------- the portal's clock
+@dataclass(frozen=True)
+class PortalClock:
+    """What one answer's ``time`` block says about the portal's clock, measured against ours."""
+
+    now: float  # the portal's time (unix seconds) when it started the request
+    skew: float  # portal minus ours
+    zone: tzinfo
+
+    @classmethod
+    def from_answer(cls, answer: RestAnswer, ours: float) -> PortalClock:
+        info = answer.time or {}
+        stamp = str(info.get("date_start") or "")
+        zone: tzinfo = UTC
+        parsed = _parse(stamp, UTC)
+        if parsed is not None and parsed.tzinfo is not None:
+            zone = parsed.tzinfo
+        start = as_epoch(info.get("start"))
+        if start is not None:
+            now = start
+        elif parsed is not None:
+            now = parsed.timestamp()
+        else:
+            now = ours
+        return cls(now=now, skew=now - ours, zone=zone)
+
+    def format(self, portal_ts: float) -> str:
+        """A filter value in the portal's own format and offset."""
+        return datetime.fromtimestamp(int(portal_ts), self.zone).isoformat(timespec="seconds")
+
+    def ts(self, stamp: str) -> float | None:
+        parsed = _parse(stamp, self.zone)
+        return parsed.timestamp() if parsed is not None else None
+
+
+def _parse(stamp: str, zone: tzinfo) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (ValueError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+
+
+# ---------------------------------------------------------------- one check
+@dataclass
+class WatchResult:
+    member_id: str
+    due: bool = True
+    verdict: QueueReach | None = None
+    judged: int = 0
+    pending: int = 0  # changes younger than the grace period, judged later
+    pages: int = 0
+    switched_to: str = ""  # "change polling" / "outgoing webhook" when this check switched
+    notified: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "member_id": self.member_id,
+            "due": self.due,
+            "verdict": str(self.verdict) if self.verdict else None,
+            "judged": self.judged,
+            "pending": self.pending,
+            "pages": self.pages,
+            "switched_to": self.switched_to or None,
+            "notified": self.notified,
+        }
+
+
+@dataclass(frozen=True)
+class _Row:
+    key: str
+    id: int
+    stamp: str
+    at: float  # portal clock
+
+
+@dataclass
+class DeliveryWatchdog:
+    store: WatchStore
+    webhooks: WebhookStore
+    portals: PortalStore
+    polls: PollStore
+    arrivals: ArrivalReader
+    manifest: Manifest
+    interval_s: int = 600
+    grace_s: int = 300
+    max_pages: int = 10
+    clock: Callable[[], float] = time.time
+    #: Called before every request with its method: takes the portal's shared REST budget (or raises).
+    spend: Callable[[str], None] = lambda method: None
+    log: Callable[[str, dict[str, Any]], None] | None = None
+
+    def due(self, member_id: str) -> bool:
+        state = self.store.get(member_id)
+        return state is None or not state.checked_at or self.clock() - state.checked_at >= self.interval_s
+
+    def check(self, client: PortalClient, conn: WebhookConnection, wanted: set[str]) -> WatchResult:
+        member_id = conn.member_id
+        result = WatchResult(member_id)
+        spec = POLLABLE[WATCH_KIND]
+        state = self.store.get(member_id) or WatchState(member_id)
+        now = int(self.clock())
+        if not conn.watched or not set(spec.events) & wanted:
+            result.due = False
+            return result
+        if state.checked_at and now - state.checked_at < self.interval_s:
+            result.due = False
+            return result
+        known = set(state.known_ids)
+        cursor = state.cursor
+        if not cursor:  # first check: what exists now, and watch from the webhook's connection on
+            ids, clock = self._all_ids(client, spec, result)
+            known |= ids
+            cursor = clock.format((conn.connected_at or now) + clock.skew)
+        before = set(state.judged) if cursor == state.cursor else set()
+        rows, clock = self._changes(client, spec, cursor, before, result)
+        stored = self.arrivals.last(member_id)
+        arrival = stored + clock.skew if stored else None
+        verdict = judge([r.at for r in rows], clock.now, self.grace_s, arrival)
+        old = [r for r in rows if r.at <= clock.now - self.grace_s]
+        if verdict == QueueReach.OK:  # delivered: the app knows these deals (polling sends updates)
+            known |= {r.id for r in old}
+        result.judged, result.pending = len(old), len(rows) - len(old)
+        new_cursor, judged = cursor, before
+        if verdict is not None:
+            newest = max(old, key=lambda r: r.at)
+            if newest.stamp != cursor:
+                new_cursor, judged = newest.stamp, set()
+            judged |= {r.key for r in old if r.at == newest.at}
+        result.verdict = verdict
+        if verdict == QueueReach.UNREACHABLE and not conn.polling_since:
+            # Polling takes over from where delivery was last seen, so nothing made meanwhile is lost.
+            start = clock.format((clock.ts(cursor) or clock.now) - SLACK_S)
+            self._seed_poll(member_id, start, known)
+            if switch_events(
+                member_id,
+                self.webhooks,
+                polling=True,
+                reason=str(QueueReach.UNREACHABLE),
+                by=BY,
+                now=now,
+                log=self.log,
+            ):
+                result.switched_to = "change polling"
+                metrics.emit("DeliveryBlocked")  # the same alarm as a missed delivery probe
+        elif verdict == QueueReach.OK and conn.polling_since:
+            back = switch_events(
+                member_id,
+                self.webhooks,
+                polling=False,
+                reason="events arrive again through the outgoing webhook",
+                by=BY,
+                now=now,
+                log=self.log,
+            )
+            if back:
+                result.switched_to = "outgoing webhook"
+        effective = verdict or _queue(state.verdict)
+        since = clock.format(min(r.at for r in old)) if old else None
+        result.notified = self._record(member_id, effective, now, since, client, conn)
+        self.store.save(
+            replace(
+                state,
+                cursor=new_cursor,
+                judged=tuple(sorted(judged)),
+                known_ids=tuple(sorted(known)),
+                checked_at=now,
+                verdict=str(effective),
+                verdict_at=now if verdict is not None else state.verdict_at,
+            )
+        )
+        logger.info(
+            "delivery watchdog checked",
+            extra={
+                "action": "watchdog",
+                "outcome": str(verdict) if verdict else "no_verdict",
+                **result.as_dict(),
+            },
+        )
+        return result
+
+    # ---- listing
+    def _call(self, client: PortalClient, method: str, params: dict[str, Any]) -> tuple[RestAnswer, float]:
+        self.spend(method)
+        ours = self.clock()
+        return client.call_raw(method, params), ours
+
+    def _all_ids(
+        self, client: PortalClient, spec: PollSpec, result: WatchResult
+    ) -> tuple[set[int], PortalClock]:
+        """Every ID (the fast ``>ID`` + ``start=-1`` listing of settings/performance/huge-data.md)."""
+        present: set[int] = set()
+        last = 0
+        clock: PortalClock | None = None
+        while True:
+            params = {"order": {"ID": "ASC"}, "filter": {">ID": last}, "select": ["ID"], "start": -1}
+            answer, ours = self._call(client, spec.list_method, params)
+            result.pages += 1
+            clock = clock or PortalClock.from_answer(answer, ours)
+            rows = answer.result if isinstance(answer.result, list) else []
+            ids = [int(r["ID"]) for r in rows if isinstance(r, dict) and is_digits(r.get("ID"))]
+            present.update(ids)
+            if len(ids) < PAGE or max(ids) <= last:
+                return present, clock
+            last = max(ids)
+
+    def _changes(
+        self, client: PortalClient, spec: PollSpec, cursor: str, judged: set[str], result: WatchResult
+    ) -> tuple[list[_Row], PortalClock]:
+        params: dict[str, Any] = {
+            "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
+            "select": ["ID", "DATE_MODIFY"],
+            "filter": {">=DATE_MODIFY": cursor},
+        }
+        rows: list[_Row] = []
+        clock: PortalClock | None = None
+        start = 0
+        for _ in range(max(1, self.max_pages)):  # the oldest changes first: a capped round judges those
+            answer, ours = self._call(client, spec.list_method, {**params, "start": start})
+            result.pages += 1
+            clock = clock or PortalClock.from_answer(answer, ours)
+            for row in answer.result if isinstance(answer.result, list) else []:
+                if not isinstance(row, dict) or not is_digits(row.get("ID")):
+                    continue
+                stamp = str(row.get("DATE_MODIFY") or "")
+                key = f"{row['ID']}@{stamp}"
+                at = clock.ts(stamp)
+                if key in judged or at is None:
+                    continue
+                rows.append(_Row(key, int(row["ID"]), stamp, at))
+            if answer.next is None or answer.next <= start:
+                break
+            start = answer.next
+        assert clock is not None  # max_pages >= 1
+        return rows, clock
+
+    # ---- the switch
+    def _seed_poll(self, member_id: str, start: str, known: set[int]) -> None:
+        """Polling starts at ``start`` (before the first undelivered change) and knows ``known``; its
+        first round reconciles at once, so deletions made while events did not arrive are found too."""
+        for _ in range(8):
+            state = self.polls.get(member_id) or PollState(member_id)
+            before = state.cursors.get(WATCH_KIND, Cursor())
+            cursor = Cursor(modified=start, known_ids=tuple(sorted(set(before.known_ids) | known)))
+            try:
+                self.polls.save(replace(state, cursors={**state.cursors, WATCH_KIND: cursor}))
+                return
+            except StaleWrite:
+                continue
+        raise StaleWrite(member_id)
+
+    # ---- the isolation record and the admin
+    def _record(
+        self,
+        member_id: str,
+        queue: QueueReach,
+        now: int,
+        since: str | None,
+        client: PortalClient,
+        conn: WebhookConnection,
+    ) -> bool:
+        """Keep the portal's isolation record in line with ``queue``; tell the admin once per change."""
+        portal = self._update_caps(member_id, lambda caps: _with_finding(caps, queue, now))
+        if portal is None:
+            return False
+        caps = portal.capabilities or {}
+        iso = caps.get("isolation") if isinstance(caps.get("isolation"), dict) else {}
+        summary = str((iso or {}).get("summary") or "")
+        told = str((caps.get("notified") or {}).get("isolation") or "")
+        queue_label = LABELS[QueueReach.UNREACHABLE]
+        t = texts(portal.language)
+        ru = language_of(portal.language) == "ru"
+        if queue == QueueReach.UNREACHABLE and told != summary:
+            message = t["watchdog_blocked"].format(
+                label=(LABELS_RU if ru else LABELS)[QueueReach.UNREACHABLE],
+                since=t["watchdog_since"].format(since=since) if since else "",
+                advice=(ADVICE_RU if ru else ADVICE)[QueueReach.UNREACHABLE],
+            )
+        elif queue == QueueReach.OK and queue_label in told and told != summary:
+            message = t["watchdog_back"]
+        else:
+            return False
+        if not self._notify(portal, conn, client, message):
+            return False
+        self._update_caps(
+            member_id,
+            lambda caps: {**caps, "notified": {**(caps.get("notified") or {}), "isolation": summary}},
+        )
+        return True
+
+    def _notify(self, portal: Portal, conn: WebhookConnection, client: PortalClient, message: str) -> bool:
+        from b24core.capabilities.check import Status, feature_status
+        from b24core.capabilities.notices import notification_feature
+
+        caps = portal.capabilities or {}
+        admin = str(caps.get("admin_user_id") or portal.user_id or conn.user_id or "")
+        channel = notification_feature(self.manifest)
+        reason = ""
+        if channel is None:
+            reason = f"the app declares no feature using {NOTIFY_METHOD}"
+        elif feature_status(caps, channel) != Status.AVAILABLE:
+            reason = f"the {channel} feature ({NOTIFY_METHOD}) is not known available"
+        elif not admin:
+            reason = "no administrator known"
+        else:
+            try:  # through the incoming webhook: no TAG (it would need the app's CLIENT_ID)
+                self.spend(NOTIFY_METHOD)
+                client.call(NOTIFY_METHOD, {"USER_ID": admin, "MESSAGE": message})
+            except Exception as exc:  # tried again at the next check
+                reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
+        logger.info(
+            "admin notified" if not reason else "admin not notified",
+            extra={
+                "action": "notify",
+                "outcome": "sent" if not reason else "skipped",
+                "member_id": portal.member_id,
+                "by": BY,
+                "reason": reason or None,
+            },
+        )
+        return not reason
+
+    def _update_caps(
+        self, member_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Portal | None:
+        for _ in range(8):
+            portal = self.portals.get(member_id)
+            if portal is None:
+                return None
+            caps = dict(portal.capabilities or {})
+            updated = change(caps)
+            if updated == caps:
+                return portal
+            try:
+                return self.portals.save(replace(portal, capabilities=updated))
+            except StaleWrite:
+                continue
+        raise StaleWrite(member_id)
+
+
+def _queue(raw: str) -> QueueReach:
+    return QueueReach(raw) if raw in tuple(QueueReach) else QueueReach.UNKNOWN
+
+
+def _with_finding(caps: dict[str, Any], queue: QueueReach, now: int) -> dict[str, Any]:
+    iso = caps.get("isolation") if isinstance(caps.get("isolation"), dict) else None
+    if queue == QueueReach.UNKNOWN or (iso is not None and iso.get("event_queue") == queue):
+        return caps
+    return {**caps, "isolation": with_queue(iso, queue, by=BY, at=now)}
+
+
+__all__ = [
+    "SLACK_S",
+    "WATCH_KIND",
+    "DeliveryWatchdog",
+    "DynamoWatchStore",
+    "InMemoryWatchStore",
+    "PortalClock",
+    "WatchResult",
+    "WatchState",
+    "WatchStore",
+    "judge",
+]

@@ -1,0 +1,251 @@
+"""HTTP orchestration of the install function: install frame / ONAPPINSTALL, and the health check;
+and how the other functions start a capability check."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from b24core.aws.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
+from b24core.aws.logs import logger
+from b24core.aws.settings import get_settings
+from b24core.bitrix.inbound import read_form
+from b24core.entry import wiring as runtime
+from b24core.entry.pages import app_page, decide, install_page
+from b24core.portals.model import Portal
+from b24core.trust.install import InstallClaim, InstallService, Opened, claim_from_request
+
+
+def handle_install(event: dict[str, Any]) -> dict[str, Any]:
+    if "action" in event:  # an invoke from the events function, not an HTTP request
+        from b24core.entry.lifecycle import on_handover
+
+        return on_handover(event)
+    settings = get_settings()
+    try:
+        req = parse_event(event, settings.max_body_bytes)
+        route = req.path.rstrip("/")
+        if req.method == "GET" and route.endswith("/health"):
+            return health()
+        if req.method == "GET" and route.endswith("/session"):
+            return session_info(req)
+        if req.method != "POST":
+            raise HttpError(405, "method_not_allowed", "use POST")
+        form = read_form(req, settings.max_body_bytes)
+        if route.endswith("/connect"):
+            from b24core.entry.connect_page import handle_connect  # rare: off the install path's imports
+
+            return handle_connect(req, form, settings)
+        claim = claim_from_request(req.query, form)
+        service = install_service()
+        if claim.path != "ui":
+            portal = service.install(claim)
+        else:
+            opened = service.open(claim)
+            if not opened.admin and opened.confirmed:  # an ordinary user: a session, nothing stored
+                return user_page(opened, claim, form)
+            portal = opened.portal
+    except HttpError as err:
+        return error_response(err)
+    events_url = runtime.events_url(settings, req.host)
+    report = run_capability_check(portal, events_url, "install")
+    if claim.path == "ui":
+        page, csp = install_page(
+            report,
+            claim.language or portal.language,
+            portal.domain,
+            portal_url=portal_url(portal),
+            events_url=events_url,
+        )
+        return html_response(200, page, csp)
+    outcome = decide(report)
+    return json_response(
+        200,
+        {
+            "installed": True,
+            "member_id": portal.member_id,
+            "domain": portal.domain,
+            "install_state": outcome.state,
+            "capabilities": report,
+        },
+    )
+
+
+def install_service() -> InstallService:
+    settings = get_settings()
+    return InstallService(
+        runtime.portal_store(),
+        runtime.auth_server(),
+        settings.client_id,
+        settings.allow_insecure_endpoints,
+    )
+
+
+def _session_key() -> bytes:
+    from b24core.aws.secrets import ClientSecret
+    from b24core.trust.session import session_key
+
+    return session_key(ClientSecret(get_settings())())
+
+
+def user_page(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> dict[str, Any]:
+    """The app as an ordinary user sees it: a signed session instead of any token."""
+    from b24core.trust.session import issue
+
+    placement = str(form.get("PLACEMENT") or "DEFAULT")
+    options = form.get("PLACEMENT_OPTIONS")
+    token, session = issue(
+        _session_key(),
+        member_id=opened.portal.member_id,
+        domain=opened.portal.domain,
+        user_id=opened.user_id,
+        admin=opened.admin,
+        placement=placement,
+        placement_options=options if isinstance(options, str) else "",
+        ttl_s=get_settings().session_ttl_s,
+        language=claim.language or opened.portal.language,
+    )
+    logger.info(
+        "user session issued",
+        extra={
+            "action": "open",
+            "outcome": "session",
+            "member_id": session.member_id,
+            "placement": placement,
+        },
+    )
+    page, csp = app_page(token, session, portal_url(opened.portal))
+    return html_response(200, page, csp)
+
+
+def session_info(req: Request) -> dict[str, Any]:
+    """``GET /session`` with ``Authorization: Bearer SESSION``: who the page's user is."""
+    from b24core.trust.session import SessionInvalid, verify
+
+    header = req.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    try:
+        session = verify(_session_key(), token)
+    except SessionInvalid as exc:
+        raise HttpError(401, "session_invalid", str(exc)) from None
+    return json_response(
+        200,
+        {
+            "member_id": session.member_id,
+            "domain": session.domain,
+            "user_id": session.user_id,
+            "admin": session.admin,
+            "placement": session.placement,
+            "placement_options": session.placement_options,
+            "expires_at": session.expires_at,
+        },
+    )
+
+
+def portal_url(portal: Portal) -> str:
+    """The portal's web address (its REST endpoint without /rest/)."""
+    endpoint = portal.client_endpoint
+    return endpoint[: -len("/rest/")] if endpoint.endswith("/rest/") else endpoint.rstrip("/")
+
+
+@lru_cache(maxsize=4)
+def _lambda_client(read_timeout_s: float) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2, read_timeout=read_timeout_s, retries={"max_attempts": 1, "mode": "standard"}
+    )
+    return boto3.client("lambda", region_name=get_settings().region, config=config)
+
+
+def run_capability_check(portal: Portal, events_url: str, trigger: str) -> dict[str, Any] | None:
+    """Run the check synchronously within the install's time budget. A re-check is put on the
+    schedule first, so a check that fails or overruns is repeated soon whatever happens."""
+    settings = get_settings()
+    if not settings.capability_check_function:
+        return None
+    budget = settings.check_budget_s
+    try:
+        runtime.capability_store().schedule_recheck(
+            portal.member_id, int(time.time()) + settings.recheck_soon_s
+        )
+        resp = _lambda_client(budget).invoke(
+            FunctionName=settings.capability_check_function,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(
+                {
+                    "action": "check",
+                    "member_id": portal.member_id,
+                    "events_url": events_url,
+                    "trigger": trigger,
+                    "budget_s": max(1.0, budget - 2),
+                }
+            ),
+        )
+        if resp.get("FunctionError"):
+            raise RuntimeError("capability check failed")
+        result = json.loads(resp["Payload"].read() or b"null")
+        if not isinstance(result, dict) or "error" in result:
+            return None
+        return result
+    except Exception as exc:  # the install stands; the check is repeated by its schedule
+        logger.warning(
+            "capability check not completed",
+            extra={
+                "action": trigger,
+                "outcome": "deferred",
+                "member_id": portal.member_id,
+                "reason": type(exc).__name__,
+            },
+        )
+        return None
+
+
+def start_capability_check(member_id: str, events_url: str, trigger: str) -> bool:
+    """Ask for a check without waiting (after ONAPPUPDATE); the schedule is the safety net."""
+    settings = get_settings()
+    if not settings.capability_check_function:
+        return False
+    try:
+        runtime.capability_store().schedule_recheck(member_id, int(time.time()) + settings.recheck_soon_s)
+        runtime.boto_client("lambda").invoke(
+            FunctionName=settings.capability_check_function,
+            InvocationType="Event",
+            Payload=json.dumps(
+                {"action": "check", "member_id": member_id, "events_url": events_url, "trigger": trigger}
+            ),
+        )
+        return True
+    except Exception as exc:
+        logger.warning(
+            "capability check not started",
+            extra={
+                "action": trigger,
+                "outcome": "deferred",
+                "member_id": member_id,
+                "reason": type(exc).__name__,
+            },
+        )
+        return False
+
+
+def health() -> dict[str, Any]:
+    settings = get_settings()
+    checks: dict[str, str] = {}
+    try:
+        runtime.portal_store().get("__health__")
+        checks["table"] = "ok"
+    except Exception as exc:
+        checks["table"] = type(exc).__name__
+    try:
+        runtime.boto_client("sqs").get_queue_attributes(
+            QueueUrl=settings.events_queue_url, AttributeNames=["QueueArn"]
+        )
+        checks["queue"] = "ok"
+    except Exception as exc:
+        checks["queue"] = type(exc).__name__
+    ok = all(v == "ok" for v in checks.values())
+    return json_response(200 if ok else 503, {"status": "ok" if ok else "degraded", "checks": checks})

@@ -1,0 +1,103 @@
+"""OfflinePullFunction: delivery probes and offline pulls, wired from settings."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any
+
+from b24core.aws.logs import logger
+from b24core.delivery.offline import OfflinePuller
+from b24core.delivery.probe import Prober
+from b24core.delivery.runner import DeliveryRunner
+from b24core.portals.model import Portal
+
+
+@lru_cache(maxsize=1)
+def build_runner() -> DeliveryRunner:
+    from b24core.aws.settings import get_settings
+    from b24core.capabilities.manifest import load_manifest
+    from b24core.delivery.offline import QueueWriter
+    from b24core.delivery.probe import app_world
+    from b24core.delivery.store import DynamoDeliveryStore
+    from b24core.entry import wiring as runtime
+    from b24core.entry.worker import limiter
+    from b24core.tokens.lease import DynamoLeaseStore
+    from b24core.worker.dispatch import LimitedClient
+
+    s = get_settings()
+    store = DynamoDeliveryStore(s.table_name, s.region, s.dynamodb_endpoint)
+    policy = s.delivery
+
+    def make_client(portal: Portal) -> Any:
+        # Every call spends the portal's budget shared with the workers (events/limiter.py).
+        return LimitedClient(
+            runtime.portal_client(portal), limiter(), portal.member_id, time.sleep, s.worker_max_wait_s
+        )
+
+    return DeliveryRunner(
+        portals=runtime.portal_store(),
+        store=store,
+        prober=Prober(store, policy),
+        puller=OfflinePuller(
+            store,
+            DynamoLeaseStore(s.table_name, s.region, s.dynamodb_endpoint),
+            QueueWriter(runtime.boto_client("sqs"), s.events_queue_url),
+            policy,
+        ),
+        make_client=make_client,
+        manifest=load_manifest(),
+        policy=policy,
+        default_events_url=runtime.events_url(s),
+        world=lambda: app_world(policy),
+    )
+
+
+def _deadline(context: Any, slack_s: float = 8.0) -> float | None:
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining = float(context.get_remaining_time_in_millis()) / 1000
+        return time.monotonic() + max(1.0, remaining - slack_s)
+    return None
+
+
+def handle_delivery_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    runner = build_runner()
+    action = event.get("action")
+    member_id = event.get("member_id")
+    deadline = _deadline(context)
+    if action == "pull_due":
+        return runner.pull_due(deadline)
+    if action == "probe_due":
+        return runner.probe_due(deadline)
+    if not isinstance(member_id, str) or not member_id or len(member_id) > 64:
+        return {"error": "unknown_action"}
+    if action == "probe":
+        return runner.probe(member_id)
+    if action == "probe_arrived":
+        return runner.probe_arrived(member_id, str(event.get("probe_id") or ""), deadline)
+    if action == "pull":
+        return runner.pull(member_id, deadline)
+    if action == "set_mode":
+        return runner.set_mode(member_id, str(event.get("mode") or ""), deadline)
+    if action == "status":
+        return runner.status(member_id)
+    return {"error": "unknown_action"}
+
+
+def after_capability_check(client: Any, report: dict[str, Any]) -> None:
+    """The capability check's hook at install and update: probe delivery. Never raises."""
+    member_id = str(getattr(getattr(client, "portal", None), "member_id", "") or "")
+    if not member_id:
+        return
+    try:
+        build_runner().after_check(client, member_id, report)
+    except Exception as exc:  # the probe schedule tries again; the install must not fail for it
+        logger.warning(
+            "delivery probe not started",
+            extra={
+                "action": "probe",
+                "outcome": "failed",
+                "member_id": member_id,
+                "reason": type(exc).__name__,
+            },
+        )

@@ -1,0 +1,94 @@
+"""Per-process wiring: settings → store, auth server, queue, clients. Built once, reused warm."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from b24core.aws.secrets import ClientSecret
+from b24core.aws.settings import Settings, get_settings
+from b24core.bitrix.oauth import AuthServer
+from b24core.capabilities.store import DynamoCapabilityStore
+from b24core.portals.model import Portal
+from b24core.portals.sealing import TokenCodec, codec_for
+from b24core.portals.store import DynamoPortalStore
+from b24core.tokens.client import PortalClient
+from b24core.tokens.keeper import TokenKeeper
+from b24core.tokens.lease import DynamoLeaseStore
+from b24core.trust.webhooks import DynamoWebhookStore
+
+
+@lru_cache(maxsize=1)
+def token_codec() -> TokenCodec:
+    """KMS envelope when this function was given the TokenKey (template.yaml), else none (never decrypts)."""
+    s = get_settings()
+    return codec_for(s.token_key_id, lambda: boto_client("kms"), seal_only=s.token_key_seal_only)
+
+
+@lru_cache(maxsize=1)
+def portal_store() -> DynamoPortalStore:
+    s = get_settings()
+    return DynamoPortalStore(s.table_name, s.region, s.dynamodb_endpoint, token_codec())
+
+
+@lru_cache(maxsize=1)
+def auth_server() -> AuthServer:
+    s = get_settings()
+    return AuthServer(s.oauth_url, s.http_timeout_s)
+
+
+@lru_cache(maxsize=1)
+def lease_store() -> DynamoLeaseStore:
+    s = get_settings()
+    return DynamoLeaseStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def capability_store() -> DynamoCapabilityStore:
+    s = get_settings()
+    return DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def token_keeper() -> TokenKeeper:
+    s = get_settings()
+    return TokenKeeper(
+        portal_store(),
+        auth_server(),
+        s.client_id,
+        ClientSecret(s),
+        lease_store(),
+        s.tokens,
+        allow_insecure_endpoints=s.allow_insecure_endpoints,
+        uninstall_schedule=capability_store(),
+    )
+
+
+@lru_cache(maxsize=1)
+def webhook_store() -> DynamoWebhookStore:
+    s = get_settings()
+    return DynamoWebhookStore(s.table_name, s.region, s.dynamodb_endpoint, token_codec())
+
+
+def portal_client(portal: Portal, timeout_s: float | None = None) -> PortalClient:
+    """OAuth, or the portal's incoming webhook when one is connected (b24core.trust.webhooks)."""
+    conn = webhook_store().get(portal.member_id)
+    return PortalClient(
+        portal,
+        token_keeper(),
+        get_settings().http_timeout_s if timeout_s is None else timeout_s,
+        webhook=conn.incoming if conn else None,
+    )
+
+
+@lru_cache(maxsize=4)
+def boto_client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=get_settings().region)  # type: ignore[call-overload]
+
+
+def events_url(settings: Settings, request_host: str = "") -> str:
+    """Where Bitrix24 sends events: B24_PUBLIC_URL, or the API's own address."""
+    base = settings.public_url or (f"https://{request_host}" if request_host else "")
+    return f"{base}/events" if base else ""

@@ -1,0 +1,88 @@
+"""Wiring of the worker in a Lambda process: store, limiter, requeue and idempotency from settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from b24core.aws.settings import get_settings
+from b24core.entry import wiring as runtime
+from b24core.worker.dispatch import Worker
+from b24core.worker.handlers import Registry
+from b24core.worker.limiter import RateLimit, RateLimiter
+from b24core.worker.read_marks import ReadMarks
+
+
+@lru_cache(maxsize=1)
+def limiter() -> RateLimiter:
+    s = get_settings()
+    return RateLimiter(
+        runtime.boto_client("dynamodb"), s.table_name, RateLimit(s.rate_threshold, s.rate_drain_per_s)
+    )
+
+
+def _requeue(bodies: list[str], delay_s: int) -> set[int]:
+    """Send events back delayed, ten per request; returns the positions SQS did not take."""
+    answer = runtime.boto_client("sqs").send_message_batch(
+        QueueUrl=get_settings().events_queue_url,
+        Entries=[
+            {"Id": str(i), "MessageBody": body, "DelaySeconds": max(0, min(900, delay_s))}
+            for i, body in enumerate(bodies)
+        ],
+    )
+    return {int(entry["Id"]) for entry in answer.get("Failed") or []}
+
+
+def _backoff(receipt_handle: str, seconds: int) -> None:
+    runtime.boto_client("sqs").change_message_visibility(
+        QueueUrl=get_settings().events_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+    )
+
+
+def _idempotency() -> Any:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    s = get_settings()
+    persistence = DynamoDBPersistenceLayer(
+        table_name=s.table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value="IDEMPOTENCY#event_worker",
+        expiry_attr="ttl",
+        boto3_client=runtime.boto_client("dynamodb"),
+    )
+    config = IdempotencyConfig(event_key_jmespath="message", expires_after_seconds=24 * 3600)
+
+    def wrap(fn: Any) -> Any:
+        return idempotent_function(
+            data_keyword_argument="payload", config=config, persistence_store=persistence
+        )(fn)
+
+    return wrap, config
+
+
+def build_worker(registry: Registry) -> tuple[Worker, Any]:
+    """The worker and the idempotency config (register the Lambda context on it per invocation)."""
+    wrap, config = _idempotency()
+    s = get_settings()
+    budget = s.worker_portal_budget_s
+    worker = Worker(
+        registry,
+        load_portal=runtime.portal_store().get,
+        # A portal's answer may take at most its share of the invocation (a slow box's own time).
+        make_client=lambda portal: runtime.portal_client(portal, timeout_s=min(s.http_timeout_s, budget)),
+        limiter=limiter(),
+        requeue=_requeue,
+        idempotent=wrap,
+        max_wait_s=get_settings().worker_max_wait_s,
+        backoff=_backoff,
+        retry_base_s=get_settings().retry_base_s,
+        marks=ReadMarks(runtime.boto_client("dynamodb"), get_settings().table_name),
+        connector=get_settings().delivery.auth_connector,
+        portal_budget_s=budget,
+    )
+    return worker, config

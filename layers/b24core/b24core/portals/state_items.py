@@ -1,0 +1,130 @@
+"""One versioned JSON state per portal, in an item beside its record (pk=PORTAL#member_id, sk=KIND).
+
+Change polling (sk=POLL) and the delivery watchdog (sk=WATCHDOG) each keep such a state. Rounds may
+overlap (a slow Lambda, a retried schedule), so a state is saved only over the version it was read at
+(pynamodb's VersionAttribute); the loser gets ``StaleWrite`` and its round ends without moving anything.
+The state's own shape stays with its owner: it gives ``encode``/``decode`` for the JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pynamodb.attributes import UnicodeAttribute, VersionAttribute
+from pynamodb.exceptions import PutError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from b24core.aws.dynamo import bind_model
+from b24core.portals.store import StaleWrite, portal_pk
+
+
+class Versioned(Protocol):
+    """A frozen dataclass with the portal it belongs to and the version it was read at (0: new)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def member_id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+S = TypeVar("S", bound=Versioned)
+
+
+class InMemoryStateStore(Generic[S]):
+    """The same optimistic rule in memory, for unit tests."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, S] = {}
+        self._lock = threading.Lock()
+
+    def get(self, member_id: str) -> S | None:
+        with self._lock:
+            return self._items.get(member_id)
+
+    def save(self, state: S) -> S:
+        with self._lock:
+            current = self._items.get(state.member_id)
+            if (current.version if current else 0) != state.version:
+                raise StaleWrite(state.member_id)
+            saved = replace(state, version=state.version + 1)
+            self._items[state.member_id] = saved
+            return saved
+
+
+class _StateIndex(GlobalSecondaryIndex["StateItem"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class StateItem(Model):
+    """The item of every such state (also the delivery state and webhook connections, which list
+    themselves in gsi1): the state is one JSON document, read and written whole under ``version``."""
+
+    class Meta:
+        table_name = "unset"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    member_id = UnicodeAttribute()
+    state = UnicodeAttribute()
+    version = VersionAttribute()
+    index = _StateIndex()
+
+
+@lru_cache(maxsize=8)
+def state_model(table_name: str, region: str, host: str | None) -> type[StateItem]:
+    return bind_model(StateItem, table_name, region, host)
+
+
+class DynamoStateStore(Generic[S]):
+    def __init__(
+        self,
+        kind: str,
+        encode: Callable[[S], dict[str, Any]],
+        decode: Callable[[str, dict[str, Any], int], S],
+        table_name: str,
+        region: str,
+        host: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.encode = encode
+        self.decode = decode
+        self.model = state_model(table_name, region, host)
+
+    def get(self, member_id: str) -> S | None:
+        try:
+            item = self.model.get(portal_pk(member_id), self.kind, consistent_read=True)
+        except self.model.DoesNotExist:
+            return None
+        return self.decode(member_id, json.loads(item.state), int(item.version or 0))
+
+    def save(self, state: S) -> S:
+        item = self.model(portal_pk(state.member_id), self.kind, member_id=state.member_id)
+        item.state = json.dumps(self.encode(state), sort_keys=True)
+        if state.version:
+            item.version = state.version
+        try:
+            item.save()
+        except PutError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                raise StaleWrite(state.member_id) from None
+            raise
+        return replace(state, version=int(item.version or 0))
+
+
+__all__ = ["DynamoStateStore", "InMemoryStateStore", "StateItem", "Versioned", "state_model"]

@@ -1,0 +1,474 @@
+"""The worker: SQS records → typed events → registered handlers, spending each portal's REST budget well.
+
+Within a batch, events are grouped per portal and coalesced per object: for handlers that declared
+``fetch=``, only the latest event of an object is dispatched and its object is read once, in `batch`
+calls of up to 50 reads. Reads are paced by the shared rate limiter; when a portal's budget is spent
+for longer than the worker may wait, its events go back to the queue with a delay (a new message, so
+they never count towards the DLQ). Powertools runs the records with partial batch responses, and an
+idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does not repeat side effects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from b24core.aws import metrics
+from b24core.aws.logs import logger
+from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
+from b24core.bitrix.rest import BATCH_LIMIT
+from b24core.events.message import QueuedEvent
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState
+from b24core.tokens.client import BatchResult
+from b24core.tokens.keeper import PortalUnavailable
+from b24core.worker.handlers import Event, HandlerContext, Registry
+from b24core.worker.limiter import RateLimiter
+from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, read_time
+
+MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
+MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
+REQUEUE_BATCH = 10  # SendMessageBatch entries per request
+SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
+
+
+@dataclass
+class Plan:
+    """What the prefetch decided for each record of the batch (by SQS messageId)."""
+
+    events: dict[str, Event] = field(default_factory=dict)
+    messages: dict[str, QueuedEvent] = field(default_factory=dict)
+    skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
+    failed: set[str] = field(default_factory=set)
+    portals: dict[str, Portal] = field(default_factory=dict)
+
+
+class LimitedClient:
+    """The portal-bound client handlers get: every HTTP call first takes its share of the budget.
+
+    Every call and every command of a batch also carries the app's ``auth_connector``: a change the
+    app makes itself is then not recorded in the portal's offline queue for the app's own offline
+    bindings (api-reference/events/offline-events.md), so in pull and lossless mode a handler's writes
+    do not come back to it as events. Elsewhere the parameter changes nothing.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        limiter: RateLimiter,
+        member_id: str,
+        wait: Callable[[float], None],
+        max_wait_s: float,
+        connector: str = "",
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._member_id = member_id
+        self._wait = wait
+        self._max_wait_s = max_wait_s
+        self._connector = connector
+
+    def _tagged(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        body = dict(params or {})
+        if self._connector and not any(k.lower() == "auth_connector" for k in body):
+            body["auth_connector"] = self._connector
+        return body
+
+    @property
+    def portal(self) -> Portal:
+        p: Portal = self._client.portal
+        return p
+
+    def _spend(self, method: str | None, wait_up_to: float | None = None) -> None:
+        waited = 0.0
+        most = self._max_wait_s if wait_up_to is None else max(0.0, min(self._max_wait_s, wait_up_to))
+        while True:
+            delay = self._limiter.acquire(self._member_id, method=method)
+            if delay <= 0:
+                return
+            if waited + delay > most:
+                raise QueryLimitExceeded("the portal's REST budget is spent for now")
+            self._wait(delay)
+            waited += delay
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self._spend(method)
+        body = self._tagged(params)
+        return self._guard(method, lambda: self._client.call(method, body))
+
+    def batch(
+        self,
+        commands: dict[str, tuple[str, dict[str, Any]]],
+        halt: bool = False,
+        wait_up_to: float | None = None,
+    ) -> dict[str, Any]:
+        """Like PortalClient.batch; ``wait_up_to`` bounds the wait for budget (the worker's read deadline)."""
+        out: dict[str, Any] = {"result": {}, "error": {}, "time": {}}
+        items = [(key, (method, self._tagged(params))) for key, (method, params) in commands.items()]
+        for start in range(0, len(items), BATCH_LIMIT):
+            chunk = dict(items[start : start + BATCH_LIMIT])
+            methods = {m for m, _ in chunk.values()}
+            self._spend(next(iter(methods)) if len(methods) == 1 else None, wait_up_to)
+            answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
+            out["result"].update(answer["result"] or {})
+            out["error"].update(answer["error"] or {})
+            times = answer["time"] if isinstance(answer, BatchResult) else answer.get("time")
+            out["time"].update(times or {})
+        return out
+
+    def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except QueryLimitExceeded:
+            self._limiter.saturate(self._member_id)
+            raise
+        except OperationTimeLimit as exc:
+            self._limiter.block(self._member_id, method, exc.reset_at or time.time() + 60)
+            raise
+
+
+class Worker:
+    def __init__(
+        self,
+        registry: Registry,
+        load_portal: Callable[[str], Portal | None],
+        make_client: Callable[[Portal], Any],
+        limiter: RateLimiter,
+        requeue: Callable[[list[str], int], set[int] | None],
+        idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+        max_wait_s: float = 5.0,
+        wait: Callable[[float], None] = time.sleep,
+        backoff: Callable[[str, int], None] | None = None,
+        retry_base_s: float = 10.0,
+        marks: ReadMarks | None = None,
+        connector: str = "",
+        portal_budget_s: float = 8.0,
+    ) -> None:
+        self.registry = registry
+        self.load_portal = load_portal
+        self.make_client = make_client
+        self.limiter = limiter
+        self.requeue = requeue
+        self.max_wait_s = max_wait_s
+        self.wait = wait
+        self.backoff = backoff
+        self.retry_base_s = retry_base_s
+        self.marks = marks
+        self.connector = connector
+        #: Time one portal may take of an invocation (its reads and handlers); the rest of its events go
+        #: back delayed, so a slow box never holds other portals' events past a few seconds.
+        self.portal_budget_s = portal_budget_s
+        self._spent: dict[str, float] = {}
+        self._read_deadline = 0.0
+        self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
+        self._plan = Plan()
+        self._clients: dict[str, LimitedClient] = {}
+
+    # ---- the Lambda entry
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
+        self._read_deadline = time.monotonic() + self.max_wait_s
+        self._spent = {}
+        self._plan = self.prefetch(event.get("Records") or [])
+        # An all-failed batch is still answered with its failures (not an error), so each record gets its
+        # own backoff instead of the whole batch waiting out the queue's visibility timeout.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        response = process_partial_response(
+            event=event, record_handler=self.handle_record, processor=processor, context=context
+        )
+        self._back_off(event.get("Records") or [], list(response.get("batchItemFailures") or []))
+        return dict(response)
+
+    def _back_off(self, records: list[dict[str, Any]], failures: list[Any]) -> None:
+        """Failed records come back later and later (not hot); after maxReceiveCount the DLQ takes them."""
+        if self.backoff is None or not failures:
+            return
+        failed = {f["itemIdentifier"] for f in failures}
+        for rec in records:
+            if rec.get("messageId") not in failed:
+                continue
+            count = int((rec.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+            seconds = int(min(MAX_DELAY_S, self.retry_base_s * 2 ** max(0, count - 1)))
+            try:
+                self.backoff(str(rec.get("receiptHandle")), max(0, seconds))
+            except Exception:  # the queue's own visibility timeout still brings it back
+                logger.warning(
+                    "could not delay a failed event", extra={"action": "dispatch", "outcome": "retry"}
+                )
+
+    # ---- step 1: parse, coalesce, read objects in batch, decide
+    def prefetch(self, records: list[dict[str, Any]]) -> Plan:
+        plan = Plan()
+        latest: dict[tuple[str, str, str], str] = {}  # (member, fetch method, object id) -> messageId
+        by_portal: dict[str, list[str]] = {}
+        for rec in records:
+            mid = str(rec.get("messageId"))
+            try:
+                message = QueuedEvent.from_json(str(rec.get("body")))
+            except (ValueError, KeyError, TypeError):
+                plan.skip[mid] = "malformed"
+                logger.error(
+                    "unreadable queue message dropped",
+                    extra={"action": "dispatch", "outcome": "dropped", "reason": "malformed"},
+                )
+                continue
+            ev = Event.from_message(message)
+            plan.events[mid] = ev
+            plan.messages[mid] = message
+            by_portal.setdefault(ev.member_id, []).append(mid)
+            method = self.registry.fetch_method(ev.name)
+            if method and ev.object_id is not None:
+                key = (ev.member_id, method, ev.object_id)
+                previous = latest.get(key)
+                if previous is not None:
+                    plan.skip[previous] = "coalesced"
+                latest[key] = mid
+        for member_id, mids in by_portal.items():
+            pending = [m for m in mids if m not in plan.skip]
+            started = time.monotonic()
+            try:
+                self._prefetch_portal(plan, member_id, pending, latest)
+            except Exception as exc:  # whatever one portal answered, only its own events fail
+                undecided = [m for m in pending if m not in plan.skip]
+                plan.failed.update(undecided)
+                metrics.emit("EventsFailed", reason="portal_answer")
+                logger.warning(
+                    "events of one portal could not be prepared",
+                    extra={
+                        "action": "dispatch",
+                        "outcome": "retry",
+                        "member_id": member_id,
+                        "reason": type(exc).__name__,
+                    },
+                )
+            finally:
+                self._spend_time(member_id, started)
+        return plan
+
+    def _spend_time(self, member_id: str, started: float) -> None:
+        self._spent[member_id] = self._spent.get(member_id, 0.0) + (time.monotonic() - started)
+
+    def _over_budget(self, member_id: str) -> bool:
+        return self._spent.get(member_id, 0.0) > self.portal_budget_s
+
+    def _prefetch_portal(
+        self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
+    ) -> None:
+        portal = self.load_portal(member_id)
+        if portal is None or portal.state != PortalState.ACTIVE:
+            for mid in mids:
+                plan.skip[mid] = "portal_not_active"
+            return
+        plan.portals[member_id] = portal
+        wanted = {mid: (m, oid) for (mem, m, oid), mid in latest.items() if mem == member_id and mid in mids}
+        # A delete that is the latest event of an object needs no read.
+        reads = {mid: mo for mid, mo in wanted.items() if not plan.events[mid].name.endswith("DELETE")}
+        self._skip_covered(plan, member_id, reads)
+        if not reads:
+            return
+        # Events without a declared read may call REST themselves: they wait for budget like reads do.
+        unread_others = [mid for mid in mids if mid not in wanted]
+        client = self._client(portal)
+        items = list(reads.items())
+        chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+        marks: dict[ObjectKey, float] = {}
+        started = time.monotonic()
+        try:
+            for n, chunk in enumerate(chunks):
+                if n and time.monotonic() - started > self.portal_budget_s:
+                    rest = [mid for later in chunks[n:] for mid, _ in later]
+                    self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S)
+                    metrics.emit("EventsDeferred", reason="portal_slow")
+                    return
+                if n and self._hold_for_packing(plan, member_id, chunk):
+                    break
+                stopped = self._read_chunk(plan, client, member_id, chunk, marks)
+                if stopped is not None:
+                    rest = [mid for later in chunks[n:] for mid, _ in later]
+                    self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
+                    return
+        finally:
+            if marks and self.marks is not None:
+                self.marks.mark(member_id, marks)
+
+    def _skip_covered(self, plan: Plan, member_id: str, reads: dict[str, tuple[str, str]]) -> None:
+        """Drop reads that an earlier batch's read already covered (see read_marks)."""
+        if self.marks is None or not reads:
+            return
+        last = self.marks.last_reads(member_id, set(reads.values()))
+        for mid, key in list(reads.items()):
+            if covered(plan.events[mid].ts, last.get(key)):
+                plan.skip[mid] = "read_since"
+                del reads[mid]
+
+    def _read_chunk(
+        self,
+        plan: Plan,
+        client: LimitedClient,
+        member_id: str,
+        chunk: list[tuple[str, tuple[str, str]]],
+        marks: dict[ObjectKey, float],
+    ) -> Exception | None:
+        """One `batch` request of up to 50 reads; returns what stopped the reads, or None."""
+        commands = {f"r{i}": (method, {"id": oid}) for i, (_mid, (method, oid)) in enumerate(chunk)}
+        try:
+            answer = client.batch(commands, wait_up_to=self._read_deadline - time.monotonic())
+        except (QueryLimitExceeded, OperationTimeLimit, PortalUnavailable, B24Error) as exc:
+            return exc
+        for key, (mid, obj_key) in zip(commands, chunk, strict=True):
+            obj = answer["result"].get(key)
+            if isinstance(obj, dict):
+                plan.events[mid] = replace(plan.events[mid], object=obj)
+                at = read_time(answer["time"].get(key)) if "time" in answer else None
+                if at is not None:
+                    marks[obj_key] = at
+            elif _not_found(answer["error"].get(key)):
+                plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
+            else:
+                plan.failed.add(mid)
+        return None
+
+    def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
+        if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
+            self._defer(plan, mids, self._defer_delay(member_id, exc, requests))
+        elif isinstance(exc, PortalUnavailable):
+            for mid in mids:
+                plan.skip[mid] = "portal_unavailable"
+            logger.warning(
+                "portal unavailable; events dropped",
+                extra={
+                    "action": "dispatch",
+                    "outcome": "dropped",
+                    "member_id": member_id,
+                    "reason": str(exc),
+                },
+            )
+        else:
+            plan.failed.update(mids)  # SQS retries them; after maxReceiveCount they reach the DLQ
+            raise_logged(member_id)
+
+    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
+        """A backlog is being read (this batch filled a request already): its part-filled last read goes
+        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times per
+        event, for a second or until the budget has room). A batch with fewer reads is read at once."""
+        if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
+            return False
+        wait = self.limiter.wait_for(member_id)
+        self._defer(plan, [mid for mid, _ in chunk], int(min(MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True)
+        return True
+
+    def _client(self, portal: Portal) -> LimitedClient:
+        client = LimitedClient(
+            self.make_client(portal),
+            self.limiter,
+            portal.member_id,
+            self.wait,
+            self.max_wait_s,
+            connector=self.connector,
+        )
+        self._clients[portal.member_id] = client
+        return client
+
+    def _defer_delay(self, member_id: str, exc: Exception, requests: int = 1) -> int:
+        """Until the portal's budget has room for the deferred reads (so they do not come back hot)."""
+        if isinstance(exc, OperationTimeLimit) and exc.reset_at:
+            return int(min(MAX_DELAY_S, max(1.0, exc.reset_at - time.time())))
+        wait = self.limiter.wait_for(member_id, cost=float(max(1, requests)))
+        return int(min(MAX_DELAY_S, max(1.0, wait + 1.0)))
+
+    def _defer(self, plan: Plan, mids: list[str], delay: int, hold: bool = False) -> None:
+        now = int(time.time())
+        extra = 1 if hold else 0
+        bodies = [
+            replace(plan.messages[mid], received_at=now, held=plan.messages[mid].held + extra).to_json()
+            for mid in mids
+        ]
+        failed: set[int] = set()
+        for start in range(0, len(bodies), REQUEUE_BATCH):
+            try:
+                lost = self.requeue(bodies[start : start + REQUEUE_BATCH], delay) or set()
+                failed.update(start + i for i in lost)
+            except Exception:
+                failed.update(range(start, min(len(bodies), start + REQUEUE_BATCH)))
+        for i, mid in enumerate(mids):
+            if i in failed:
+                plan.failed.add(mid)  # not requeued: SQS brings the original back (visibility backoff)
+            else:
+                plan.skip[mid] = "held" if hold else "deferred"
+
+    # ---- step 2: per record (Powertools), dispatch what was planned
+    def handle_record(self, record: SQSRecord) -> None:
+        mid = record.message_id
+        plan = self._plan
+        if mid in plan.failed:
+            raise RuntimeError("event could not be prepared; it will be retried")
+        reason = plan.skip.get(mid)
+        ev = plan.events.get(mid)
+        if reason or ev is None:
+            if ev is not None:
+                logger.info(
+                    "event not dispatched",
+                    extra={
+                        "action": "dispatch",
+                        "outcome": reason,
+                        "event": ev.name,
+                        "member_id": ev.member_id,
+                    },
+                )
+            return
+        if not self.registry.handlers_for(ev.name):
+            logger.info(
+                "no handler",
+                extra={
+                    "action": "dispatch",
+                    "outcome": "ignored",
+                    "event": ev.name,
+                    "member_id": ev.member_id,
+                },
+            )
+            return
+        if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
+            self._defer(plan, [mid], SLOW_PORTAL_DELAY_S)
+            if mid not in plan.failed:
+                return
+            raise RuntimeError("event could not be sent back; it will be retried")
+        # The idempotency key is the message body (stable across redeliveries of the same event).
+        started = time.monotonic()
+        try:
+            self._dispatch(payload={"message": json.loads(record.body), "mid": mid})
+        finally:
+            self._spend_time(ev.member_id, started)
+
+    def _run_handlers(self, payload: dict[str, Any]) -> None:
+        ev = self._plan.events[payload["mid"]]
+        portal = self._plan.portals[ev.member_id]
+        client = self._clients.get(ev.member_id) or self._client(portal)
+        ran = self.registry.dispatch(ev, HandlerContext(portal=portal, client=client))
+        logger.info(
+            "event handled",
+            extra={
+                "action": "dispatch",
+                "outcome": "handled",
+                "event": ev.name,
+                "member_id": ev.member_id,
+                "handlers": ran,
+            },
+        )
+
+
+def _not_found(error: Any) -> bool:
+    text = json.dumps(error).lower() if error is not None else ""
+    return "not found" in text
+
+
+def raise_logged(member_id: str) -> None:
+    logger.warning(
+        "object reads failed; events will be retried",
+        extra={"action": "dispatch", "outcome": "retry", "member_id": member_id},
+    )

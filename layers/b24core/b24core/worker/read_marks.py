@@ -1,0 +1,114 @@
+"""When each object was last read, in the portal's own time, so a later batch can skip a stale event.
+
+In a storm the same deal changes again and again, and its events land in different worker batches.
+An event whose change happened before the worker's last read of that object asks for nothing new:
+the read already showed the change. Both times come from the portal's clock — the event's ``ts`` and
+the ``start`` of the read's entry in the batch answer's ``result_time`` — so no clock skew between
+the portal and AWS enters the comparison.
+
+``ts`` has whole seconds (a change at 100.9 says 100), hence an event is covered only when the read
+started at least ``MARGIN_S`` after ``ts + 1``. Marks are written without conditions: a lost race
+leaves an older mark, which only costs a read, never a missed change. Failures to read or write
+marks cost reads too and are logged, not raised.
+
+Item: pk=PORTAL#member_id, sk=READ#method#object_id, ``t`` (portal time), ``ttl``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from b24core.aws.logs import logger
+from b24core.bitrix.values import as_epoch
+
+MARGIN_S = 1.0
+TTL_S = 24 * 3600
+_GET_LIMIT = 100  # BatchGetItem keys per request
+_PUT_LIMIT = 25  # BatchWriteItem items per request
+_ATTEMPTS = 4
+
+ObjectKey = tuple[str, str]  # (read method, object id)
+
+
+def event_time(ts: str) -> float | None:
+    """An event's ``ts`` (Unix seconds as text) or None when it is not one."""
+    return as_epoch(ts)
+
+
+def read_time(entry: Any) -> float | None:
+    """The portal time a batch command started (its ``result_time`` entry), or None."""
+    if not isinstance(entry, Mapping):
+        return None
+    return as_epoch(entry.get("start"))
+
+
+def covered(ts: str, last_read: float | None) -> bool:
+    """True when a read at ``last_read`` (portal time) already saw the change an event at ``ts`` reports."""
+    changed = event_time(ts)
+    return changed is not None and last_read is not None and last_read >= changed + 1 + MARGIN_S
+
+
+class ReadMarks:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    @staticmethod
+    def _key(member_id: str, key: ObjectKey) -> dict[str, Any]:
+        method, object_id = key
+        return {"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": f"READ#{method}#{object_id}"}}
+
+    def last_reads(self, member_id: str, keys: Iterable[ObjectKey]) -> dict[ObjectKey, float]:
+        wanted = {self._key(member_id, k)["sk"]["S"]: k for k in keys}
+        found: dict[ObjectKey, float] = {}
+        sks = list(wanted)
+        try:
+            for start in range(0, len(sks), _GET_LIMIT):
+                pk = {"S": f"PORTAL#{member_id}"}
+                batch_keys = [{"pk": pk, "sk": {"S": sk}} for sk in sks[start : start + _GET_LIMIT]]
+                request = {
+                    self.table_name: {
+                        "Keys": batch_keys,
+                        "ProjectionExpression": "sk, t",
+                    }
+                }
+                for _ in range(_ATTEMPTS):
+                    answer = self.client.batch_get_item(RequestItems=request)
+                    for item in answer.get("Responses", {}).get(self.table_name, []):
+                        key = wanted.get(item["sk"]["S"])
+                        if key is not None and "t" in item:
+                            found[key] = float(item["t"]["N"])
+                    request = answer.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+        except Exception as exc:  # marks only save reads; without them every event is read
+            _warn("read marks unavailable", member_id, exc)
+        return found
+
+    def mark(self, member_id: str, reads: Mapping[ObjectKey, float]) -> None:
+        expires = str(int(time.time()) + TTL_S)
+        puts = [
+            {
+                "PutRequest": {
+                    "Item": {**self._key(member_id, key), "t": {"N": repr(at)}, "ttl": {"N": expires}}
+                }
+            }
+            for key, at in reads.items()
+        ]
+        try:
+            for start in range(0, len(puts), _PUT_LIMIT):
+                request = {self.table_name: puts[start : start + _PUT_LIMIT]}
+                for _ in range(_ATTEMPTS):
+                    answer = self.client.batch_write_item(RequestItems=request)
+                    request = answer.get("UnprocessedItems") or {}
+                    if not request:
+                        break
+        except Exception as exc:
+            _warn("read marks not written", member_id, exc)
+
+
+def _warn(message: str, member_id: str, exc: Exception) -> None:
+    extra = {"action": "dispatch", "member_id": member_id, "reason": type(exc).__name__}
+    logger.warning(message, extra=extra)
