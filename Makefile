@@ -52,7 +52,7 @@ template: setup
 	$(BIN)/sam validate --region $(AWS_REGION)
 	$(BIN)/sam validate --lint --region $(AWS_REGION)
 	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
-	$(BIN)/python tools/b24_names.py check b24app.manifest.json
+	$(BIN)/python tools/b24_names.py check apps/*/b24app.manifest.json
 
 build: setup
 	@test -n "$(PY312)" || { echo "sam build needs python3.12 on PATH"; exit 1; }

@@ -43,28 +43,15 @@ PEER = True
 
 
 def mirror_current(ddb, table: str, member_id: str, want: dict[str, str]) -> int:
-    """How many deals the mirror holds in their latest version."""
-    import json
+    """How many deals the mirror (the example app's storage) holds in their latest version."""
+    from b24core.portals.app_data import DynamoAppStorage
 
-    done, start = 0, None
-    while True:
-        kw = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :p AND begins_with(sk, :d)",
-            "ExpressionAttributeValues": {":p": {"S": f"PORTAL#{member_id}"}, ":d": {"S": "DEAL#"}},
-            "ProjectionExpression": "deal_id, #f",
-            "ExpressionAttributeNames": {"#f": "fields"},
-        }
-        if start:
-            kw["ExclusiveStartKey"] = start
-        page = ddb.query(**kw)
-        for item in page["Items"]:
-            fields = json.loads(item["fields"]["S"])
-            if want.get(item["deal_id"]["S"]) == fields.get("TITLE"):
-                done += 1
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return done
+    storage = DynamoAppStorage(ddb, table, member_id)
+    return sum(
+        1
+        for key, deal in storage.items("deal/")
+        if "/history/" not in key and want.get(key.removeprefix("deal/")) == deal.get("TITLE")
+    )
 
 
 def run(deals: int, events: int, workers: int, scale: float) -> None:

@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     p_derive.add_argument("--docs", type=Path, required=True, help="git directory of bitrix24/b24restdocs")
     p_derive.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p_check = sub.add_parser("check", help="refuse a manifest naming unknown methods, events or scopes")
-    p_check.add_argument("manifest", type=Path, nargs="?", default=ROOT / "b24app.manifest.json")
+    p_check.add_argument(
+        "manifest", type=Path, nargs="*", default=sorted(ROOT.glob("apps/*/b24app.manifest.json"))
+    )
     p_check.add_argument("--names", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.command == "derive":
@@ -124,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(data['scopes'])} scopes from {data['commit']}"  # type: ignore[arg-type]
         )
         return 0
-    problems = check(args.manifest, args.names)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if not problems:
-        print(f"{args.manifest}: every method, event and scope is a known Bitrix24 name")
-    return 1 if problems else 0
+    failed = 0
+    for manifest in args.manifest:
+        problems = check(manifest, args.names)
+        for problem in problems:
+            print(f"{manifest}: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{manifest}: every method, event and scope is a known Bitrix24 name")
+        failed += bool(problems)
+    return 1 if failed or not args.manifest else 0
 
 
 if __name__ == "__main__":

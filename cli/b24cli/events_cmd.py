@@ -1,4 +1,4 @@
-"""``b24app events redrive [--dry-run]`` and ``b24app mirror show MEMBER_ID DEAL_ID [--json]``."""
+"""``b24app events redrive [--dry-run]``."""
 
 from __future__ import annotations
 
@@ -38,25 +38,6 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mirror_show(args: argparse.Namespace) -> int:
-    from b24core.mirror import DealMirror
-
-    target = find_target(args.stack)
-    deal = DealMirror(target.table_name, target.region, target.dynamodb_endpoint).get(
-        args.member_id, args.deal_id
-    )
-    if deal is None:
-        print(f"deal {args.deal_id} is not in the mirror of {args.member_id}")
-        return 1
-    if args.json:
-        print(json.dumps(deal, indent=2, ensure_ascii=False))
-        return 0
-    width = max(len(k) for k in deal)
-    for key, value in sorted(deal.items()):
-        print(f"{key:{width}}  {value}")
-    return 0
-
-
 def register(sub: Any) -> None:
     events = sub.add_parser("events", help="the event queue").add_subparsers(dest="command", required=True)
     p = events.add_parser("redrive", help="return dead-lettered events to the events queue")
@@ -64,11 +45,3 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=10_000)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_redrive)
-    mirror = sub.add_parser("mirror", help="the example app's deal mirror").add_subparsers(
-        dest="command", required=True
-    )
-    p = mirror.add_parser("show", help="one mirrored deal")
-    p.add_argument("member_id")
-    p.add_argument("deal_id")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_mirror_show)

@@ -118,7 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
     webhook_cmd.register(portals)
     events_cmd.register(sub)
     tokens_cmd.register(sub)
+    _app_commands(sub)
     return parser
+
+
+def _app_commands(sub: Any) -> None:
+    """The commands the deployed app adds (``@app.command``), e.g. the example's ``mirror show``."""
+    from b24core.app import load_app
+    from b24core.aws.settings import get_settings
+
+    try:
+        app = load_app(get_settings().app)
+    except Exception as exc:  # the bundle's own commands work without the app
+        print(f"b24app: the app's commands are not available: {exc}", file=sys.stderr)
+        return
+    for command in app.commands.values():
+        parser = sub.add_parser(command.name, help=command.help)
+        command.configure(parser)
+        parser.set_defaults(func=_app_command(command.run))
+
+
+def _app_command(run: Any) -> Any:
+    def call(args: argparse.Namespace) -> int:
+        import boto3
+
+        from b24core.portals.app_data import DynamoAppStorage
+
+        target = find_target(args.stack)
+        db = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.dynamodb_endpoint)
+        args.storage = lambda member_id: DynamoAppStorage(db, target.table_name, member_id)
+        return int(run(args))
+
+    return call
 
 
 def main(argv: list[str] | None = None) -> int:

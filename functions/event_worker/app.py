@@ -1,14 +1,12 @@
-"""EventWorkerFunction: buffered events → the app's handlers (see example_app.py)."""
+"""EventWorkerFunction: buffered events → the handlers of the app named by B24_APP (apps/)."""
 
 from typing import Any
 
-import example_app  # noqa: F401  (registers the app's handlers)
-
 from b24core.aws.logs import logger
+from b24core.entry.wiring import the_app
 from b24core.entry.worker import build_worker
-from b24core.worker.handlers import registry
 
-worker, idempotency = build_worker(registry)
+worker, idempotency = build_worker(the_app().registry)
 
 
 @logger.inject_lambda_context(clear_state=True)

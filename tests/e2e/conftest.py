@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from b24core.mirror import DealMirror
+from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.sealing import KmsCodec
 from b24core.portals.store import DynamoPortalStore
 from b24sim import Simulator
 from b24stack.aws_calls import ENV_VAR as AWS_CALLS_ENV
 from b24stack.stack import LocalStack
+from deal_mirror import mirror as deal_mirror
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "e2e.app"
@@ -93,9 +94,26 @@ def store(stack: LocalStack) -> DynamoPortalStore:
     return DynamoPortalStore(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint, codec)
 
 
+class MirrorReader:
+    """The example app's mirror as its CLI reads it: the app's storage of each portal."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._db = stack.services.client("dynamodb")
+        self._table = stack.resources["AppTable"]
+
+    def storage(self, member_id: str) -> DynamoAppStorage:
+        return DynamoAppStorage(self._db, self._table, member_id)
+
+    def get(self, member_id: str, deal_id: str) -> dict[str, Any] | None:
+        return deal_mirror.get(self.storage(member_id), deal_id)
+
+    def history(self, member_id: str, deal_id: str) -> list[dict[str, Any]]:
+        return deal_mirror.history(self.storage(member_id), deal_id)
+
+
 @pytest.fixture(scope="session")
-def mirror(stack: LocalStack) -> DealMirror:
-    return DealMirror(stack.resources["AppTable"], stack.region, stack.dynamodb_endpoint)
+def mirror(stack: LocalStack) -> MirrorReader:
+    return MirrorReader(stack)
 
 
 @pytest.fixture

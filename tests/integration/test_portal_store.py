@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from b24core.mirror import DealMirror
+from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import DynamoPortalStore, StaleWrite
@@ -70,12 +70,19 @@ def test_refresh_index_lists_only_due_portals(store):
     assert fresh not in due and lost not in due
 
 
-def test_deal_mirror_upsert_get_delete(services, member_id):
-    mirror = DealMirror(services.resources["AppTable"], services.region, services.dynamodb_endpoint)
-    mirror.upsert(member_id, {"ID": "7", "TITLE": "Deal"})
-    assert mirror.get(member_id, "7")["TITLE"] == "Deal"
-    mirror.delete(member_id, "7")
-    assert mirror.get(member_id, "7") is None
+def test_app_storage_keeps_each_portals_items_apart_and_lists_a_prefix(services, member_id):
+    db, table = services.client("dynamodb"), services.resources["AppTable"]
+    mine, other = DynamoAppStorage(db, table, member_id), DynamoAppStorage(db, table, member_id + "x")
+    mine.put("deal/7", {"TITLE": "Deal", "n": 1.5, "tags": ["a"]})
+    for i in range(3):
+        mine.put(f"deal/7/history/{i}", {"i": i})
+    assert mine.get("deal/7") == {"TITLE": "Deal", "n": 1.5, "tags": ["a"]}
+    assert other.get("deal/7") is None and list(other.items()) == []
+    assert [v["i"] for _, v in mine.items("deal/7/history/")] == [0, 1, 2]
+    mine.delete("deal/7")
+    assert mine.get("deal/7") is None
+    with pytest.raises(ValueError):
+        mine.put("", {"x": 1})
 
 
 def uuid_like(prefix: str) -> str:

@@ -84,7 +84,7 @@ def test_per_type_events_are_accepted():
             "missing from the top-level",
         ),
         ({"x": {"events": ["ONAPPUNINSTALL"]}}, "the bundle handles install, update and uninstall itself"),
-        ({"x": {}}, "names no method and no event"),
+        ({"x": {}}, "names no method, event or placement"),
         ({"X-Y": {"methods": ["crm.deal.get"]}}, "lower-case"),
         ({"x": {"methods": ["crm.deal.get"], "events": ["ONCRMDEALADD", "ONCRMDEALADD"]}}, "repeats"),
         ({"x": {"methods": ["crm.deal.get"], "modul": "crm"}}, "unknown key"),

@@ -29,10 +29,12 @@ def test_layer_requirements_match_project_pins():
     assert all(re.match(r"^[A-Za-z0-9_.\-\[\]]+==", p) for p in pins + layer)
 
 
-def test_manifest_is_valid_and_shipped_in_the_layer():
+def test_the_deployed_apps_manifest_is_found_beside_its_module():
     manifest = load_manifest()
     assert any(f.required for f in manifest.features)
-    assert (ROOT / "layers/b24core/b24core/app_manifest.json").resolve() == (ROOT / "b24app.manifest.json")
+    from b24core.capabilities.manifest import manifest_path
+
+    assert manifest_path() == ROOT / "apps/deal_mirror/b24app.manifest.json"
 
 
 def test_manifest_rejects_bad_shapes():

@@ -1,4 +1,4 @@
-"""The app's capability manifest (b24app.manifest.json at the repository root).
+"""The app's capability manifest (b24app.manifest.json beside the app's module, e.g. apps/deal_mirror/).
 
 It says which scopes the app needs and which named features use which methods and events, and
 whether a feature is required. The layer ships it (a link into the package) so every function reads
@@ -23,13 +23,23 @@ from typing import Any
 
 #: Events the bundle binds itself for every portal: a feature must not claim them.
 LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
-_NOT_BINDABLE = ("ONAPPINSTALL",)
+NOT_BINDABLE = ("ONAPPINSTALL",)
 _FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_FEATURE_KEYS = {"description", "required", "scopes", "methods", "events", "module"}
+_FEATURE_KEYS = {"description", "required", "scopes", "methods", "events", "module", "placements"}
+_PLACEMENT_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 
 
 class ManifestError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A place in Bitrix24's UI where the app shows a page (widgets/placements.md)."""
+
+    code: str
+    title: str
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class Feature:
     description: str = ""
     #: The Bitrix24 module that provides the feature (what a box admin installs or switches on).
     module: str = ""
+    #: Placements (widget places in Bitrix24's UI, placement.bind) the feature shows its pages in.
+    placements: tuple[Placement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,15 @@ class Manifest:
             if feature.required:
                 out.extend(s for s in feature.scopes if s not in out)
         return tuple(out)
+
+    def placements(self) -> list[Placement]:
+        return [p for f in self.features for p in f.placements]
+
+    def feature_of_event(self, event: str) -> Feature | None:
+        return next((f for f in self.features if event.upper() in f.events), None)
+
+    def feature_of_placement(self, code: str) -> Feature | None:
+        return next((f for f in self.features if any(p.code == code for p in f.placements)), None)
 
     def feature(self, name: str) -> Feature | None:
         return next((f for f in self.features if f.name == name), None)
@@ -99,9 +120,10 @@ class Manifest:
             )
             events = tuple(e.upper() for e in _names(spec.get("events", []), f"feature {name!r}: 'events'"))
             feature_scopes = _names(spec.get("scopes", []), f"feature {name!r}: 'scopes'")
-            if not methods and not events:
-                raise ManifestError(f"feature {name!r} names no method and no event")
-            claimed = sorted(set(events) & {*LIFECYCLE_EVENTS, *_NOT_BINDABLE})
+            placements = _placements(spec.get("placements", []), name)
+            if not methods and not events and not placements:
+                raise ManifestError(f"feature {name!r} names no method, event or placement")
+            claimed = sorted(set(events) & {*LIFECYCLE_EVENTS, *NOT_BINDABLE})
             if claimed:
                 raise ManifestError(
                     f"feature {name!r}: {', '.join(claimed)} cannot be a feature's event "
@@ -122,12 +144,35 @@ class Manifest:
                     scopes=feature_scopes,
                     description=str(spec.get("description", "")),
                     module=str(spec.get("module", "")),
+                    placements=placements,
                 )
             )
         title = raw.get("title", "")
         if not isinstance(title, str):
             raise ManifestError("'title' must be a string")
         return cls(scopes=scopes, features=tuple(features), custom_methods=custom, title=title.strip())
+
+
+def _placements(value: Any, feature: str) -> tuple[Placement, ...]:
+    what = f"feature {feature!r}: 'placements'"
+    if not isinstance(value, list):
+        raise ManifestError(f"{what} must be a list of objects with 'code' and 'title'")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"code", "title", "description"}:
+            raise ManifestError(f"{what} must be a list of objects with 'code', 'title', 'description'")
+        code, title = item.get("code"), item.get("title")
+        if not isinstance(code, str) or not _PLACEMENT_CODE.match(code):
+            raise ManifestError(f"{what}: code {code!r} must be an upper-case placement code")
+        if code == "DEFAULT":
+            raise ManifestError(f"{what}: DEFAULT is the app's own page, not bound (app.page('DEFAULT'))")
+        if not isinstance(title, str) or not title.strip():
+            raise ManifestError(f"{what}: {code} needs a 'title' (shown in Bitrix24's UI)")
+        out.append(Placement(code, title.strip(), str(item.get("description", ""))))
+    codes = [p.code for p in out]
+    if len(set(codes)) != len(codes):
+        raise ManifestError(f"{what} repeats a code")
+    return tuple(out)
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -194,9 +239,27 @@ def check_known_names(manifest: Manifest, known: KnownNames) -> None:
 
 
 # ---------------------------------------------------------------- the shipped manifest
+MANIFEST_FILE = "b24app.manifest.json"
+
+
 def manifest_path() -> Path:
+    """The manifest of the app this deployment runs: the file beside the app's module (``B24_APP``),
+    found without importing the app, so every room below it reads the same manifest."""
     override = os.environ.get("B24_MANIFEST")
-    return Path(override) if override else Path(__file__).parent.parent / "app_manifest.json"
+    if override:
+        return Path(override)
+    from importlib.util import find_spec
+
+    from b24core.aws.settings import get_settings
+
+    module = get_settings().app.partition(":")[0]
+    try:
+        spec = find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        raise ManifestError(f"the app's module {module!r} (B24_APP) is not importable")
+    return Path(spec.origin).parent / MANIFEST_FILE
 
 
 @lru_cache(maxsize=1)

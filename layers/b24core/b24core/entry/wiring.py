@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from b24core.app import B24App, load_app
 from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import Settings, get_settings
 from b24core.bitrix.oauth import AuthServer
 from b24core.capabilities.store import DynamoCapabilityStore
+from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import Portal
 from b24core.portals.sealing import TokenCodec, codec_for
 from b24core.portals.store import DynamoPortalStore
@@ -92,3 +94,16 @@ def events_url(settings: Settings, request_host: str = "") -> str:
     """Where Bitrix24 sends events: B24_PUBLIC_URL, or the API's own address."""
     base = settings.public_url or (f"https://{request_host}" if request_host else "")
     return f"{base}/events" if base else ""
+
+
+def app_storage(member_id: str) -> DynamoAppStorage:
+    """A portal's app data (b24core.portals.app_data) on the app's table."""
+    return DynamoAppStorage(boto_client("dynamodb"), get_settings().table_name, member_id)
+
+
+@lru_cache(maxsize=1)
+def the_app() -> B24App:
+    """The app this deployment runs (``B24_APP``), its handlers wired to the portal's app data."""
+    app = load_app(get_settings().app)
+    app.registry.storage_factory = app_storage
+    return app

@@ -28,7 +28,7 @@ from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.client import BatchResult
 from b24core.tokens.keeper import PortalUnavailable
-from b24core.worker.handlers import Event, HandlerContext, Registry
+from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, read_time
 
@@ -449,7 +449,7 @@ class Worker:
         ev = self._plan.events[payload["mid"]]
         portal = self._plan.portals[ev.member_id]
         client = self._clients.get(ev.member_id) or self._client(portal)
-        ran = self.registry.dispatch(ev, HandlerContext(portal=portal, client=client))
+        ran = self.registry.dispatch(ev, Context(portal=portal, client=client))
         logger.info(
             "event handled",
             extra={

@@ -1,27 +1,28 @@
-"""Where an app plugs in: handlers registered by event name, called with a typed event and a
-REST client bound to the event's portal.
+"""What a handler receives and how handlers are kept: typed events, a context per call, a registry.
 
-    from b24core.worker.handlers import registry
-
-    @registry.on("ONCRMDEALUPDATE", feature="crm")
-    def on_deal(event: Event, ctx: HandlerContext) -> None:
-        deal = ctx.client.call("crm.deal.get", {"id": event.object_id})
-
-A handler names the manifest feature it belongs to; the worker runs it only where the capability
-check did not find that feature missing, and it starts running by itself once a re-check finds the
-feature there. Code that uses an optional feature outside its own events asks ``ctx.has_feature``.
+An app declares its handlers on ``b24core.B24App`` (b24core/app.py); the worker dispatches through the
+registry kept here. A handler belongs to a manifest feature; the worker runs it only where the
+capability check did not find that feature missing, and it starts running by itself once a re-check
+finds the feature there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from b24core.capabilities.check import has_feature
-from b24core.capabilities.manifest import Manifest
 from b24core.events.message import QueuedEvent
+from b24core.portals.app_data import AppStorage
 from b24core.portals.model import Portal
+
+
+class RestClient(Protocol):
+    """A portal's REST, as every handler, hook and page gets it (tokens and budget handled)."""
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], halt: bool = False) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Event:
     ts: str = ""
     user_id: str = ""
     source: str = "online"
-    #: The changed object, read by the worker when the handler declared ``fetch=`` (coalesced per object).
+    #: The changed object, read by the worker when the handler declared ``read=`` (coalesced per object).
     object: dict[str, Any] | None = None
 
     @classmethod
@@ -50,16 +51,44 @@ class Event:
 
     @property
     def object_id(self) -> str | None:
-        fields = self.data.get("FIELDS")
-        if isinstance(fields, dict) and fields.get("ID") is not None:
-            return str(fields["ID"])
+        """The changed object's ID: ``FIELDS.ID`` (CRM) or ``FIELDS_AFTER.ID`` (tasks)."""
+        for key in ("FIELDS", "FIELDS_AFTER"):
+            fields = self.data.get(key)
+            if isinstance(fields, dict) and fields.get("ID") is not None:
+                return str(fields["ID"])
         return None
 
 
+@dataclass(frozen=True)
+class PageUser:
+    """Who opened a page: from the signed user session (b24core.trust.session), never a token."""
+
+    user_id: str
+    admin: bool
+    placement: str
+    #: PLACEMENT_OPTIONS as Bitrix24 sent them (e.g. {"ID": "42"} in a CRM card tab).
+    options: dict[str, Any]
+    language: str
+
+
 @dataclass
-class HandlerContext:
+class Context:
+    """Everything a handler, hook or page gets for one portal."""
+
     portal: Portal
-    client: Any  # PortalClient, or the worker's rate-limited wrapper with the same call/batch methods
+    client: Any  # a RestClient: the portal's client, or the worker's budgeted wrapper with the same methods
+    storage_factory: Callable[[str], AppStorage] | None = None
+    user: PageUser | None = None
+    _storage: AppStorage | None = field(default=None, repr=False)
+
+    @property
+    def storage(self) -> AppStorage:
+        """The app's own data for this portal (made on first use)."""
+        if self._storage is None:
+            if self.storage_factory is None:
+                raise RuntimeError("no app storage is wired for this context")
+            self._storage = self.storage_factory(self.portal.member_id)
+        return self._storage
 
     def has_feature(self, name: str) -> bool:
         """False only when the last capability check found the feature missing on this portal; a
@@ -67,7 +96,7 @@ class HandlerContext:
         return has_feature(self.portal.capabilities, name)
 
 
-Handler = Callable[[Event, HandlerContext], None]
+Handler = Callable[[Event, Context], None]
 
 
 @dataclass(frozen=True)
@@ -78,20 +107,31 @@ class Registration:
     #: worker coalesce repeated events of one object and read many objects in one `batch` call. Such a
     #: handler sees the object's state, not every event: of several events of one object in a batch only
     #: the latest is dispatched, and an event whose change an earlier read already saw (portal time,
-    #: events/read_marks.py) is not dispatched again.
+    #: worker/read_marks.py) is not dispatched again.
     fetch: str | None = None
+    #: True when running the handler twice for one event is harmless (it writes the object's state, not
+    #: a delta): it then runs outside the once-per-event guard, which costs table writes per event.
+    idempotent: bool = False
 
 
 class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Registration]] = {}
+        #: Builds a portal's app storage for the contexts the worker makes (set by the wiring).
+        self.storage_factory: Callable[[str], AppStorage] | None = None
+
+    def add(self, event: str, registration: Registration) -> None:
+        self._handlers.setdefault(event.upper(), []).append(registration)
 
     def on(
-        self, *events: str, feature: str | None = None, fetch: str | None = None
+        self, *events: str, feature: str | None = None, fetch: str | None = None, idempotent: bool = False
     ) -> Callable[[Handler], Handler]:
+        """Register a handler without a manifest (tests, tools); apps use ``B24App.event``, which
+        takes the feature from the manifest and refuses names that could never be bound."""
+
         def decorate(fn: Handler) -> Handler:
             for name in events:
-                self._handlers.setdefault(name.upper(), []).append(Registration(fn, feature, fetch))
+                self.add(name, Registration(fn, feature, fetch, idempotent))
             return fn
 
         return decorate
@@ -106,35 +146,22 @@ class Registry:
     def handlers_for(self, event: str) -> list[Registration]:
         return list(self._handlers.get(event.upper(), []))
 
-    def check(self, manifest: Manifest) -> list[str]:
-        """Problems between the handlers and the manifest: a feature it does not declare, or an
-        event outside the handler's feature (which would be bound only by chance)."""
-        problems = []
+    def __iter__(self) -> Iterator[tuple[str, Registration]]:
         for event, registrations in sorted(self._handlers.items()):
             for reg in registrations:
-                if reg.feature is None:
-                    continue
-                feature = manifest.feature(reg.feature)
-                if feature is None:
-                    problems.append(
-                        f"{event}: handler {reg.handler.__name__} names unknown feature {reg.feature!r}"
-                    )
-                elif event not in feature.events:
-                    problems.append(
-                        f"{event}: not an event of feature {reg.feature!r} in the manifest "
-                        f"(handler {reg.handler.__name__})"
-                    )
-        return problems
+                yield event, reg
 
-    def dispatch(self, event: Event, ctx: HandlerContext) -> int:
-        """Run every handler for the event whose feature the portal has; return how many ran."""
+    def dispatch(self, event: Event, ctx: Context, *, idempotent: bool | None = None) -> int:
+        """Run the event's handlers whose feature the portal has; return how many ran. With
+        ``idempotent`` set, only the handlers whose declaration matches it run."""
+        if ctx.storage_factory is None:
+            ctx.storage_factory = self.storage_factory
         ran = 0
         for reg in self.handlers_for(event.name):
+            if idempotent is not None and reg.idempotent != idempotent:
+                continue
             if reg.feature and not ctx.has_feature(reg.feature):
                 continue
             reg.handler(event, ctx)
             ran += 1
         return ran
-
-
-registry = Registry()
