@@ -49,6 +49,14 @@ class Page:
 
 
 PageHandler = Callable[[Context], Page]
+
+
+@dataclass(frozen=True)
+class Action:
+    run: Callable[[Context, dict[str, Any]], dict[str, Any]]
+    admin_only: bool
+
+
 Hook = Callable[[Context], None]
 
 
@@ -87,6 +95,7 @@ class B24App:
         self.hooks = _Hooks()
         self.pages: dict[str, PageHandler] = {}
         self.commands: dict[str, Command] = {}
+        self.actions: dict[str, Action] = {}
 
     # ------------------------------------------------------------ events
     def event(
@@ -173,6 +182,20 @@ class B24App:
     def page_feature(self, placement: str) -> str | None:
         feature = self.manifest.feature_of_placement(placement.upper())
         return feature.name if feature else None
+
+    # ------------------------------------------------------------ the pages' own API
+    def action(self, name: str, *, admin_only: bool = False) -> Callable[[F], F]:
+        """A call a page makes to the app (``POST app/action`` with its user session): ``fn(ctx, data)``
+        returns a JSON object. ``admin_only`` refuses it (403) to users who do not administer the
+        portal, as the session says."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"action name {name!r}: letters, digits and _ only")
+
+        def decorate(fn: F) -> F:
+            self.actions[name] = Action(fn, admin_only)
+            return fn
+
+        return decorate
 
     # ------------------------------------------------------------ CLI
     def command(self, name: str, help: str, configure: Callable[[Any], None]) -> Callable[[F], F]:

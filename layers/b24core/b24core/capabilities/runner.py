@@ -53,6 +53,8 @@ class CapabilityRunner:
     after_check: Callable[[PortalClient, dict[str, Any]], None] | None = None
     #: When the portal refuses the check: why, if a blocked cloud service explains it.
     diagnose: Callable[[PortalClient, Exception], dict[str, Any] | None] | None = None
+    #: The app's hooks (installed, feature_enabled) after a check is saved: portal, client, before, after.
+    on_checked: Callable[[Portal, PortalClient, dict[str, Any], dict[str, Any]], None] | None = None
 
     def check(
         self, member_id: str, events_url: str, trigger: str = "manual", budget_s: float | None = None
@@ -113,6 +115,8 @@ class CapabilityRunner:
         )
         if self.after_check is not None and report["trigger"] in ("install", "update"):
             self.after_check(client, report)
+        if self.on_checked is not None:
+            self.on_checked(saved, client, previous, report)
         return report
 
     def _save(self, member_id: str, report: dict[str, Any]) -> Portal | None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from b24core.aws import metrics
+from b24core.aws.logs import logger
 from b24core.capabilities.runner import CapabilityRunner
+from b24core.entry import wiring as runtime
+from b24core.portals.model import Portal
+from b24core.worker.handlers import Context
 
 
 def _runner() -> CapabilityRunner:
@@ -27,6 +32,7 @@ def _runner() -> CapabilityRunner:
         http_timeout_s=s.http_timeout_s,
         after_check=after_capability_check,
         diagnose=lambda client, exc: diagnose_client(client, exc, runtime.auth_server()),
+        on_checked=run_app_hooks,
     )
 
 
@@ -51,3 +57,39 @@ def handle_capability_event(event: dict[str, Any], context: Any = None) -> dict[
             deadline = time.monotonic() + max(0.0, context.get_remaining_time_in_millis() / 1000 - 15)
         return runner.recheck_due(default_url, deadline)
     return {"error": "unknown_action"}
+
+
+def newly_available(previous: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """Features this check found available that the previous one did not."""
+    before = previous.get("features") or {}
+    return sorted(
+        name
+        for name, info in (report.get("features") or {}).items()
+        if info.get("status") == "available" and (before.get(name) or {}).get("status") != "available"
+    )
+
+
+def run_app_hooks(portal: Portal, client: Any, previous: dict[str, Any], report: dict[str, Any]) -> None:
+    """``@app.installed`` after an install's check, ``@app.feature_enabled(name)`` for each feature that
+    became available. A hook that fails is logged and counted; the check stands."""
+    app = runtime.the_app()
+    ctx = Context(portal=portal, client=client, storage_factory=runtime.app_storage)
+    hooks: list[tuple[str, Any]] = []
+    if report.get("trigger") == "install":
+        hooks += [("installed", h) for h in app.hooks.installed]
+    for name in newly_available(previous, report):
+        hooks += [(f"feature_enabled:{name}", h) for h in app.hooks.feature_enabled.get(name, [])]
+    for kind, hook in hooks:
+        try:
+            hook(ctx)
+        except Exception as exc:  # the author's hook: its failure must not undo the check
+            metrics.emit("AppHooksFailed", hook=kind.partition(":")[0])
+            logger.error(
+                "app hook failed",
+                extra={
+                    "action": "hook",
+                    "hook": kind,
+                    "member_id": portal.member_id,
+                    "reason": type(exc).__name__,
+                },
+            )

@@ -16,6 +16,7 @@ from b24core.entry import wiring as runtime
 from b24core.entry.pages import app_page, decide, install_page
 from b24core.portals.model import Portal
 from b24core.trust.install import InstallClaim, InstallService, Opened, claim_from_request
+from b24core.trust.session import UserSession
 
 
 def handle_install(event: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +34,15 @@ def handle_install(event: dict[str, Any]) -> dict[str, Any]:
             return session_info(req)
         if req.method != "POST":
             raise HttpError(405, "method_not_allowed", "use POST")
+        if route.endswith("/app/action"):
+            from b24core.entry.app_pages import handle_app_action
+
+            return handle_app_action(req)
         form = read_form(req, settings.max_body_bytes)
+        if route.endswith("/app"):
+            from b24core.entry.app_pages import handle_app_page
+
+            return handle_app_page(req, form)
         if route.endswith("/connect"):
             from b24core.entry.connect_page import handle_connect  # rare: off the install path's imports
 
@@ -92,6 +101,13 @@ def _session_key() -> bytes:
 
 def user_page(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> dict[str, Any]:
     """The app as an ordinary user sees it: a signed session instead of any token."""
+    token, session = issue_session(opened, claim, form)
+    page, csp = app_page(token, session, portal_url(opened.portal))
+    return html_response(200, page, csp)
+
+
+def issue_session(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> tuple[str, UserSession]:
+    """A signed user session for whoever opened a frame: who they are, never a token."""
     from b24core.trust.session import issue
 
     placement = str(form.get("PLACEMENT") or "DEFAULT")
@@ -116,20 +132,24 @@ def user_page(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> dict
             "placement": placement,
         },
     )
-    page, csp = app_page(token, session, portal_url(opened.portal))
-    return html_response(200, page, csp)
+    return token, session
 
 
-def session_info(req: Request) -> dict[str, Any]:
-    """``GET /session`` with ``Authorization: Bearer SESSION``: who the page's user is."""
+def verified_session(req: Request) -> UserSession:
+    """The page's user session from ``Authorization: Bearer SESSION``, or 401."""
     from b24core.trust.session import SessionInvalid, verify
 
     header = req.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     try:
-        session = verify(_session_key(), token)
+        return verify(_session_key(), token)
     except SessionInvalid as exc:
         raise HttpError(401, "session_invalid", str(exc)) from None
+
+
+def session_info(req: Request) -> dict[str, Any]:
+    """``GET /session`` with ``Authorization: Bearer SESSION``: who the page's user is."""
+    session = verified_session(req)
     return json_response(
         200,
         {

@@ -79,7 +79,30 @@ def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
             "items_deleted": purged,
         },
     )
+    run_uninstalled_hooks(saved or portal)
     return json_response(200, {"status": "uninstalled"})
+
+
+def run_uninstalled_hooks(portal: Any) -> None:
+    """``@app.uninstalled``: the portal's tokens are already gone (no REST), and with CLEAN its app
+    data too; a hook that fails is logged, the uninstall stands."""
+    from b24core.worker.handlers import Context
+
+    app = runtime.the_app()
+    for hook in app.hooks.uninstalled:
+        try:
+            hook(Context(portal=portal, client=None, storage_factory=runtime.app_storage))
+        except Exception as exc:  # the author's hook
+            metrics.emit("AppHooksFailed", hook="uninstalled")
+            logger.error(
+                "app hook failed",
+                extra={
+                    "action": "hook",
+                    "hook": "uninstalled",
+                    "member_id": portal.member_id,
+                    "reason": type(exc).__name__,
+                },
+            )
 
 
 def _refuse(reason: str, member_id: str) -> None:

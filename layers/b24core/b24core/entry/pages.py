@@ -244,3 +244,28 @@ def content_security_policy(nonce: str, portal_url: str = "", api: str = "") -> 
         f"connect-src {' '.join(x for x in (api, origin or 'https:') if x)}; "
         f"frame-ancestors {ancestors}; base-uri 'none'; form-action 'none'"
     )
+
+
+def author_page(
+    title: str, body: str, script: str, session_token: str, session: UserSession, portal_url: str = ""
+) -> tuple[str, str]:
+    """A page the app's author wrote (``@app.page``), in the document every page of the app shares:
+    the BX24 library, the signed user session (never a token), the portal's language, and a CSP
+    that runs only scripts carrying this response's nonce, so markup an author forgot to escape
+    cannot run a script."""
+    nonce = secrets.token_urlsafe(16)
+    lang = language_of(session.language)
+    fit = "if(window.BX24&&BX24.ready){BX24.ready(function(){BX24.fitWindow&&BX24.fitWindow();});}"
+    tail = f"<script nonce='{nonce}'>(function(){{{fit}{script}}})();</script>"
+    document = (
+        "<!doctype html>\n"
+        f"<html lang='{lang}'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<meta name='b24-session' content='{_e(session_token)}'>"
+        f"<title>{_e(title)}</title><style nonce='{nonce}'>{_STYLE}</style>"
+        f"<script nonce='{nonce}' src='{BX24_LIBRARY}'></script></head>"
+        f"<body><main id='app' data-member-id='{_e(session.member_id)}' data-user-id='{_e(session.user_id)}'"
+        f" data-role='{'admin' if session.admin else 'user'}' data-placement='{_e(session.placement)}'>"
+        f"{body}</main>{tail}</body></html>"
+    )
+    return document, content_security_policy(nonce, portal_url, api="'self'")

@@ -206,6 +206,26 @@ class InstallService:
             raise HttpError(403, "application_token_mismatch", "application_token does not match")
         return Opened(portal=current, user_id=user_id, admin=False, stored=False)
 
+    def visit(self, claim: InstallClaim) -> Opened:
+        """A page opened by any user of an installed portal (the app's own page or a placement): who
+        they are and whether they administer the portal, for a user session. It stores nothing,
+        whoever opens it, so opening a page never changes what the app trusts."""
+        endpoint, info = self._verify(claim)
+        current = self.store.get(claim.member_id)
+        if current is None or current.state in (PortalState.DELETED, PortalState.NEW):
+            raise HttpError(409, "not_installed", "the app is not installed on this portal")
+        if claim.application_token and not token_matches(current.application_token, claim.application_token):
+            self._refuse("application_token_mismatch", claim, "page opened with another application_token")
+            raise HttpError(403, "application_token_mismatch", "application_token does not match")
+        caller = self._caller(claim, endpoint)
+        return Opened(
+            portal=current,
+            user_id=info.user_id or claim.user_id,
+            admin=bool(caller and caller.admin),
+            stored=False,
+            confirmed=caller is not None,
+        )
+
     def update(self, claim: InstallClaim, version: str) -> Portal:
         """ONAPPUPDATE: keep the NEW application_token (and the fresh tokens the event carries) only
         from an administrator's token the authorization server vouched for, for this portal, and only
