@@ -68,6 +68,7 @@ class LocalStack:
         pollers_per_queue: int = 1,
         stack_name: str = "local",
         region: str | None = None,
+        layer_dirs: dict[str, Path] | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.template_path = Path(template).resolve() if template else find_template(self.project_dir)
@@ -76,6 +77,9 @@ class LocalStack:
         self.state_dir = Path(state_dir).resolve() if state_dir else self.project_dir / ".local"
         self.in_memory = in_memory
         self.env_overrides: dict[str, str] = dict(env_overrides or {})
+        #: A layer's content from another folder (logical id → folder): an app under development
+        #: runs from its own folder as the AppLayer, without copying it into apps/.
+        self.layer_dirs: dict[str, Path] = {k: Path(v).resolve() for k, v in (layer_dirs or {}).items()}
         self.schedules_enabled = schedules
         self.pool_size = pool_size
         self.pollers_per_queue = max(1, pollers_per_queue)
@@ -318,6 +322,9 @@ class LocalStack:
         layer_dirs = []
         for layer in props.get("Layers") or []:
             layer_id = layer.get("Ref") if isinstance(layer, dict) else None
+            if layer_id in self.layer_dirs:
+                layer_dirs.append(self.layer_dirs[layer_id])
+                continue
             if layer_id and self.template.resource_type(layer_id) == LAYER_TYPE:
                 content = resolver.resolve(self.template.properties(layer_id).get("ContentUri"))
                 if isinstance(content, str):

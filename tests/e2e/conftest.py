@@ -48,12 +48,9 @@ def sim() -> Iterator[Simulator]:
         yield s
 
 
-@pytest.fixture(scope="session")
-def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    port = free_port()
-    env = {
+def stack_env(sim: Simulator, port: int) -> dict[str, str]:
+    """The environment every function of a test stack gets (the simulator as Bitrix24)."""
+    return {
         "B24_CLIENT_ID": CLIENT_ID,
         # The client_secret is read from SSM (moto) exactly as in AWS, so the IAM check sees that call.
         "B24_OAUTH_URL": sim.oauth_url,
@@ -75,6 +72,14 @@ def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # redaction must then still keep every token out (test_zz_no_secrets_in_logs.py checks it).
         "POWERTOOLS_LOGGER_LOG_EVENT": "true",
     }
+
+
+@pytest.fixture(scope="session")
+def stack(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    port = free_port()
+    env = stack_env(sim, port)
     state = tmp_path_factory.mktemp("stack")
     # Every AWS call each function makes is recorded for the IAM check (test_zz_iam_coverage.py).
     env[AWS_CALLS_ENV] = str(state / "aws-calls")
