@@ -90,3 +90,43 @@ def test_the_example_mirrors_a_deal_and_its_tab_shows_the_history() -> None:
     assert isinstance(page, Page)
     assert page.body.count("class='version'") == 2 and "WON" in page.body
     assert "&lt;b&gt;Big" in page.body and "<b>Big" not in page.body
+
+
+class FakeCrm:
+    """The two calls the lead rotation makes."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, str]] = []
+
+    def call(self, method: str, params: dict | None = None):
+        if method == "user.get":
+            return [{"ID": "1", "NAME": "Ann"}, {"ID": "2", "NAME": "<Bob>"}, {"ID": "3", "NAME": "Cy"}]
+        assert method == "crm.lead.update"
+        self.updates.append((str(params["id"]), params["fields"]["ASSIGNED_BY_ID"]))
+        return True
+
+
+def test_the_lead_rotation_assigns_new_leads_in_turn_from_the_admins_settings() -> None:
+    from b24core import PageUser
+    from lead_rotation.app import app as rotation
+
+    crm = FakeCrm()
+    admin = PageUser("1", True, "DEFAULT", {}, "en")
+    ctx = Context(
+        portal=Portal("m", "d", "https://d/rest/"), client=crm, _storage=InMemoryAppStorage(), user=admin
+    )
+    lead = Event("ONCRMLEADADD", "m", "d", data={"FIELDS": {"ID": "9"}}, object={"ID": "9"})
+    rotation.registry.dispatch(lead, ctx)
+    assert crm.updates == []  # no rotation chosen yet: nothing assigned
+    with pytest.raises(ValueError):
+        rotation.actions["save_rotation"].run(ctx, {"users": ["1", "x"]})
+    assert rotation.actions["save_rotation"].admin_only is True
+    assert rotation.actions["save_rotation"].run(ctx, {"users": ["3", "1", "3"]}) == {"users": ["3", "1"]}
+    for lead_id in ("10", "11", "12"):
+        rotation.registry.dispatch(Event("ONCRMLEADADD", "m", "d", object={"ID": lead_id}), ctx)
+    assert crm.updates == [("10", "3"), ("11", "1"), ("12", "3")]
+    page = rotation.pages["DEFAULT"](ctx)
+    assert "value='3' checked" in page.body and "&lt;Bob&gt;" in page.body and "id='save'" in page.body
+    ctx.user = PageUser("2", False, "DEFAULT", {}, "en")
+    page = rotation.pages["DEFAULT"](ctx)
+    assert "id='save'" not in page.body and "disabled" in page.body

@@ -1,0 +1,1 @@
+"""The second example: round-robin assignment of new leads, with an options page for the admin."""
