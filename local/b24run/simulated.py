@@ -36,6 +36,7 @@ class SimulatorHook(Hook):
             "B24_PUBLIC_URL",
             "B24_ALLOW_INSECURE_ENDPOINTS",
             "B24_MAX_BODY_BYTES",
+            "B24_APP",  # the app to run (apps/<name>), e.g. B24_APP=lead_rotation.app:app make run
         )
         stack.env_overrides.update({k: os.environ[k] for k in passthrough if os.environ.get(k)})
         if os.environ.get("B24_CLIENT_ID") or args.no_simulator:
