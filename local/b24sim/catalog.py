@@ -49,7 +49,8 @@ METHODS: dict[str, MethodInfo] = {
             "event.offline.get event.offline.clear event.offline.error event.offline.list",
             True,
         ),
-        *_methods("main", "user", "user.current"),
+        *_methods("main", "user", "user.current user.get"),
+        *_methods("rest", "placement", "placement.bind placement.unbind placement.get placement.list", True),
         *_methods(
             "crm",
             "crm",
@@ -82,11 +83,35 @@ EVENTS: dict[str, EventInfo] = {
 
 #: Scopes each module brings to a portal (``scope`` with ``full=true`` lists the union).
 MODULE_SCOPES: dict[str, tuple[str, ...]] = {
-    "rest": (),
+    "rest": ("placement",),
     "main": ("user", "user_brief", "user_basic", "department"),
     "crm": ("crm",),
     "im": ("im",),
     "telephony": ("telephony", "call"),
+}
+
+
+@dataclass(frozen=True)
+class PlacementInfo:
+    """A widget place in Bitrix24's UI (api-reference/widgets/placements.md): the module that shows it
+    and the scope the app needs for ``placement.list`` to offer it."""
+
+    code: str
+    module: str
+    scope: str | None
+
+
+PLACEMENTS: dict[str, PlacementInfo] = {
+    p.code: p
+    for p in [
+        *(PlacementInfo(c, "rest", None) for c in ("LEFT_MENU", "REST_APP_URI", "PAGE_BACKGROUND_WORKER")),
+        *(
+            PlacementInfo(f"CRM_{entity}_{place}", "crm", "crm")
+            for entity in ("DEAL", "LEAD", "CONTACT", "COMPANY")
+            for place in ("DETAIL_TAB", "DETAIL_TOOLBAR", "LIST_MENU", "LIST_TOOLBAR", "DETAIL_ACTIVITY")
+        ),
+        PlacementInfo("TELEPHONY_CALL_CARD", "telephony", "telephony"),
+    ]
 }
 
 #: A method in scope "user" is also callable with the reduced user scopes.
@@ -101,6 +126,8 @@ class Profile:
     missing_methods: frozenset[str]
     license_type: str
     license_family: str
+    #: Placements newer than this profile's module versions.
+    missing_placements: frozenset[str] = frozenset()
 
 
 PROFILES: dict[str, Profile] = {
@@ -112,5 +139,8 @@ PROFILES: dict[str, Profile] = {
         frozenset({"im.notify.system.add", "im.notify.personal.add"}),
         "selfhosted",
         "selfhosted",
+        # The activity-area placement came to the CRM long after the detail tab: a box that has not
+        # updated its crm module offers the tab but not this one.
+        frozenset({f"CRM_{e}_DETAIL_ACTIVITY" for e in ("DEAL", "LEAD", "CONTACT", "COMPANY")}),
     ),
 }

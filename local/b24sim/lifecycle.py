@@ -281,6 +281,7 @@ def uninstall(
         }
         sim.tokens.revoke_member(portal.member_id)
         portal.bindings = []
+        portal.placements = []  # the platform removes an uninstalled app's widgets itself
         portal.offline = []
         portal.app = None
     return _deliver(sim, portal, "ONAPPUNINSTALL", targets, payload)

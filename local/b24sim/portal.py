@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from b24sim.catalog import EVENTS, METHODS, MODULE_SCOPES, PROFILES, SCOPE_ALIASES, Profile
+from b24sim.catalog import EVENTS, METHODS, MODULE_SCOPES, PLACEMENTS, PROFILES, SCOPE_ALIASES, Profile
 from b24sim.crm import DealStore
 from b24sim.misbehave import Misbehaviour
 from b24sim.ratelimit import LeakyBucket, OperatingTracker
@@ -120,6 +120,9 @@ class Portal:
         self.outgoing_webhooks: list[tuple[str, tuple[str, ...], str]] = []
         self.modules: set[str] = set(self.profile_info.modules)
         self.removed_methods: set[str] = set(self.profile_info.missing_methods)
+        self.removed_placements: set[str] = set(self.profile_info.missing_placements)
+        #: The app's placement handlers (placement.bind), as placement.get answers them.
+        self.placements: list[dict[str, Any]] = []
         self.users: dict[int, User] = {1: User(1, "Admin", "Portal", admin=True)}
         self.deals = DealStore()
         self.bindings: list[Binding] = []
@@ -185,6 +188,21 @@ class Portal:
     def has_event(self, name: str) -> bool:
         info = EVENTS.get(name.upper())
         return info is not None and info.module in self.modules
+
+    def has_placement(self, code: str) -> bool:
+        info = PLACEMENTS.get(code)
+        return info is not None and info.module in self.modules and code not in self.removed_placements
+
+    def placement_names(self, granted: list[str]) -> list[str]:
+        """Placements the app may bind here: the portal shows them and the app has their scope."""
+        return [
+            c for c in PLACEMENTS if self.has_placement(c) and self.scope_allows(PLACEMENTS[c].scope, granted)
+        ]
+
+    def remove_placement(self, code: str) -> None:
+        """A placement this (older) portal does not have."""
+        self.removed_placements.add(code)
+        self.placements = [b for b in self.placements if b["placement"] != code]
 
     def method_names(self) -> list[str]:
         return [name for name in METHODS if self.has_method(name)]

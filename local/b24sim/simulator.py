@@ -279,9 +279,31 @@ class Simulator:
             placement_options=placement_options,
         )
 
-    def frame_form(self, domain: str, url: str, *, user_id: int = 1) -> tuple[str, dict[str, Any]]:
-        """What the portal's frame would POST to ``url`` (for a real browser to submit)."""
-        return lifecycle.frame_form(self, self.portal(domain), url, user_id=user_id)
+    def frame_form(
+        self,
+        domain: str,
+        url: str,
+        *,
+        user_id: int = 1,
+        placement: str = "DEFAULT",
+        placement_options: dict[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """What the portal's frame would POST to ``url`` (for a real browser to submit): the app's own
+        page, or a placement it bound (``placement_options`` as the placement passes them)."""
+        return lifecycle.frame_form(
+            self,
+            self.portal(domain),
+            url,
+            user_id=user_id,
+            placement=placement,
+            placement_options=placement_options,
+        )
+
+    def placement_handler(self, domain: str, code: str) -> str | None:
+        """Where the portal would open the app's widget in ``code`` (None: not bound)."""
+        portal = self.portal(domain)
+        with self.lock:
+            return next((b["handler"] for b in portal.placements if b["placement"] == code), None)
 
     def update_app(
         self, domain: str, handler_url: str | None = None, *, version: int | None = None

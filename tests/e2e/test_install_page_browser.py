@@ -23,7 +23,7 @@ from b24core.entry.pages import BX24_LIBRARY
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
-SCOPES = "crm,im,telephony,user"
+SCOPES = "crm,im,telephony,user,placement"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -111,7 +111,12 @@ def test_a_complete_cloud_install_shows_every_feature_and_calls_install_finish(
             r.get_attribute("data-feature"): r.get_attribute("data-status")
             for r in page.query_selector_all("tr[data-feature]")
         }
-        assert rows == {"crm": "available", "telephony": "available", "notifications": "available"}
+        assert rows == {
+            "crm": "available",
+            "deal_tab": "available",
+            "telephony": "available",
+            "notifications": "available",
+        }
         assert page.query_selector("#todo") is None and page.query_selector("#network") is None
         assert not [c for c in console if "Content Security Policy" in c], console
         text = page.content()

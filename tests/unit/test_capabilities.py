@@ -63,6 +63,8 @@ class ScriptedPortal:
         self.scopes = ["crm", "im", "telephony"]
         self.portal_scopes: list[str] | None = None  # every scope the portal has; None = as granted
         self.bound: list[dict[str, Any]] = []
+        self.offered = {"CRM_DEAL_DETAIL_TAB", "LEFT_MENU"}  # placement.list
+        self.placed: list[dict[str, Any]] = []  # placement.get
         self.app_info = {"LICENSE": "en_pro100", "LICENSE_FAMILY": "pro", "INSTALLED": False, "STATUS": "F"}
         self.failing: set[str] = set()
         self.down = False
@@ -111,6 +113,27 @@ class ScriptedPortal:
                     result[key] = True
             elif method == "im.notify.system.add":
                 result[key] = 1
+            elif method == "placement.list":
+                result[key] = sorted(self.offered)
+            elif method == "placement.get":
+                result[key] = list(self.placed)
+            elif method == "placement.bind":
+                if params["PLACEMENT"] not in self.offered:
+                    error[key] = {
+                        "error": "ERROR_PLACEMENT_NOT_FOUND",
+                        "error_description": "Placement not found",
+                    }
+                else:
+                    self.placed.append({"placement": params["PLACEMENT"], "handler": params["HANDLER"]})
+                    result[key] = True
+            elif method == "placement.unbind":
+                before = len(self.placed)
+                self.placed = [
+                    b
+                    for b in self.placed
+                    if (b["placement"], b["handler"]) != (params["PLACEMENT"], params["HANDLER"])
+                ]
+                result[key] = {"count": 2 * (before - len(self.placed))}
             else:
                 error[key] = {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
         return {"result": result, "error": error}
@@ -296,3 +319,56 @@ def test_a_scope_the_portal_lacks_means_a_missing_module_a_scope_not_granted_mea
     telephony = check(not_granted)["features"]["telephony"]
     assert telephony["missing_scopes"] == ["telephony"] and telephony["scopes_not_on_portal"] == []
     assert telephony["module_missing"] is False
+
+
+TAB_MANIFEST = Manifest.from_dict(
+    {
+        "scopes": ["crm", "placement"],
+        "features": {
+            "crm": {
+                "required": True,
+                "scopes": ["crm"],
+                "methods": ["crm.deal.get"],
+                "events": ["ONCRMDEALADD"],
+            },
+            "tab": {
+                "scopes": ["placement"],
+                "methods": ["crm.deal.get"],
+                "placements": [{"code": "CRM_DEAL_DETAIL_TAB", "title": "History"}],
+            },
+        },
+    }
+)
+
+
+def test_placements_the_portal_offers_are_bound_once_to_the_pages_handler_and_dropped_ones_unbound():
+    portal = ScriptedPortal(scopes=["crm", "im", "telephony", "placement"])
+    pages = HANDLER.removesuffix("/events") + "/app"
+    portal.placed = [{"placement": "LEFT_MENU", "handler": pages}]  # an older version's widget
+    report = check_portal(portal, TAB_MANIFEST, HANDLER, clock=lambda: 1.0)  # type: ignore[arg-type]
+    assert report["features"]["tab"]["status"] == "available"
+    assert report["placements"] == {
+        "handler": pages,
+        "bound": ["CRM_DEAL_DETAIL_TAB"],
+        "errors": {},
+        "unbound": ["LEFT_MENU"],
+    }
+    assert portal.placed == [{"placement": "CRM_DEAL_DETAIL_TAB", "handler": pages}]
+    bind = portal.requests[-1]
+    assert bind["place_CRM_DEAL_DETAIL_TAB"] == (
+        "placement.bind",
+        {"PLACEMENT": "CRM_DEAL_DETAIL_TAB", "HANDLER": pages, "TITLE": "History"},
+    )
+    again = check_portal(portal, TAB_MANIFEST, HANDLER, clock=lambda: 2.0)  # type: ignore[arg-type]
+    assert again["placements"]["bound"] == ["CRM_DEAL_DETAIL_TAB"]
+    assert not any(m == "placement.bind" for m, _ in portal.requests[-1].values())
+
+
+def test_a_placement_the_portal_lacks_is_missing_like_a_method_and_the_rest_is_bound():
+    portal = ScriptedPortal(scopes=["crm", "im", "telephony", "placement"], offered={"LEFT_MENU"})
+    report = check_portal(portal, TAB_MANIFEST, HANDLER, clock=lambda: 1.0)  # type: ignore[arg-type]
+    tab = report["features"]["tab"]
+    assert tab["status"] == "missing" and tab["missing_placements"] == ["CRM_DEAL_DETAIL_TAB"]
+    assert "placement CRM_DEAL_DETAIL_TAB" in tab["reason"]
+    assert report["features"]["crm"]["status"] == "available" and report["required_ok"] is True
+    assert "ONCRMDEALADD" in report["bound"] and portal.placed == []

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from b24core.bitrix.errors import B24Error
 from b24core.capabilities.manifest import LIFECYCLE_EVENTS, Feature, Manifest
+from b24core.capabilities.placements import page_url, plan_placements
 from b24core.tokens.keeper import PortalUnavailable
 
 #: What asking a portal may fail with: a platform or transport error, or tokens no longer usable.
@@ -52,11 +53,17 @@ PROBE: dict[str, tuple[str, dict[str, Any]]] = {
     "server_time": ("server.time", {}),
     "bound": ("event.get", {}),
     "profile": ("profile", {}),
+    "placements": ("placement.list", {}),
+    "bound_placements": ("placement.get", {}),
 }
 
 #: The same check for a portal connected by an incoming webhook: application-only methods (``events``,
 #: ``event.*``, ``app.info``) are refused to webhooks, so they are not asked (b24core.trust.webhooks).
-WEBHOOK_PROBE = {k: v for k, v in PROBE.items() if k not in ("events", "app_info", "bound")}
+WEBHOOK_PROBE = {
+    k: v
+    for k, v in PROBE.items()
+    if k not in ("events", "app_info", "bound", "placements", "bound_placements")
+}
 NOT_FOR_WEBHOOKS = "not available to webhooks"
 
 _CLOUD_DOMAIN = re.compile(r"\.bitrix24\.[a-z]{2,3}(\.[a-z]{2})?$|\.bitrix24\.site$", re.IGNORECASE)
@@ -96,6 +103,9 @@ class Probe:
     errors: dict[str, str] = field(default_factory=dict)
     #: ``method.get`` answers (name -> {"exists", "available"}) when the method list was unavailable.
     method_checks: dict[str, dict[str, bool]] | None = None
+    #: Placement codes the app may bind here (``placement.list``), and its bound (code, handler) pairs.
+    placements: set[str] | None = None
+    bound_placements: list[tuple[str, str]] | None = None
 
     @property
     def method_source(self) -> str:
@@ -132,6 +142,8 @@ def probe_portal(client: PortalClient, spec: dict[str, tuple[str, dict[str, Any]
         bound=bound,
         profile=results["profile"] if isinstance(results.get("profile"), dict) else None,
         errors=errors,
+        placements=_names(results.get("placements")) if "placements" in results else None,
+        bound_placements=bound_pairs(results.get("bound_placements")),
     )
 
 
@@ -171,6 +183,12 @@ def assess_feature(feature: Feature, probe: Probe) -> dict[str, Any]:
             unknown.append(event)
         elif event not in probe.events:
             missing_events.append(event)
+    missing_placements: list[str] = []
+    for placement in feature.placements:
+        if probe.placements is None:
+            unknown.append(f"placement:{placement.code}")
+        elif placement.code not in probe.placements:
+            missing_placements.append(placement.code)
     missing_scopes: list[str] = []
     for scope in feature.scopes:
         if probe.scopes is None:
@@ -180,6 +198,7 @@ def assess_feature(feature: Feature, probe: Probe) -> dict[str, Any]:
     absent = [
         *(f"method {m}" for m in missing_methods),
         *(f"event {e}" for e in missing_events),
+        *(f"placement {c}" for c in missing_placements),
         *(f"scope {s}" for s in missing_scopes),
     ]
     if absent:
@@ -224,6 +243,7 @@ def assess_feature(feature: Feature, probe: Probe) -> dict[str, Any]:
         "reason": reason,
         "missing_methods": missing_methods,
         "missing_events": missing_events,
+        "missing_placements": missing_placements,
         "missing_scopes": missing_scopes,
         "unknown": unknown,
         "not_existing_methods": not_existing,
@@ -295,6 +315,15 @@ def events_to_bind(
         wanted.update(e for e in feature.events if probe.events is None or e in probe.events)
     already = {e for e, h in (probe.bound or []) if h == handler_url}
     return sorted(wanted - already)
+
+
+def bound_pairs(value: Any) -> list[tuple[str, str]] | None:
+    """``placement.get``'s answer as (code, handler) pairs; None when it gave none."""
+    if not isinstance(value, list):
+        return None
+    return [
+        (str(b.get("placement", "")).upper(), str(b.get("handler", ""))) for b in value if isinstance(b, dict)
+    ]
 
 
 def bound_events(probe: Probe, handler_url: str) -> set[str]:
@@ -381,10 +410,17 @@ def check_portal(
     bound = bound_events(probe, handler_url)
     bind_errors: dict[str, str] = {}
     notified = dict(previous.get("notified") or {})
-    if to_bind or notices:
+    widgets = (
+        plan_placements(manifest, features, probe.placements, probe.bound_placements, page_url(handler_url))
+        if handler_url
+        else None
+    )
+    if to_bind or notices or (widgets and widgets.commands):
         commands: dict[str, tuple[str, dict[str, Any]]] = {
             f"bind_{e}": ("event.bind", {"event": e, "handler": handler_url}) for e in to_bind
         }
+        if widgets:
+            commands.update(widgets.commands)
         for notice in notices:
             params = {"USER_ID": notice.user_id, "MESSAGE": notice.message}
             if notice.tag:  # via a webhook a TAG needs the app's CLIENT_ID too: such notices carry none
@@ -404,6 +440,8 @@ def check_portal(
         for notice in notices:
             if f"notify_{notice.key}" in results:
                 notified.update(notice.marks)
+        if widgets:
+            widgets.settle(results, errors)
     methods_known = probe.methods is not None or probe.method_checks is not None
     report: dict[str, Any] = {
         "checked_at": int(now),
@@ -428,6 +466,7 @@ def check_portal(
         "required_ok": not any(f["required"] and f["status"] == Status.MISSING for f in features.values()),
         "bound": sorted(bound),
         "bind_errors": bind_errors,
+        "placements": widgets.summary() if widgets else {},
         "errors": dict(sorted(probe.errors.items())),
         "admin_user_id": admin,
         "notified": notified,

@@ -27,6 +27,7 @@ def _missing_items(info: dict[str, Any]) -> list[str]:
     return [
         *info.get("missing_methods", []),
         *info.get("missing_events", []),
+        *info.get("missing_placements", []),
         *info.get("missing_scopes", []),
     ]
 

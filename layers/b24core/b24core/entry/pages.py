@@ -74,6 +74,7 @@ def _feature_row(name: str, info: dict[str, Any], t: dict[str, str]) -> str:
     lists = {
         "lacks_methods": info.get("missing_methods") or [],
         "lacks_events": info.get("missing_events") or [],
+        "lacks_placements": info.get("missing_placements") or [],
         "lacks_scopes": [s for s in info.get("missing_scopes") or [] if s not in absent_scopes],
         "lacks_portal_scopes": absent_scopes,
     }
@@ -99,7 +100,10 @@ def _todo(features: dict[str, Any], kind: str, portal_url: str, t: dict[str, str
     if not missing:
         return []
     items: list[str] = []
-    lacks_code = any(f.get("missing_methods") or f.get("missing_events") for f in missing.values())
+    lacks_code = any(
+        f.get("missing_methods") or f.get("missing_events") or f.get("missing_placements")
+        for f in missing.values()
+    )
     modules = sorted(
         {str(f["module"]) for f in missing.values() if f.get("module") and f.get("module_missing")}
     )
@@ -114,7 +118,7 @@ def _todo(features: dict[str, Any], kind: str, portal_url: str, t: dict[str, str
         lacking = {
             str(f.get("module") or "?")
             for f in missing.values()
-            if f.get("missing_methods") or f.get("missing_events")
+            if f.get("missing_methods") or f.get("missing_events") or f.get("missing_placements")
         }
         items.extend(t["todo_cloud_module"].format(module=m) for m in sorted(lacking))
     not_granted = sorted(
