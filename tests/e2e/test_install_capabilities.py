@@ -16,7 +16,7 @@ from b24core.capabilities.store import DynamoCapabilityStore
 from tests.e2e.conftest import wait_for
 
 PROBE_METHODS = {method for method, _ in PROBE.values()}
-APP_SCOPES = "crm,im,telephony,user"  # what the app asks for (the manifest's scopes, plus the default)
+APP_SCOPES = "crm,im,telephony,user,placement"  # the manifest's scopes, plus the default
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,7 @@ def test_a_cloud_portal_gets_every_feature_and_the_check_costs_one_request(sim, 
     assert resp.status_code == 200 and "BX24.installFinish()" in resp.text
     assert features(store, portal.member_id) == {
         "crm": "available",
+        "deal_tab": "available",
         "telephony": "available",
         "notifications": "available",
     }
@@ -59,9 +60,9 @@ def test_a_cloud_portal_gets_every_feature_and_the_check_costs_one_request(sim, 
     checks = [c for c in calls if _is_check(c)]
     trust = [c for c in calls if set(c.sub_methods) == TRUST_METHODS]
     assert len(trust) == 1 and trust[0].was_batch  # the installer is an administrator: one request
-    binds = [c for c in calls if set(c.sub_methods) == {"event.bind"}]
+    binds = [c for c in calls if set(c.sub_methods) == {"event.bind", "placement.bind"}]
     assert len(checks) == 1 and checks[0].was_batch and set(checks[0].sub_methods) == PROBE_METHODS
-    assert len(binds) == 1 and binds[0].subcalls == 6
+    assert len(binds) == 1 and binds[0].subcalls == 7  # six events and the deal tab, in one request
     # (the delivery probe of the events issue sends its own `event.bind ONAPPTEST` + `event.test` batch)
     bound = {b.event for b in portal.bindings if b.handler == f"{stack.gateway_url}/events"}
     assert bound - {"ONAPPTEST"} == {  # ONAPPTEST: the delivery probe's own binding
@@ -197,7 +198,7 @@ def test_without_the_method_list_method_get_is_asked_for_each_needed_method(sim,
     assert report["features"]["telephony"]["missing_methods"] == ["telephony.externalcall.register"]
     probe, fallback = [c for c in sim.calls_for(box.domain) if set(c.sub_methods) != TRUST_METHODS][:2]
     assert set(probe.sub_methods) == PROBE_METHODS
-    assert set(fallback.sub_methods) == {"method.get"} and fallback.subcalls == 4
+    assert set(fallback.sub_methods) == {"method.get"} and fallback.subcalls == 5  # the manifest's methods
 
 
 def test_the_admin_is_told_once_when_a_feature_is_missing_and_once_when_it_comes(
