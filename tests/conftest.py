@@ -4,11 +4,17 @@ local stack's functions. tests/unit/test_endpoints.py checks the guard itself wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from b24core.bitrix import http
+from b24stack.template import default_app
+
+# What the functions get from template.yaml (AppModule), for the code tests run in this process.
+os.environ.setdefault("B24_APP", default_app(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(autouse=True, scope="session")

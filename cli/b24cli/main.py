@@ -128,7 +128,7 @@ def _app_commands(sub: Any) -> None:
     from b24core.aws.settings import get_settings
 
     try:
-        app = load_app(get_settings().app)
+        app = load_app(get_settings().app or _template_app())
     except Exception as exc:  # the bundle's own commands work without the app
         print(f"b24app: the app's commands are not available: {exc}", file=sys.stderr)
         return
@@ -136,6 +136,15 @@ def _app_commands(sub: Any) -> None:
         parser = sub.add_parser(command.name, help=command.help)
         command.configure(parser)
         parser.set_defaults(func=_app_command(command.run))
+
+
+def _template_app() -> str:
+    """Without B24_APP: the app template.yaml names (its AppModule parameter's default)."""
+    from pathlib import Path
+
+    from b24stack.template import default_app
+
+    return default_app(Path(__file__).resolve().parents[2])
 
 
 def _app_command(run: Any) -> Any:

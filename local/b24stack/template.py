@@ -206,3 +206,11 @@ def load_template(path: Path | str) -> Template:
     """Load a template file; relative paths inside it are taken from the file's directory."""
     p = Path(path).resolve()
     return Template(data=parse_template(p.read_text(encoding="utf-8")), base_dir=p.parent)
+
+
+def default_app(project_dir: Path) -> str:
+    """The app a stack of this project runs unless told otherwise: the AppModule parameter's default
+    (template.yaml is the one place that names it)."""
+    text = find_template(project_dir).read_text(encoding="utf-8")
+    parameter = (parse_template(text).get("Parameters") or {}).get("AppModule") or {}
+    return str(parameter.get("Default") or "")

@@ -19,7 +19,6 @@ from b24core.capabilities.manifest import load_manifest
 from b24core.capabilities.notices import notification_feature
 from b24core.delivery.polling import ChangePoller, InMemoryPollStore
 from b24core.delivery.watchdog import (
-    WATCH_KIND,
     DeliveryWatchdog,
     DynamoWatchStore,
     InMemoryWatchStore,
@@ -209,7 +208,7 @@ def test_polling_starts_before_the_first_missed_change_and_finds_deletions_made_
     added = w.box.ui_deal_add({"TITLE": "added while blocked"})
     sim.clock.advance(GRACE + 1)
     assert w.check().switched_to == "change polling"
-    cursor = w.polls.get(w.member_id).cursors[WATCH_KIND]
+    cursor = w.polls.get(w.member_id).cursors["crm.deal"]
     assert {old, doomed, delivered} <= set(cursor.known_ids) and cursor.reconciled_at == 0
 
     sent: list[QueuedEvent] = []

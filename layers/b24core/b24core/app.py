@@ -4,12 +4,12 @@
 
     app = B24App(manifest="b24app.manifest.json")
 
-    @app.event("ONCRMDEALUPDATE", read="crm.deal.get", idempotent=True)
-    def on_deal(event: Event, ctx: Context) -> None:
-        ctx.storage.put(f"deal/{event.object_id}", event.object or {})
+    @app.event("ONTASKUPDATE", read="tasks.task.get", idempotent=True)
+    def on_task(event: Event, ctx: Context) -> None:
+        ctx.storage.put(f"task/{event.object_id}", event.object or {})
 
-    @app.page("CRM_DEAL_DETAIL_TAB")
-    def deal_tab(ctx: Context) -> Page:
+    @app.page("TASK_VIEW_TAB")
+    def task_tab(ctx: Context) -> Page:
         return Page(title="History", body="<p>...</p>")
 
 Every name is checked against the manifest when the module is imported, so a handler that could never
@@ -221,7 +221,7 @@ def _suggest(name: str, pool: Iterable[str]) -> str:
 def load_app(spec: str) -> B24App:
     """The app named ``package.module:attribute`` (``:app`` if left out), as the ``B24_APP`` setting does."""
     if not spec:
-        raise RuntimeError("no app named: set B24_APP to its module, e.g. deal_mirror.app:app")
+        raise RuntimeError("no app named: set B24_APP to its module:attribute (template parameter AppModule)")
     module_name, _, attr = spec.partition(":")
     app = getattr(importlib.import_module(module_name), attr or "app")
     if not isinstance(app, B24App):

@@ -26,8 +26,9 @@ class Settings:
     table_name: str = "b24app"
     events_queue_url: str = ""
     client_id: str = ""
-    #: The app this deployment runs: ``package.module:attribute`` of its B24App (b24core/app.py).
-    app: str = "deal_mirror.app:app"
+    #: The app this deployment runs: ``package.module:attribute`` of its B24App (b24core/app.py);
+    #: template.yaml sets it from the AppModule parameter.
+    app: str = ""
     # Locally the secret may come from the environment; in AWS only through the SSM parameter.
     client_secret: str = field(default="", repr=False)
     client_secret_param: str = ""
@@ -104,7 +105,7 @@ class Settings:
             table_name=e.get("TABLE_NAME", "b24app"),
             events_queue_url=e.get("EVENTS_QUEUE_URL", ""),
             client_id=e.get("B24_CLIENT_ID", ""),
-            app=e.get("B24_APP") or "deal_mirror.app:app",
+            app=e.get("B24_APP", ""),
             client_secret=secret,
             client_secret_param=e.get("B24_CLIENT_SECRET_PARAM", ""),
             oauth_url=(e.get("B24_OAUTH_URL") or DEFAULT_OAUTH_URL).rstrip("/"),

@@ -1,4 +1,4 @@
-"""The app's capability manifest (b24app.manifest.json beside the app's module, e.g. apps/deal_mirror/).
+"""The app's capability manifest (b24app.manifest.json beside the app's module, apps/<app>/).
 
 It says which scopes the app needs and which named features use which methods and events, and
 whether a feature is required. The layer ships it (a link into the package) so every function reads
@@ -253,6 +253,8 @@ def manifest_path() -> Path:
     from b24core.aws.settings import get_settings
 
     module = get_settings().app.partition(":")[0]
+    if not module:
+        raise ManifestError("no app named: set B24_APP (template parameter AppModule) or B24_MANIFEST")
     try:
         spec = find_spec(module)
     except (ImportError, ValueError):

@@ -6,7 +6,7 @@
   sk=RECHECK), listed by due time through gsi1 under gsi1pk=RECHECK — the scheduled re-check
   queries that index and never scans;
 * ``purge``: everything the app keeps for a portal except the portal record (ONAPPUNINSTALL with
-  data[CLEAN]=1): history, schedule, and the app's own data such as the example's deal mirror.
+  data[CLEAN]=1): history, schedule, and the app's own data (``ctx.storage``).
 """
 
 from __future__ import annotations

@@ -18,10 +18,12 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=POLL), sav
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from b24core.aws.logs import logger
@@ -37,21 +39,60 @@ PAGE = 50
 
 @dataclass(frozen=True)
 class PollSpec:
-    """One pollable kind of object: its list method and the events a change stands for."""
+    """One pollable kind of object: how it is listed by modification time, and the events a change
+    stands for (from delivery/poll_specs.json, which the layer ships as data)."""
 
+    kind: str
     list_method: str
     add: str
     update: str
     delete: str
+    modified: str = "DATE_MODIFY"  # the filter/order field of the modification time
+    id: str = "ID"  # the filter/order field of the ID
+    row_modified: str = ""  # the same fields as rows carry them (tasks answer camelCase)
+    row_id: str = ""
+    result_key: str = ""  # rows under result[result_key] (tasks) instead of result itself
+    event_fields: str = "FIELDS"  # where an event of this kind names the object (tasks: FIELDS_AFTER)
 
     @property
     def events(self) -> tuple[str, str, str]:
         return (self.add, self.update, self.delete)
 
+    def rows(self, result: Any) -> list[dict[str, Any]]:
+        page = result.get(self.result_key) if self.result_key and isinstance(result, dict) else result
+        return [r for r in page if isinstance(r, dict)] if isinstance(page, list) else []
 
-POLLABLE: dict[str, PollSpec] = {
-    "crm.deal": PollSpec("crm.deal.list", "ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"),
-}
+    def row_id_of(self, row: dict[str, Any]) -> int | None:
+        value = row.get(self.row_id or self.id)
+        return int(str(value)) if is_digits(value) else None
+
+    def ids_after(self, last: int) -> dict[str, Any]:
+        """One page of every ID, fast: ``>ID`` and ``start=-1`` (settings/performance/huge-data.md)."""
+        return {"order": {self.id: "ASC"}, "filter": {f">{self.id}": last}, "select": [self.id], "start": -1}
+
+    def row_modified_of(self, row: dict[str, Any]) -> str:
+        return str(row.get(self.row_modified or self.modified) or "")
+
+
+def _load_specs() -> dict[str, PollSpec]:
+    raw = json.loads((Path(__file__).with_name("poll_specs.json")).read_text(encoding="utf-8"))
+    return {
+        kind: PollSpec(
+            kind=kind,
+            list_method=spec["list"],
+            **{k: v for k, v in spec.items() if k not in ("list",)},
+        )
+        for kind, spec in raw["kinds"].items()
+    }
+
+
+#: Every documented pollable kind; a portal polls those whose events its app handles.
+POLLABLE: dict[str, PollSpec] = _load_specs()
+
+
+def specs_for(events: set[str]) -> list[PollSpec]:
+    """The kinds whose events are among ``events`` (the app's), in the catalog's order."""
+    return [spec for spec in POLLABLE.values() if set(spec.events) & events]
 
 
 @dataclass(frozen=True)
@@ -160,9 +201,8 @@ class ChangePoller:
         state = self.store.get(portal.member_id) or PollState(portal.member_id)
         result = RoundResult()
         cursors = dict(state.cursors)
-        for name, spec in POLLABLE.items():
-            if not set(spec.events) & wanted_events:
-                continue
+        for spec in specs_for(wanted_events):
+            name = spec.kind
             cursor = cursors.get(name, Cursor())
             cursor = self._changes(client, spec, cursor, wanted_events, result)
             now = int(self.clock())
@@ -183,13 +223,13 @@ class ChangePoller:
         )
         return result
 
-    def _message(self, client: PortalClient, event: str, deal_id: int) -> QueuedEvent:
+    def _message(self, client: PortalClient, spec: PollSpec, event: str, object_id: int) -> QueuedEvent:
         now = int(self.clock())
         return QueuedEvent(
             event=event,
             member_id=client.portal.member_id,
             domain=client.portal.domain,
-            data={"FIELDS": {"ID": str(deal_id)}},
+            data={spec.event_fields: {"ID": str(object_id)}},
             ts=str(now),
             source="poll",
             received_at=now,
@@ -199,11 +239,11 @@ class ChangePoller:
         self, client: PortalClient, spec: PollSpec, cursor: Cursor, wanted: set[str], result: RoundResult
     ) -> Cursor:
         params: dict[str, Any] = {
-            "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
-            "select": ["ID", "DATE_MODIFY"],
+            "order": {spec.modified: "ASC", spec.id: "ASC"},
+            "select": [spec.id, spec.modified],
         }
         if cursor.modified:
-            params["filter"] = {">=DATE_MODIFY": _minus(cursor.modified, self.overlap_s)}
+            params["filter"] = {f">={spec.modified}": _minus(cursor.modified, self.overlap_s)}
         # A row handed over while its second was still running on the portal ("open", marked "!") may
         # have changed again within that second: it is sent once more; a "closed" one never again.
         seen = {b for b in cursor.boundary if not b.endswith(OPEN)}
@@ -220,27 +260,28 @@ class ChangePoller:
             answer = client.call_raw(spec.list_method, {**params, "start": start})
             result.pages += 1
             portal_now = portal_now or str((answer.time or {}).get("date_start") or "")
-            page = answer.result if isinstance(answer.result, list) else []
             before = len(rows)
-            for row in page:
-                if not isinstance(row, dict) or not is_digits(row.get("ID")):
+            for item in spec.rows(answer.result):
+                object_id = spec.row_id_of(item)
+                if object_id is None:
                     continue
-                key = f"{row['ID']}@{row.get('DATE_MODIFY') or ''}"
+                modified = spec.row_modified_of(item)
+                key = f"{object_id}@{modified}"
                 if key not in seen:
-                    rows.append((key, int(row["ID"]), str(row.get("DATE_MODIFY") or "")))
+                    rows.append((key, object_id, modified))
                     seen.add(key)
             useful += len(rows) > before
             if answer.next is None or answer.next <= start:
                 break
             start = answer.next
         messages: dict[str, QueuedEvent] = {}
-        for key, deal_id, _modified in rows:
-            event = spec.add if deal_id not in known and spec.add in wanted else spec.update
+        for key, object_id, _modified in rows:
+            event = spec.add if object_id not in known and spec.add in wanted else spec.update
             if event in wanted:
-                messages[key] = self._message(client, event, deal_id)
+                messages[key] = self._message(client, spec, event, object_id)
         accepted = self.sink(messages) if messages else set()
         handed: list[tuple[str, int, str]] = []
-        for row in rows:  # in DATE_MODIFY order: stop at the first row SQS did not take
+        for row in rows:  # in modification order: stop at the first row SQS did not take
             if row[0] in messages and row[0] not in accepted:
                 result.incomplete = True
                 break
@@ -275,16 +316,21 @@ class ChangePoller:
             self.spend(spec.list_method)
             page = client.call(
                 spec.list_method,
-                {"order": {"ID": "ASC"}, "filter": {">ID": last}, "select": ["ID"], "start": -1},
+                {
+                    "order": {spec.id: "ASC"},
+                    "filter": {f">{spec.id}": last},
+                    "select": [spec.id],
+                    "start": -1,
+                },
             )
             result.pages += 1
-            ids = [int(r["ID"]) for r in (page or []) if isinstance(r, dict) and is_digits(r.get("ID"))]
+            ids = [i for i in map(spec.row_id_of, spec.rows(page)) if i is not None]
             present.update(ids)
             if len(ids) < PAGE or max(ids) <= last:
                 break
             last = max(ids)
         gone = sorted(set(cursor.known_ids) - present)
-        messages = {f"del{i}": self._message(client, spec.delete, i) for i in gone}
+        messages = {f"del{i}": self._message(client, spec, spec.delete, i) for i in gone}
         accepted = self.sink(messages) if messages else set()
         kept_back = {i for i in gone if f"del{i}" not in accepted}
         if kept_back:
@@ -305,4 +351,5 @@ __all__ = [
     "PollState",
     "PollStore",
     "RoundResult",
+    "specs_for",
 ]

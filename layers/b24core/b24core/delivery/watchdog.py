@@ -8,7 +8,8 @@ silently. The watchdog notices it without touching the customer's data:
 * the intake marks when the portal's outgoing-webhook events last arrived (b24core.events.arrivals:
   no read, at most one write per portal a minute);
 * every ``interval_s`` (default 10 minutes; it runs inside ChangePollFunction's round) it lists the
-  deals the portal changed since its own cursor (``crm.deal.list`` by DATE_MODIFY, each request taking
+  objects the portal changed since its own cursor (the first pollable kind the app handles, listed by
+  modification time, each request taking
   the portal's shared REST budget), and judges (``judge``) the changes older than ``grace_s``:
   if an event arrived after the newest of them, the queue delivers (``ok``); if none did, it does not
   (``event_queue_unreachable``); with no such change there is no verdict;
@@ -37,10 +38,10 @@ from b24core.aws import metrics
 from b24core.aws.logs import logger
 from b24core.bitrix.i18n import language_of, texts
 from b24core.bitrix.rest import RestAnswer
-from b24core.bitrix.values import as_epoch, is_digits
+from b24core.bitrix.values import as_epoch
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.capabilities.manifest import Manifest
-from b24core.delivery.polling import PAGE, POLLABLE, Cursor, PollSpec, PollState, PollStore
+from b24core.delivery.polling import PAGE, Cursor, PollSpec, PollState, PollStore, specs_for
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.portals.model import Portal
 from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
@@ -50,7 +51,6 @@ from b24core.trust.webhooks import WebhookConnection, WebhookStore, switch_event
 
 WATCH_SK = "WATCHDOG"
 #: The kind of object whose changes are watched (the one change polling can take over).
-WATCH_KIND = "crm.deal"
 #: How much earlier than a change an arrival may be stored and still prove it was delivered: the
 #: intake's write throttle plus the whole seconds of both clocks.
 SLACK_S = MARK_EVERY_S + 2
@@ -77,13 +77,13 @@ def judge(
 @dataclass(frozen=True)
 class WatchState:
     member_id: str
-    #: DATE_MODIFY (the portal's format) of the newest judged change; "" before the first check.
+    #: The modification time (the portal's format) of the newest judged change; "" before the first check.
     cursor: str = ""
-    #: "ID@DATE_MODIFY" of the changes judged at the cursor's second (listed again by ">=").
+    #: "ID@MODIFIED" of the changes judged at the cursor's second (listed again by ">=").
     judged: tuple[str, ...] = ()
     #: IDs the app is known to have heard of (those existing at the first check, and those whose changes
     #: were delivered): seeded into polling at a switch, so it sends their changes as updates and its
-    #: first reconciliation finds those deleted meanwhile. A deal first seen undelivered stays out: polling
+    #: first reconciliation finds those deleted meanwhile. An object first seen undelivered stays out: polling
     #: sends it as an add.
     known_ids: tuple[int, ...] = ()
     checked_at: int = 0
@@ -228,15 +228,16 @@ class DeliveryWatchdog:
     def check(self, client: PortalClient, conn: WebhookConnection, wanted: set[str]) -> WatchResult:
         member_id = conn.member_id
         result = WatchResult(member_id)
-        spec = POLLABLE[WATCH_KIND]
+        specs = specs_for(wanted)
         state = self.store.get(member_id) or WatchState(member_id)
         now = int(self.clock())
-        if not conn.watched or not set(spec.events) & wanted:
+        if not conn.watched or not specs:
             result.due = False
             return result
         if state.checked_at and now - state.checked_at < self.interval_s:
             result.due = False
             return result
+        spec = specs[0]  # one kind is evidence enough that events flow (or not)
         known = set(state.known_ids)
         cursor = state.cursor
         if not cursor:  # first check: what exists now, and watch from the webhook's connection on
@@ -249,7 +250,7 @@ class DeliveryWatchdog:
         arrival = stored + clock.skew if stored else None
         verdict = judge([r.at for r in rows], clock.now, self.grace_s, arrival)
         old = [r for r in rows if r.at <= clock.now - self.grace_s]
-        if verdict == QueueReach.OK:  # delivered: the app knows these deals (polling sends updates)
+        if verdict == QueueReach.OK:  # delivered: the app knows these objects (polling sends updates)
             known |= {r.id for r in old}
         result.judged, result.pending = len(old), len(rows) - len(old)
         new_cursor, judged = cursor, before
@@ -262,7 +263,7 @@ class DeliveryWatchdog:
         if verdict == QueueReach.UNREACHABLE and not conn.polling_since:
             # Polling takes over from where delivery was last seen, so nothing made meanwhile is lost.
             start = clock.format((clock.ts(cursor) or clock.now) - SLACK_S)
-            self._seed_poll(member_id, start, known)
+            self._seed_poll(member_id, spec.kind, start, known)
             if switch_events(
                 member_id,
                 self.webhooks,
@@ -324,12 +325,16 @@ class DeliveryWatchdog:
         last = 0
         clock: PortalClock | None = None
         while True:
-            params = {"order": {"ID": "ASC"}, "filter": {">ID": last}, "select": ["ID"], "start": -1}
+            params = {
+                "order": {spec.id: "ASC"},
+                "filter": {f">{spec.id}": last},
+                "select": [spec.id],
+                "start": -1,
+            }
             answer, ours = self._call(client, spec.list_method, params)
             result.pages += 1
             clock = clock or PortalClock.from_answer(answer, ours)
-            rows = answer.result if isinstance(answer.result, list) else []
-            ids = [int(r["ID"]) for r in rows if isinstance(r, dict) and is_digits(r.get("ID"))]
+            ids = [i for i in map(spec.row_id_of, spec.rows(answer.result)) if i is not None]
             present.update(ids)
             if len(ids) < PAGE or max(ids) <= last:
                 return present, clock
@@ -339,9 +344,9 @@ class DeliveryWatchdog:
         self, client: PortalClient, spec: PollSpec, cursor: str, judged: set[str], result: WatchResult
     ) -> tuple[list[_Row], PortalClock]:
         params: dict[str, Any] = {
-            "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
-            "select": ["ID", "DATE_MODIFY"],
-            "filter": {">=DATE_MODIFY": cursor},
+            "order": {spec.modified: "ASC", spec.id: "ASC"},
+            "select": [spec.id, spec.modified],
+            "filter": {f">={spec.modified}": cursor},
         }
         rows: list[_Row] = []
         clock: PortalClock | None = None
@@ -350,15 +355,16 @@ class DeliveryWatchdog:
             answer, ours = self._call(client, spec.list_method, {**params, "start": start})
             result.pages += 1
             clock = clock or PortalClock.from_answer(answer, ours)
-            for row in answer.result if isinstance(answer.result, list) else []:
-                if not isinstance(row, dict) or not is_digits(row.get("ID")):
+            for row in spec.rows(answer.result):
+                object_id = spec.row_id_of(row)
+                if object_id is None:
                     continue
-                stamp = str(row.get("DATE_MODIFY") or "")
-                key = f"{row['ID']}@{stamp}"
+                stamp = spec.row_modified_of(row)
+                key = f"{object_id}@{stamp}"
                 at = clock.ts(stamp)
                 if key in judged or at is None:
                     continue
-                rows.append(_Row(key, int(row["ID"]), stamp, at))
+                rows.append(_Row(key, object_id, stamp, at))
             if answer.next is None or answer.next <= start:
                 break
             start = answer.next
@@ -366,15 +372,15 @@ class DeliveryWatchdog:
         return rows, clock
 
     # ---- the switch
-    def _seed_poll(self, member_id: str, start: str, known: set[int]) -> None:
+    def _seed_poll(self, member_id: str, kind: str, start: str, known: set[int]) -> None:
         """Polling starts at ``start`` (before the first undelivered change) and knows ``known``; its
         first round reconciles at once, so deletions made while events did not arrive are found too."""
         for _ in range(8):
             state = self.polls.get(member_id) or PollState(member_id)
-            before = state.cursors.get(WATCH_KIND, Cursor())
+            before = state.cursors.get(kind, Cursor())
             cursor = Cursor(modified=start, known_ids=tuple(sorted(set(before.known_ids) | known)))
             try:
-                self.polls.save(replace(state, cursors={**state.cursors, WATCH_KIND: cursor}))
+                self.polls.save(replace(state, cursors={**state.cursors, kind: cursor}))
                 return
             except StaleWrite:
                 continue
@@ -482,7 +488,6 @@ def _with_finding(caps: dict[str, Any], queue: QueueReach, now: int) -> dict[str
 
 __all__ = [
     "SLACK_S",
-    "WATCH_KIND",
     "DeliveryWatchdog",
     "DynamoWatchStore",
     "InMemoryWatchStore",

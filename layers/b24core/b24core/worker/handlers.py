@@ -103,7 +103,7 @@ Handler = Callable[[Event, Context], None]
 class Registration:
     handler: Handler
     feature: str | None
-    #: REST method that reads the changed object by ``id`` (e.g. "crm.deal.get"). Declaring it lets the
+    #: REST method that reads the changed object by ``id`` (``read=`` of B24App.event). Declaring it lets the
     #: worker coalesce repeated events of one object and read many objects in one `batch` call. Such a
     #: handler sees the object's state, not every event: of several events of one object in a batch only
     #: the latest is dispatched, and an event whose change an earlier read already saw (portal time,

@@ -1,6 +1,6 @@
 """When each object was last read, in the portal's own time, so a later batch can skip a stale event.
 
-In a storm the same deal changes again and again, and its events land in different worker batches.
+In a storm the same object changes again and again, and its events land in different worker batches.
 An event whose change happened before the worker's last read of that object asks for nothing new:
 the read already showed the change. Both times come from the portal's clock — the event's ``ts`` and
 the ``start`` of the read's entry in the batch answer's ``result_time`` — so no clock skew between
