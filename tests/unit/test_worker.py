@@ -396,3 +396,38 @@ def test_a_slow_portal_spends_only_its_own_share_and_its_other_events_come_back_
     deferred = [json.loads(body)["member_id"] for body, delay in requeued]
     assert deferred and set(deferred) == {"m2"}  # what m2 could not read in its share comes back later
     assert all(delay == 30 for _, delay in requeued)
+
+
+def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_guard():
+    reg = Registry()
+    ran: list[str] = []
+    reg.on("ONCRMDEALUPDATE", idempotent=True)(lambda e, c: ran.append("state"))
+    reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append("effect"))
+    done: set[str] = set()
+    guarded: list[dict] = []
+
+    def guard(fn):  # what Powertools' idempotent_function does, keyed by the message
+        def wrapped(payload):
+            guarded.append(payload)
+            key = json.dumps(payload["message"], sort_keys=True)
+            if key not in done:
+                fn(payload)
+                done.add(key)
+
+        return wrapped
+
+    worker = Worker(
+        reg,
+        load_portal=lambda m: PORTAL,
+        make_client=lambda p: FakeClient({}),
+        limiter=FakeLimiter(),
+        requeue=lambda bodies, d: set(),
+        idempotent=guard,
+        max_wait_s=1.0,
+        wait=lambda s: None,
+    )
+    event = record(1, "ONCRMDEALUPDATE", 5)
+    for _ in range(2):  # the same record delivered twice
+        assert worker({"Records": [event]}, None)["batchItemFailures"] == []
+    assert ran == ["state", "effect", "state"]  # the side effect once, the idempotent handler each time
+    assert [p["idempotent"] for p in guarded] == [False, False]  # only the guarded ones went through it

@@ -438,10 +438,15 @@ class Worker:
             if mid not in plan.failed:
                 return
             raise RuntimeError("event could not be sent back; it will be retried")
-        # The idempotency key is the message body (stable across redeliveries of the same event).
+        # Handlers declared idempotent run as they are; the others once per event, behind the guard
+        # whose key is the message body (stable across redeliveries of the same event).
+        kinds = {reg.idempotent for reg in self.registry.handlers_for(ev.name)}
         started = time.monotonic()
         try:
-            self._dispatch(payload={"message": json.loads(record.body), "mid": mid})
+            if True in kinds:
+                self._run_handlers(payload={"mid": mid, "idempotent": True})
+            if False in kinds:
+                self._dispatch(payload={"message": json.loads(record.body), "mid": mid, "idempotent": False})
         finally:
             self._spend_time(ev.member_id, started)
 
@@ -449,7 +454,8 @@ class Worker:
         ev = self._plan.events[payload["mid"]]
         portal = self._plan.portals[ev.member_id]
         client = self._clients.get(ev.member_id) or self._client(portal)
-        ran = self.registry.dispatch(ev, Context(portal=portal, client=client))
+        kind = payload.get("idempotent")
+        ran = self.registry.dispatch(ev, Context(portal=portal, client=client), idempotent=kind)
         logger.info(
             "event handled",
             extra={
