@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> None:
     from b24core.portals.states import PortalState
     from b24core.portals.store import DynamoPortalStore
     from b24core.tokens.client import PortalClient
-    from b24core.tokens.keeper import StaticSecret, TokenKeeper
+    from b24core.tokens.keeper import TokenKeeper
     from b24core.tokens.lease import DynamoLeaseStore
+    from b24core.tokens.outcomes import StaticSecret
     from b24sim import Simulator
     from b24stack.services import LocalServices
 

@@ -131,8 +131,9 @@ def run(args: argparse.Namespace) -> None:
     from b24core.aws.settings import TokenPolicy
     from b24core.bitrix.oauth import AuthServer
     from b24core.portals.store import DynamoPortalStore
-    from b24core.tokens.keeper import StaticSecret, TokenKeeper
+    from b24core.tokens.keeper import TokenKeeper
     from b24core.tokens.lease import DynamoLeaseStore
+    from b24core.tokens.outcomes import StaticSecret
     from b24core.tokens.sweep import RateLimiter, Sweep
     from b24sim import Simulator
     from b24stack.services import LocalServices

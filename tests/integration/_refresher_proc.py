@@ -17,8 +17,9 @@ from b24core.aws.settings import TokenPolicy
 from b24core.bitrix.oauth import AuthServer
 from b24core.portals.model import Portal
 from b24core.portals.store import DynamoPortalStore
-from b24core.tokens.keeper import StaticSecret, TokenKeeper
+from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
+from b24core.tokens.outcomes import StaticSecret
 
 
 class FreezingStore:

@@ -18,8 +18,9 @@ from b24core.bitrix.oauth import AuthServer
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import DynamoPortalStore
-from b24core.tokens.keeper import StaticSecret, TokenKeeper
+from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
+from b24core.tokens.outcomes import StaticSecret
 from b24sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,14 +25,14 @@ from b24core.bitrix.oauth import AuthServer
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import DynamoPortalStore
 from b24core.tokens.client import PortalClient
-from b24core.tokens.keeper import (
+from b24core.tokens.lease import DynamoLeaseStore, LeaseKey
+from b24core.tokens.outcomes import (
     Outcome,
     ReauthRequired,
     RefreshReason,
     RefreshUnavailable,
     SubscriptionExpired,
 )
-from b24core.tokens.lease import DynamoLeaseStore, LeaseKey
 from b24core.tokens.sweep import RateLimiter, Sweep
 from b24sim import Simulator
 

@@ -12,8 +12,9 @@ from b24core.bitrix.oauth import AppInfo, InstallInfo, TokenPair
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
-from b24core.tokens.keeper import StaticSecret, TokenKeeper
+from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import InMemoryLeaseStore
+from b24core.tokens.outcomes import StaticSecret
 from b24core.trust.admin import Caller
 
 CLIENT_ID = "app.unit"

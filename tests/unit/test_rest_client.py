@@ -13,7 +13,7 @@ from b24core.bitrix.http import USER_AGENT, http_client
 from b24core.bitrix.rest import call_rest, endpoint_from_location
 from b24core.portals.states import TokenState
 from b24core.tokens.client import PortalClient
-from b24core.tokens.keeper import ReauthRequired
+from b24core.tokens.outcomes import ReauthRequired
 
 from ._token_fakes import FakeAuthServer, make_keeper, make_portal
 

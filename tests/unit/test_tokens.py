@@ -11,16 +11,16 @@ import pytest
 from b24core.aws.metrics import record_metrics
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.store import InMemoryPortalStore
-from b24core.tokens.keeper import (
+from b24core.tokens.keeper import TokenKeeper
+from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
+from b24core.tokens.outcomes import (
     Outcome,
     ReauthRequired,
     RefreshReason,
     RefreshUnavailable,
     StaticSecret,
     SubscriptionExpired,
-    TokenKeeper,
 )
-from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
 
 from ._token_fakes import DAY, NOW, SECRET, FakeAuthServer, FakeClock, make_keeper, make_portal, policy
 

@@ -10,8 +10,8 @@ from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import ConfigurationError, Settings, TokenPolicy
 from b24core.portals import token_index
 from b24core.portals.states import PortalState, TokenState
-from b24core.tokens.keeper import Outcome, RefreshReason
 from b24core.tokens.lease import LeaseKey
+from b24core.tokens.outcomes import Outcome, RefreshReason
 from b24core.tokens.sweep import RateLimiter, Sweep, census
 
 from ._token_fakes import DAY, NOW, FakeClock, make_keeper, make_portal

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from b24core.bitrix.errors import B24Error
 from b24core.capabilities.manifest import LIFECYCLE_EVENTS, Feature, Manifest
 from b24core.capabilities.placements import page_url, plan_placements
-from b24core.tokens.keeper import PortalUnavailable
+from b24core.tokens.outcomes import PortalUnavailable
 
 #: What asking a portal may fail with: a platform or transport error, or tokens no longer usable.
 PortalFailure = (B24Error, PortalUnavailable)

@@ -43,7 +43,7 @@ def handle(form: dict[str, Any], request_host: str) -> dict[str, Any]:
 def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
     """Act only once the portal confirms the app is gone: the application_token this event carries is
     known to every user's browser, so it alone must never erase a portal (least of all with CLEAN)."""
-    from b24core.tokens.keeper import Installation
+    from b24core.tokens.outcomes import Installation
     from b24core.trust.uninstall import mark_uninstalled
 
     raw = form.get("auth")

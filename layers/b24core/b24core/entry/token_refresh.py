@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from b24core.entry import wiring as runtime
-from b24core.tokens.keeper import RefreshReason
+from b24core.tokens.outcomes import RefreshReason
 from b24core.tokens.sweep import Sweep, census, emit_census
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from b24core.tokens.keeper import RefreshResult, TokenKeeper
+from b24core.tokens.keeper import TokenKeeper
+from b24core.tokens.outcomes import RefreshResult
 
 
 def offered_pair(form: dict[str, Any]) -> tuple[str, str, str, int] | None:

@@ -31,8 +31,9 @@ from b24core.portals import token_index
 from b24core.portals.model import Portal
 from b24core.portals.states import TokenState
 from b24core.portals.store import IndexPage
-from b24core.tokens.keeper import Outcome, RefreshReason, RefreshResult, TokenKeeper
+from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import LeaseKey, LeaseStore
+from b24core.tokens.outcomes import Outcome, RefreshReason, RefreshResult
 
 PAGE_SIZE = 100
 # Start no refresh with less time left than this: a refresh must never be cut between the auth

@@ -27,7 +27,7 @@ from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.client import BatchResult
-from b24core.tokens.keeper import PortalUnavailable
+from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, read_time
