@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from b24core.capabilities.check import PROBE
 from b24core.capabilities.store import DynamoCapabilityStore
+from b24core.capabilities.survey import SURVEY
 from tests.e2e.conftest import wait_for
 
-PROBE_METHODS = {method for method, _ in PROBE.values()}
+SURVEY_METHODS = {method for method, _ in SURVEY.values()}
 APP_SCOPES = "crm,im,telephony,user,placement"  # the manifest's scopes, plus the default
 
 
@@ -32,7 +32,7 @@ TRUST_METHODS = {"user.admin", "app.info"}  # the installer's rights, asked with
 
 
 def _is_check(call) -> bool:
-    return bool(PROBE_METHODS & set(call.sub_methods)) and set(call.sub_methods) != TRUST_METHODS
+    return bool(SURVEY_METHODS & set(call.sub_methods)) and set(call.sub_methods) != TRUST_METHODS
 
 
 def features(store, member_id):
@@ -61,7 +61,7 @@ def test_a_cloud_portal_gets_every_feature_and_the_check_costs_one_request(sim, 
     trust = [c for c in calls if set(c.sub_methods) == TRUST_METHODS]
     assert len(trust) == 1 and trust[0].was_batch  # the installer is an administrator: one request
     binds = [c for c in calls if set(c.sub_methods) == {"event.bind", "placement.bind"}]
-    assert len(checks) == 1 and checks[0].was_batch and set(checks[0].sub_methods) == PROBE_METHODS
+    assert len(checks) == 1 and checks[0].was_batch and set(checks[0].sub_methods) == SURVEY_METHODS
     assert len(binds) == 1 and binds[0].subcalls == 7  # six events and the deal tab, in one request
     # (the delivery probe of the events issue sends its own `event.bind ONAPPTEST` + `event.test` batch)
     bound = {b.event for b in portal.bindings if b.handler == f"{stack.gateway_url}/events"}
@@ -197,7 +197,7 @@ def test_without_the_method_list_method_get_is_asked_for_each_needed_method(sim,
     assert report["features"]["crm"]["status"] == "available"
     assert report["features"]["telephony"]["missing_methods"] == ["telephony.externalcall.register"]
     probe, fallback = [c for c in sim.calls_for(box.domain) if set(c.sub_methods) != TRUST_METHODS][:2]
-    assert set(probe.sub_methods) == PROBE_METHODS
+    assert set(probe.sub_methods) == SURVEY_METHODS
     assert set(fallback.sub_methods) == {"method.get"} and fallback.subcalls == 5  # the manifest's methods
 
 

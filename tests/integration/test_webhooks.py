@@ -15,9 +15,10 @@ import pytest
 
 from b24core.bitrix.errors import AccessDenied, B24Error, NoAuthFound
 from b24core.bitrix.oauth import AuthServer
-from b24core.capabilities.check import NOT_FOR_WEBHOOKS, Status, check_portal
+from b24core.capabilities.check import check_portal
 from b24core.capabilities.isolation import AuthReach, diagnose_client, summary_line
 from b24core.capabilities.manifest import load_manifest
+from b24core.capabilities.report import NOT_FOR_WEBHOOKS, Status
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore, StaleWrite

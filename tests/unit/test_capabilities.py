@@ -8,18 +8,17 @@ from typing import Any
 import pytest
 
 from b24core.bitrix.errors import TransportError
-from b24core.capabilities.check import (
-    PROBE,
+from b24core.capabilities.check import check_portal
+from b24core.capabilities.manifest import Manifest
+from b24core.capabilities.report import (
     Status,
     carry_last_known,
-    check_portal,
     has_feature,
     history_changes,
     next_check_at,
-    portal_kind,
     unknown_report,
 )
-from b24core.capabilities.manifest import Manifest
+from b24core.capabilities.survey import SURVEY, portal_kind
 
 MANIFEST = Manifest.from_dict(
     {
@@ -152,7 +151,7 @@ def test_a_cloud_portal_gets_every_feature_from_one_request_and_binds_every_even
         "notifications": "available",
     }
     probe, bind = portal.requests  # the check is one request; binding is the second, separate one
-    assert {m for m, _ in probe.values()} == {m for m, _ in PROBE.values()}
+    assert {m for m, _ in probe.values()} == {m for m, _ in SURVEY.values()}
     assert {p["event"] for _, p in bind.values()} == ALL_EVENTS | {"ONAPPUNINSTALL"}
     assert report["required_ok"] is True
     assert report["kind"] == {

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from b24core.bitrix.i18n import texts
-from b24core.capabilities.check import Notice, Status
+from b24core.capabilities.check import Notice
 from b24core.capabilities.manifest import Manifest
+from b24core.capabilities.report import Status
 
 NOTIFY_METHOD = "im.notify.system.add"
 TAG = "b24app.capabilities"

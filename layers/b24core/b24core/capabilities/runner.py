@@ -19,17 +19,16 @@ from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.logs import logger
-from b24core.capabilities.check import (
-    PortalFailure,
+from b24core.capabilities.check import PortalFailure, check_portal
+from b24core.capabilities.manifest import Manifest
+from b24core.capabilities.notices import plan_notices
+from b24core.capabilities.report import (
     Status,
     carry_last_known,
-    check_portal,
     history_changes,
     next_check_at,
     unknown_report,
 )
-from b24core.capabilities.manifest import Manifest
-from b24core.capabilities.notices import plan_notices
 from b24core.capabilities.store import CapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState

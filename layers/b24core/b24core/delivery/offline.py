@@ -142,7 +142,7 @@ def offline_events(manifest_events: Iterable[tuple[str, bool]]) -> list[str]:
 
 
 def feature_events(manifest: Any, capabilities: dict[str, Any]) -> list[str]:
-    from b24core.capabilities.check import Status, feature_status
+    from b24core.capabilities.report import Status, feature_status
 
     pairs = [
         (event, feature_status(capabilities, f.name) == Status.MISSING)

@@ -153,7 +153,7 @@ class DeliveryRunner:
         ``b24app portals show``."""
         if state.notified_at:
             return
-        from b24core.capabilities.check import Status, feature_status
+        from b24core.capabilities.report import Status, feature_status
 
         caps = portal.capabilities or {}
         admin = str(caps.get("admin_user_id") or portal.user_id or "")

@@ -426,8 +426,8 @@ class DeliveryWatchdog:
         return True
 
     def _notify(self, portal: Portal, conn: WebhookConnection, client: PortalClient, message: str) -> bool:
-        from b24core.capabilities.check import Status, feature_status
         from b24core.capabilities.notices import notification_feature
+        from b24core.capabilities.report import Status, feature_status
 
         caps = portal.capabilities or {}
         admin = str(caps.get("admin_user_id") or portal.user_id or conn.user_id or "")

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from b24core.bitrix.i18n import BOX_MODULES_PATH, BOX_UPDATE_PATH, language_of, texts
-from b24core.capabilities.check import Status
 from b24core.capabilities.isolation import describe
+from b24core.capabilities.report import Status
 from b24core.trust.session import UserSession
 
 BX24_LIBRARY = "https://api.bitrix24.com/api/v1/"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from b24core.capabilities.check import has_feature
+from b24core.capabilities.report import has_feature
 from b24core.events.message import QueuedEvent
 from b24core.portals.app_data import AppStorage
 from b24core.portals.model import Portal
