@@ -20,7 +20,7 @@ from b24cli.target import Target, find_target
 def _stores(target: Target) -> tuple[Any, Any]:
     from b24core.portals.sealing import codec_for
     from b24core.portals.store import DynamoPortalStore
-    from b24core.trust.webhooks import DynamoWebhookStore
+    from b24core.portals.webhook_store import DynamoWebhookStore
 
     # The code the operator connects is sealed (kms:GenerateDataKey); nothing is ever opened here.
     codec = codec_for(target.token_key_id, target.kms, seal_only=True)
@@ -44,8 +44,9 @@ def _local(target: Target) -> bool:
 
 
 def cmd_connect_webhook(args: argparse.Namespace) -> int:
+    from b24core.bitrix.webhook import WebhookRefused
     from b24core.capabilities.manifest import load_manifest
-    from b24core.trust.webhooks import WebhookRefused, connect
+    from b24core.trust.webhooks import connect
 
     target = find_target(args.stack)
     portals, webhooks = _stores(target)
@@ -152,7 +153,7 @@ def _when(ts: Any) -> str:
 
 
 def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
-    from b24core.trust.webhooks import AuthMode
+    from b24core.portals.webhook_store import AuthMode
 
     _, webhooks = _stores(target)
     conn = webhooks.get(member_id)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from b24core.bitrix.webhook import parse_incoming
 from b24core.delivery.polling import ChangePoller, Cursor, DynamoPollStore, InMemoryPollStore, PollState
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import StaleWrite
 from b24core.tokens.client import PortalClient
-from b24core.trust.webhooks import parse_incoming
 from b24sim import Simulator
 
 ALL = {"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from b24core.aws.metrics import record_metrics
+from b24core.bitrix.webhook import parse_incoming
 from b24core.capabilities.isolation import AuthReach, QueueReach, isolation_record
 from b24core.capabilities.manifest import load_manifest
 from b24core.capabilities.notices import notification_feature
@@ -29,8 +30,8 @@ from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore, StaleWrite
+from b24core.portals.webhook_store import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection
 from b24core.tokens.client import PortalClient
-from b24core.trust.webhooks import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection, parse_incoming
 from b24sim import Simulator
 
 MANIFEST = load_manifest()

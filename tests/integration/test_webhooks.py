@@ -15,6 +15,7 @@ import pytest
 
 from b24core.bitrix.errors import AccessDenied, B24Error, NoAuthFound
 from b24core.bitrix.oauth import AuthServer
+from b24core.bitrix.webhook import WebhookRefused, parse_incoming, webhook_call
 from b24core.capabilities.check import check_portal
 from b24core.capabilities.isolation import AuthReach, diagnose_client, summary_line
 from b24core.capabilities.manifest import load_manifest
@@ -22,17 +23,9 @@ from b24core.capabilities.report import NOT_FOR_WEBHOOKS, Status
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore, StaleWrite
+from b24core.portals.webhook_store import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection
 from b24core.tokens.client import PortalClient
-from b24core.trust.webhooks import (
-    DynamoWebhookStore,
-    InMemoryWebhookStore,
-    WebhookConnection,
-    WebhookRefused,
-    connect,
-    disconnect,
-    parse_incoming,
-    webhook_call,
-)
+from b24core.trust.webhooks import connect, disconnect
 from b24sim import Simulator
 
 MANIFEST = load_manifest()

@@ -18,7 +18,8 @@ from b24core.events.arrivals import MARK_EVERY_S, ArrivalMarks, InMemoryArrivals
 from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake
 from b24core.portals.states import PortalState
-from b24core.trust.webhooks import InMemoryWebhookStore, WebhookConnection, switch_events
+from b24core.portals.webhook_store import InMemoryWebhookStore, WebhookConnection
+from b24core.trust.webhooks import switch_events
 
 NOW = 1_800_000_000.0
 GRACE = 300

@@ -7,12 +7,9 @@ What could not be learned is "unknown", never "missing".
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from b24core.capabilities.manifest import Feature, Manifest
-
-if TYPE_CHECKING:
-    pass
 from b24core.capabilities.survey import PortalSurvey
 
 

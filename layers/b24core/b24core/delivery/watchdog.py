@@ -46,8 +46,9 @@ from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.portals.model import Portal
 from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
 from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.webhook_store import WebhookConnection, WebhookStore
 from b24core.tokens.client import PortalClient
-from b24core.trust.webhooks import WebhookConnection, WebhookStore, switch_events
+from b24core.trust.webhooks import switch_events
 
 WATCH_SK = "WATCHDOG"
 #: The kind of object whose changes are watched (the one change polling can take over).

@@ -26,11 +26,12 @@ from b24core.aws.logs import logger, remember_secret
 from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import Settings
 from b24core.bitrix.errors import AuthError, B24Error
+from b24core.bitrix.webhook import WebhookRefused
 from b24core.capabilities.manifest import load_manifest
 from b24core.entry import wiring as runtime
 from b24core.entry.pages import content_security_policy
 from b24core.portals.sealing import token_matches
-from b24core.trust.webhooks import WebhookNotAdmin, WebhookRefused, connect
+from b24core.trust.webhooks import WebhookNotAdmin, connect
 
 STATE_TTL_S = 900
 _STYLE = (

@@ -14,10 +14,10 @@ from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import Portal
 from b24core.portals.sealing import TokenCodec, codec_for
 from b24core.portals.store import DynamoPortalStore
+from b24core.portals.webhook_store import DynamoWebhookStore
 from b24core.tokens.client import PortalClient
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
-from b24core.trust.webhooks import DynamoWebhookStore
 
 
 @lru_cache(maxsize=1)

@@ -30,11 +30,11 @@ from b24core.bitrix.errors import (
 )
 from b24core.bitrix.rest import BATCH_LIMIT, PAGE_SIZE, RestAnswer, call_rest
 from b24core.bitrix.values import as_int, is_digits
+from b24core.bitrix.webhook import IncomingWebhook, webhook_call
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.outcomes import PortalNotInstalled, PortalUnavailable, ReauthRequired, SubscriptionExpired
-from b24core.trust.webhooks import IncomingWebhook, webhook_call
 
 
 @dataclass
