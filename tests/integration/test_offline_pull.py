@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from b24core.aws.settings import DeliveryPolicy
-from b24core.delivery.offline import OfflinePuller, QueueWriter
+from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import Prober
 from b24core.delivery.store import (
     DeliveryMode,
@@ -24,6 +24,7 @@ from b24core.delivery.store import (
     mutate,
 )
 from b24core.events.message import QueuedEvent
+from b24core.events.queue_writer import QueueWriter
 from b24core.events.signals import probe_id_from
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState

@@ -11,9 +11,11 @@ import pytest
 from b24core.aws.settings import DeliveryPolicy
 from b24core.bitrix.errors import QueryLimitExceeded
 from b24core.capabilities.manifest import load_manifest
-from b24core.delivery.offline import OfflinePuller, QueueWriter, feature_events, to_message
+from b24core.delivery.offline import OfflinePuller, to_message
+from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.store import DeliveryMode, DeliveryState, InMemoryDeliveryStore, mutate
 from b24core.events.message import QueuedEvent
+from b24core.events.queue_writer import QueueWriter
 from b24core.portals.store import portal_pk
 from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
 from tests.unit.delivery_fakes import PORTAL, Crash, FakePortal, FakeSqs

@@ -11,7 +11,7 @@ import pytest
 from b24core.aws.apigw import HttpError
 from b24core.aws.settings import ConfigurationError, DeliveryPolicy, Settings
 from b24core.capabilities.manifest import load_manifest
-from b24core.delivery.offline import OfflinePuller, QueueWriter
+from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import AppWorld, AppWorldCache, Prober, blocked_message
 from b24core.delivery.runner import DeliveryRunner
 from b24core.delivery.store import (
@@ -24,6 +24,7 @@ from b24core.delivery.store import (
     next_mode,
 )
 from b24core.events import signals as delivery
+from b24core.events.queue_writer import QueueWriter
 from b24core.portals.store import InMemoryPortalStore
 from b24core.tokens.lease import InMemoryLeaseStore
 from tests.unit.delivery_fakes import PORTAL, FakePortal, FakeSqs

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -37,16 +37,15 @@ from b24core.aws import metrics
 from b24core.aws.logs import logger
 from b24core.aws.settings import DeliveryPolicy
 from b24core.bitrix.values import as_epoch, is_digits
+from b24core.delivery.offline_bind import error_code, is_budget, reconcile_bindings
 from b24core.delivery.store import DeliveryMode, DeliveryState, DeliveryStore, mutate
 from b24core.events.message import QueuedEvent
+from b24core.events.queue_writer import QueueWriter
 from b24core.portals.model import Portal
 from b24core.portals.store import portal_pk
 from b24core.tokens.lease import LeaseKey, LeaseStore
 
 PULL_LEASE_SK = "LEASE#pull"
-WAKE_EVENT = "ONOFFLINEEVENT"
-SQS_BATCH = 10
-BIND_RETRY_S = 900  # offline bindings the portal refused are asked for again after this long
 _LIST_PAGES = 20  # orphan search: at most this many pages of event.offline.list (50 each)
 
 
@@ -82,91 +81,6 @@ def to_message(portal: Portal, row: dict[str, Any]) -> QueuedEvent:
     )
 
 
-class QueueWriter:
-    """SendMessageBatch with bounded retries of the entries SQS refused; returns the accepted keys."""
-
-    def __init__(
-        self,
-        sqs: Any,
-        queue_url: str,
-        attempts: int = 4,
-        backoff_s: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.sleep = sleep
-        self.last_error = ""
-
-    def send(self, messages: dict[str, QueuedEvent]) -> set[str]:
-        accepted: set[str] = set()
-        waiting = dict(messages)
-        for attempt in range(self.attempts):
-            if not waiting:
-                break
-            if attempt:
-                self.sleep(self.backoff_s * (2 ** (attempt - 1)))
-            keys = list(waiting)
-            for start in range(0, len(keys), SQS_BATCH):
-                chunk = keys[start : start + SQS_BATCH]
-                entries = [
-                    {
-                        "Id": str(i),
-                        "MessageBody": waiting[key].to_json(),
-                        "MessageAttributes": {
-                            "event": {"DataType": "String", "StringValue": waiting[key].event or "-"},
-                            "member_id": {"DataType": "String", "StringValue": waiting[key].member_id},
-                            "source": {"DataType": "String", "StringValue": "offline"},
-                        },
-                    }
-                    for i, key in enumerate(chunk)
-                ]
-                try:
-                    answer = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-                except Exception as exc:  # the whole call failed: every entry of it is retried
-                    self.last_error = type(exc).__name__
-                    continue
-                for ok in answer.get("Successful") or []:
-                    key = chunk[int(ok["Id"])]
-                    accepted.add(key)
-                    waiting.pop(key, None)
-        return accepted
-
-
-# ---------------------------------------------------------------- which events go offline
-def offline_events(manifest_events: Iterable[tuple[str, bool]]) -> list[str]:
-    """Events to bind offline: those of every feature not known missing (``(event, missing)`` pairs)."""
-    return sorted({e.upper() for e, missing in manifest_events if not missing})
-
-
-def feature_events(manifest: Any, capabilities: dict[str, Any]) -> list[str]:
-    from b24core.capabilities.report import Status, feature_status
-
-    pairs = [
-        (event, feature_status(capabilities, f.name) == Status.MISSING)
-        for f in manifest.features
-        for event in f.events
-    ]
-    return offline_events(pairs)
-
-
-def _code(error: Any) -> str:
-    if isinstance(error, dict):
-        return str(error.get("error") or "ERROR")
-    code = getattr(error, "code", None)
-    return str(code) if code else type(error).__name__
-
-
-def _already(error: Any) -> bool:
-    return isinstance(error, dict) and "already" in str(error.get("error_description", "")).lower()
-
-
-def _is_budget(exc: Exception) -> bool:
-    return type(exc).__name__ in ("QueryLimitExceeded", "OperationTimeLimit", "BudgetSpent")
-
-
 @dataclass
 class PullResult:
     member_id: str
@@ -191,93 +105,6 @@ class OfflinePuller:
     monotonic: Callable[[], float] = time.monotonic
 
     # ---- bindings
-    def reconcile(
-        self, client: Any, portal: Portal, state: DeliveryState, events: list[str]
-    ) -> DeliveryState:
-        """Make the portal's offline bindings match the mode (one batch request when anything is due)."""
-        events_url = state.events_url
-        connector = self.policy.auth_connector
-        now = int(self.clock())
-        if state.wants_offline and not state.offline_bound and now >= state.bind_retry_at:
-            commands: dict[str, tuple[str, dict[str, Any]]] = {
-                f"off_{e}": ("event.bind", {"event": e, "event_type": "offline", "auth_connector": connector})
-                for e in events
-            }
-            if events_url:
-                commands["wake"] = (
-                    "event.bind",
-                    {
-                        "event": WAKE_EVENT,
-                        "handler": events_url,
-                        "options": {"minTimeout": self.policy.offline_notify_min_s},
-                    },
-                )
-            bound: list[str] = []
-            failures: dict[str, str] = {}
-            try:
-                answer = client.batch(commands)
-                for e in events:
-                    err = answer["error"].get(f"off_{e}")
-                    if f"off_{e}" in answer["result"] or _already(err):
-                        bound.append(e)
-                    else:
-                        failures[e] = _code(err) if err else "NO_ANSWER"
-            except Exception as exc:
-                if _is_budget(exc):
-                    raise
-                failures = {e: _code(exc) for e in events}
-            error = ",".join(sorted(set(failures.values())))
-            if failures and "ACCESS_DENIED" in failures.values():
-                error = "ACCESS_DENIED: offline events need the app installed by a portal administrator"
-            logger.info(
-                "offline bindings made" if bound else "offline bindings failed",
-                extra={
-                    "action": "offline_bind",
-                    "outcome": "bound" if bound else "failed",
-                    "member_id": portal.member_id,
-                    "events": bound,
-                    "reason": error or None,
-                },
-            )
-            return mutate(
-                self.store,
-                portal.member_id,
-                lambda s: replace(
-                    s,
-                    offline_bound=bool(bound),
-                    offline_events=tuple(bound),
-                    bind_error=error,
-                    bind_retry_at=0 if bound else now + BIND_RETRY_S,
-                    draining=False,
-                ),
-            )
-        if not state.wants_offline and state.offline_bound:
-            commands = {
-                f"off_{e}": ("event.unbind", {"event": e, "event_type": "offline"})
-                for e in (state.offline_events or tuple(events))
-            }
-            if events_url:
-                commands["wake"] = ("event.unbind", {"event": WAKE_EVENT, "handler": events_url})
-            try:
-                client.batch(commands)
-            except Exception as exc:
-                if _is_budget(exc):
-                    raise
-                logger.warning(
-                    "offline bindings not removed",
-                    extra={"action": "offline_unbind", "outcome": "failed", "member_id": portal.member_id},
-                )
-                return state  # tried again by the next run
-            logger.info(
-                "offline bindings removed",
-                extra={"action": "offline_unbind", "outcome": "ok", "member_id": portal.member_id},
-            )
-            return mutate(
-                self.store,
-                portal.member_id,
-                lambda s: replace(s, offline_bound=False, offline_events=(), bind_error="", draining=True),
-            )
-        return state
 
     # ---- one run for one portal
     def run(
@@ -291,10 +118,12 @@ class OfflinePuller:
         try:
             state = self.store.get(portal.member_id) or DeliveryState(portal.member_id)
             try:
-                state = self.reconcile(client, portal, state, events)
+                state = reconcile_bindings(
+                    self.store, self.policy, int(self.clock()), client, portal, state, events
+                )
             except Exception as exc:
-                outcome = "budget" if _is_budget(exc) else "failed"
-                return self._finish(portal, PullResult(portal.member_id, outcome, reason=_code(exc)))
+                outcome = "budget" if is_budget(exc) else "failed"
+                return self._finish(portal, PullResult(portal.member_id, outcome, reason=error_code(exc)))
             if not state.has_offline_work:
                 return PullResult(portal.member_id, "idle")
             nothing_reserved = not (state.pending or state.draining or state.errors_marked or state.run_open)
@@ -325,8 +154,8 @@ class OfflinePuller:
                     mutate(self.store, portal.member_id, lambda s: replace(s, errors_marked=False))
             self._rounds(client, portal, deadline, result)
         except Exception as exc:
-            result.outcome = "budget" if _is_budget(exc) else "failed"
-            result.reason = _code(exc)
+            result.outcome = "budget" if is_budget(exc) else "failed"
+            result.reason = error_code(exc)
         return self._finish(portal, result)
 
     def _rounds(self, client: Any, portal: Portal, deadline: float | None, result: PullResult) -> None:
@@ -349,7 +178,7 @@ class OfflinePuller:
             if carry:
                 self._after_settlement(portal, carried, carry, answer)
             if "get" not in answer["result"]:
-                raise RuntimeError(f"event.offline.get failed: {_code(answer['error'].get('get'))}")
+                raise RuntimeError(f"event.offline.get failed: {error_code(answer['error'].get('get'))}")
             process_id, rows = _reserved(answer["result"]["get"])
             result.rounds += 1
             if not rows:

@@ -26,7 +26,8 @@ from typing import Any
 from b24core.aws import metrics
 from b24core.aws.logs import logger
 from b24core.aws.settings import DeliveryPolicy
-from b24core.delivery.offline import OfflinePuller, PullResult, feature_events
+from b24core.delivery.offline import OfflinePuller, PullResult
+from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
 from b24core.delivery.store import (
     ONLINE_PARTITION,

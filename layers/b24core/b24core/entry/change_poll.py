@@ -96,9 +96,9 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
 def run_round(deadline: float | None = None) -> dict[str, Any]:
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
-    from b24core.delivery.offline import QueueWriter
     from b24core.delivery.polling import ChangePoller, DynamoPollStore
     from b24core.entry import wiring as runtime
+    from b24core.events.queue_writer import QueueWriter
 
     s = get_settings()
     wanted = set(load_manifest().events())

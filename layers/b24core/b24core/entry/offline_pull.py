@@ -17,11 +17,11 @@ from b24core.portals.model import Portal
 def build_runner() -> DeliveryRunner:
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
-    from b24core.delivery.offline import QueueWriter
     from b24core.delivery.probe import app_world
     from b24core.delivery.store import DynamoDeliveryStore
     from b24core.entry import wiring as runtime
     from b24core.entry.worker import limiter
+    from b24core.events.queue_writer import QueueWriter
     from b24core.tokens.lease import DynamoLeaseStore
     from b24core.worker.dispatch import LimitedClient
 
