@@ -102,7 +102,7 @@ def _watchdog(target: Target, member_id: str) -> dict[str, Any]:
     """What the delivery watchdog last did for this portal (b24core.delivery.watchdog)."""
     import boto3
 
-    from b24core.delivery.watchdog import DynamoWatchStore
+    from b24core.delivery.watch_store import DynamoWatchStore
     from b24core.events.arrivals import DynamoArrivals
 
     state = DynamoWatchStore(target.table_name, target.region, target.dynamodb_endpoint).get(member_id)

@@ -19,12 +19,8 @@ from b24core.capabilities.isolation import AuthReach, QueueReach, isolation_reco
 from b24core.capabilities.manifest import load_manifest
 from b24core.capabilities.notices import notification_feature
 from b24core.delivery.polling import ChangePoller, InMemoryPollStore
-from b24core.delivery.watchdog import (
-    DeliveryWatchdog,
-    DynamoWatchStore,
-    InMemoryWatchStore,
-    WatchState,
-)
+from b24core.delivery.watch_store import DynamoWatchStore, InMemoryWatchStore, WatchState
+from b24core.delivery.watchdog import DeliveryWatchdog
 from b24core.events.arrivals import DynamoArrivals, InMemoryArrivals
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal

@@ -13,7 +13,8 @@ from b24core.aws.apigw import HttpError
 from b24core.aws.settings import Settings
 from b24core.bitrix.rest import RestAnswer
 from b24core.capabilities.isolation import AuthReach, QueueReach, isolation_record, summary_line, with_queue
-from b24core.delivery.watchdog import SLACK_S, PortalClock, judge
+from b24core.delivery.portal_clock import PortalClock
+from b24core.delivery.watchdog import SLACK_S, judge
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalMarks, InMemoryArrivals
 from b24core.events.auth_cache import AuthCache, PortalAuth
 from b24core.events.intake import EventIntake

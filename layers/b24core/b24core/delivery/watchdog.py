@@ -31,26 +31,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.logs import logger
 from b24core.bitrix.i18n import language_of, texts
 from b24core.bitrix.rest import RestAnswer
-from b24core.bitrix.values import as_epoch
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.capabilities.manifest import Manifest
 from b24core.delivery.polling import PAGE, Cursor, PollSpec, PollState, PollStore, specs_for
+from b24core.delivery.portal_clock import PortalClock
+from b24core.delivery.watch_store import WatchState, WatchStore
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.portals.model import Portal
-from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
 from b24core.portals.store import PortalStore, StaleWrite
 from b24core.portals.webhook_store import WebhookConnection, WebhookStore
 from b24core.tokens.client import PortalClient
 from b24core.trust.webhooks import switch_events
 
-WATCH_SK = "WATCHDOG"
 #: The kind of object whose changes are watched (the one change polling can take over).
 #: How much earlier than a change an arrival may be stored and still prove it was delivered: the
 #: intake's write throttle plus the whole seconds of both clocks.
@@ -72,105 +70,6 @@ def judge(
     if arrival is not None and arrival >= max(old) - slack_s:
         return QueueReach.OK
     return QueueReach.UNREACHABLE
-
-
-# ---------------------------------------------------------------- state
-@dataclass(frozen=True)
-class WatchState:
-    member_id: str
-    #: The modification time (the portal's format) of the newest judged change; "" before the first check.
-    cursor: str = ""
-    #: "ID@MODIFIED" of the changes judged at the cursor's second (listed again by ">=").
-    judged: tuple[str, ...] = ()
-    #: IDs the app is known to have heard of (those existing at the first check, and those whose changes
-    #: were delivered): seeded into polling at a switch, so it sends their changes as updates and its
-    #: first reconciliation finds those deleted meanwhile. An object first seen undelivered stays out: polling
-    #: sends it as an add.
-    known_ids: tuple[int, ...] = ()
-    checked_at: int = 0
-    verdict: str = str(QueueReach.UNKNOWN)
-    verdict_at: int = 0
-    version: int = 0
-
-
-class WatchStore(Protocol):
-    def get(self, member_id: str) -> WatchState | None: ...
-
-    def save(self, state: WatchState) -> WatchState: ...
-
-
-class InMemoryWatchStore(InMemoryStateStore[WatchState]):
-    pass
-
-
-_FIELDS = ("cursor", "judged", "known_ids", "checked_at", "verdict", "verdict_at")
-
-
-def _encode(state: WatchState) -> dict[str, Any]:
-    body = {name: getattr(state, name) for name in _FIELDS}
-    body["judged"], body["known_ids"] = list(state.judged), list(state.known_ids)
-    return body
-
-
-def _decode(member_id: str, raw: dict[str, Any], version: int) -> WatchState:
-    return WatchState(
-        member_id,
-        cursor=str(raw.get("cursor") or ""),
-        judged=tuple(str(k) for k in raw.get("judged") or ()),
-        known_ids=tuple(int(i) for i in raw.get("known_ids") or ()),
-        checked_at=int(raw.get("checked_at") or 0),
-        verdict=str(raw.get("verdict") or QueueReach.UNKNOWN),
-        verdict_at=int(raw.get("verdict_at") or 0),
-        version=version,
-    )
-
-
-class DynamoWatchStore(DynamoStateStore[WatchState]):
-    def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        super().__init__(WATCH_SK, _encode, _decode, table_name, region, host)
-
-
-# ---------------------------------------------------------------- the portal's clock
-@dataclass(frozen=True)
-class PortalClock:
-    """What one answer's ``time`` block says about the portal's clock, measured against ours."""
-
-    now: float  # the portal's time (unix seconds) when it started the request
-    skew: float  # portal minus ours
-    zone: tzinfo
-
-    @classmethod
-    def from_answer(cls, answer: RestAnswer, ours: float) -> PortalClock:
-        info = answer.time or {}
-        stamp = str(info.get("date_start") or "")
-        zone: tzinfo = UTC
-        parsed = _parse(stamp, UTC)
-        if parsed is not None and parsed.tzinfo is not None:
-            zone = parsed.tzinfo
-        start = as_epoch(info.get("start"))
-        if start is not None:
-            now = start
-        elif parsed is not None:
-            now = parsed.timestamp()
-        else:
-            now = ours
-        return cls(now=now, skew=now - ours, zone=zone)
-
-    def format(self, portal_ts: float) -> str:
-        """A filter value in the portal's own format and offset."""
-        return datetime.fromtimestamp(int(portal_ts), self.zone).isoformat(timespec="seconds")
-
-    def ts(self, stamp: str) -> float | None:
-        parsed = _parse(stamp, self.zone)
-        return parsed.timestamp() if parsed is not None else None
-
-
-def _parse(stamp: str, zone: tzinfo) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except (ValueError, OverflowError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
 # ---------------------------------------------------------------- one check
@@ -485,16 +384,3 @@ def _with_finding(caps: dict[str, Any], queue: QueueReach, now: int) -> dict[str
     if queue == QueueReach.UNKNOWN or (iso is not None and iso.get("event_queue") == queue):
         return caps
     return {**caps, "isolation": with_queue(iso, queue, by=BY, at=now)}
-
-
-__all__ = [
-    "SLACK_S",
-    "DeliveryWatchdog",
-    "DynamoWatchStore",
-    "InMemoryWatchStore",
-    "PortalClock",
-    "WatchResult",
-    "WatchState",
-    "WatchStore",
-    "judge",
-]

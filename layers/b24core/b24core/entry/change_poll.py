@@ -43,7 +43,8 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
     from b24core.delivery.polling import DynamoPollStore
-    from b24core.delivery.watchdog import DeliveryWatchdog, DynamoWatchStore
+    from b24core.delivery.watch_store import DynamoWatchStore
+    from b24core.delivery.watchdog import DeliveryWatchdog
     from b24core.entry import wiring as runtime
     from b24core.events.arrivals import DynamoArrivals
 
