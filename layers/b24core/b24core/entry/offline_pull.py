@@ -23,7 +23,7 @@ def build_runner() -> DeliveryRunner:
     from b24core.entry.worker import limiter
     from b24core.events.queue_writer import QueueWriter
     from b24core.tokens.lease import DynamoLeaseStore
-    from b24core.worker.dispatch import LimitedClient
+    from b24core.worker.limited_client import LimitedClient
 
     s = get_settings()
     store = DynamoDeliveryStore(s.table_name, s.region, s.dynamodb_endpoint)

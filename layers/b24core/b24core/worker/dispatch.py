@@ -26,9 +26,9 @@ from b24core.bitrix.rest import BATCH_LIMIT
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.tokens.client import BatchResult
 from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker.handlers import Context, Event, Registry
+from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, read_time
 
@@ -47,90 +47,6 @@ class Plan:
     skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
     failed: set[str] = field(default_factory=set)
     portals: dict[str, Portal] = field(default_factory=dict)
-
-
-class LimitedClient:
-    """The portal-bound client handlers get: every HTTP call first takes its share of the budget.
-
-    Every call and every command of a batch also carries the app's ``auth_connector``: a change the
-    app makes itself is then not recorded in the portal's offline queue for the app's own offline
-    bindings (api-reference/events/offline-events.md), so in pull and lossless mode a handler's writes
-    do not come back to it as events. Elsewhere the parameter changes nothing.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        limiter: RateLimiter,
-        member_id: str,
-        wait: Callable[[float], None],
-        max_wait_s: float,
-        connector: str = "",
-    ) -> None:
-        self._client = client
-        self._limiter = limiter
-        self._member_id = member_id
-        self._wait = wait
-        self._max_wait_s = max_wait_s
-        self._connector = connector
-
-    def _tagged(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        body = dict(params or {})
-        if self._connector and not any(k.lower() == "auth_connector" for k in body):
-            body["auth_connector"] = self._connector
-        return body
-
-    @property
-    def portal(self) -> Portal:
-        p: Portal = self._client.portal
-        return p
-
-    def _spend(self, method: str | None, wait_up_to: float | None = None) -> None:
-        waited = 0.0
-        most = self._max_wait_s if wait_up_to is None else max(0.0, min(self._max_wait_s, wait_up_to))
-        while True:
-            delay = self._limiter.acquire(self._member_id, method=method)
-            if delay <= 0:
-                return
-            if waited + delay > most:
-                raise QueryLimitExceeded("the portal's REST budget is spent for now")
-            self._wait(delay)
-            waited += delay
-
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        self._spend(method)
-        body = self._tagged(params)
-        return self._guard(method, lambda: self._client.call(method, body))
-
-    def batch(
-        self,
-        commands: dict[str, tuple[str, dict[str, Any]]],
-        halt: bool = False,
-        wait_up_to: float | None = None,
-    ) -> dict[str, Any]:
-        """Like PortalClient.batch; ``wait_up_to`` bounds the wait for budget (the worker's read deadline)."""
-        out: dict[str, Any] = {"result": {}, "error": {}, "time": {}}
-        items = [(key, (method, self._tagged(params))) for key, (method, params) in commands.items()]
-        for start in range(0, len(items), BATCH_LIMIT):
-            chunk = dict(items[start : start + BATCH_LIMIT])
-            methods = {m for m, _ in chunk.values()}
-            self._spend(next(iter(methods)) if len(methods) == 1 else None, wait_up_to)
-            answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
-            out["result"].update(answer["result"] or {})
-            out["error"].update(answer["error"] or {})
-            times = answer["time"] if isinstance(answer, BatchResult) else answer.get("time")
-            out["time"].update(times or {})
-        return out
-
-    def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except QueryLimitExceeded:
-            self._limiter.saturate(self._member_id)
-            raise
-        except OperationTimeLimit as exc:
-            self._limiter.block(self._member_id, method, exc.reset_at or time.time() + 60)
-            raise
 
 
 class Worker:
