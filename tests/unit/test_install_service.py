@@ -4,11 +4,12 @@ import pytest
 
 from b24core.aws.apigw import HttpError
 from b24core.bitrix.errors import ExpiredToken, TransportError
+from b24core.bitrix.inbound import claim_from_request
 from b24core.bitrix.oauth import AppInfo, InstallInfo
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
 from b24core.trust.admin import Caller
-from b24core.trust.install import InstallService, claim_from_request
+from b24core.trust.install import InstallService
 
 
 class ScriptedAuthServer:

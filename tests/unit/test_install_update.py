@@ -6,8 +6,8 @@ import pytest
 
 from b24core.aws.apigw import HttpError
 from b24core.bitrix.errors import ExpiredToken
+from b24core.bitrix.inbound import claim_from_event
 from b24core.portals.states import PortalState
-from b24core.trust.install import claim_from_event
 from tests.unit.test_install_service import ScriptedAuthServer, event_form, info, service
 
 

@@ -6,10 +6,10 @@ import pytest
 
 from b24core.aws.apigw import HttpError
 from b24core.aws.metrics import record_metrics
+from b24core.bitrix.inbound import claim_from_event, claim_from_request
 from b24core.portals.states import TokenState
 from b24core.tokens.outcomes import Outcome
 from b24core.trust.admin import Caller
-from b24core.trust.install import claim_from_event, claim_from_request
 from b24core.trust.session import SessionInvalid, issue, session_key, verify
 from tests.unit._token_fakes import make_keeper, make_portal
 from tests.unit.test_install_service import (

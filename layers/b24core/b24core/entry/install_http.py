@@ -11,11 +11,11 @@ from typing import Any
 from b24core.aws.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
 from b24core.aws.logs import logger
 from b24core.aws.settings import get_settings
-from b24core.bitrix.inbound import read_form
+from b24core.bitrix.inbound import InstallClaim, claim_from_request, read_form
 from b24core.entry import wiring as runtime
 from b24core.entry.pages import app_page, decide, install_page
 from b24core.portals.model import Portal
-from b24core.trust.install import InstallClaim, InstallService, Opened, claim_from_request
+from b24core.trust.install import InstallService, Opened
 from b24core.trust.session import UserSession
 
 

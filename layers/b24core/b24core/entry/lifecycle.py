@@ -116,8 +116,9 @@ def _refuse(reason: str, member_id: str) -> None:
 def handle_update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
     """ONAPPUPDATE: verify at the authorization server, keep the new tokens, re-check and re-bind."""
     from b24core.aws.settings import get_settings
+    from b24core.bitrix.inbound import claim_from_event
     from b24core.entry.install_http import start_capability_check
-    from b24core.trust.install import InstallService, claim_from_event
+    from b24core.trust.install import InstallService
 
     settings = get_settings()
     claim = claim_from_event(form, path="update")

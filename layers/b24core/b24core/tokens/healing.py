@@ -15,25 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from b24core.bitrix.inbound import offered_pair
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.outcomes import RefreshResult
-
-
-def offered_pair(form: dict[str, Any]) -> tuple[str, str, str, int] | None:
-    """(member_id, access_token, refresh_token, expires_in) when the event's auth carries a pair."""
-    auth = form.get("auth")
-    if not isinstance(auth, dict):
-        return None
-    member_id, access, refresh = auth.get("member_id"), auth.get("access_token"), auth.get("refresh_token")
-    if not (isinstance(member_id, str) and isinstance(access, str) and isinstance(refresh, str)):
-        return None
-    if not (member_id and access and refresh):
-        return None
-    try:
-        expires_in = int(str(auth.get("expires_in") or "3600"))
-    except ValueError:
-        expires_in = 3600
-    return member_id, access, refresh, expires_in
 
 
 def adopt_from_event(form: dict[str, Any], keeper: TokenKeeper) -> RefreshResult | None:

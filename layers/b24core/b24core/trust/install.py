@@ -2,8 +2,8 @@
 
 Two doors lead here: the install frame of an app with UI (query DOMAIN/PROTOCOL/LANG, form AUTH_ID,
 REFRESH_ID, APPLICATION_TOKEN, member_id...) and the ONAPPINSTALL callback (form ``auth[...]``).
-Both become an ``InstallClaim``; the claim is checked at ``/rest/app.info`` of the authorization
-server (client_id is ours; member_id, domain and client_endpoint are the ones claimed) before
+Both become an ``InstallClaim`` (b24core.bitrix.inbound); the claim is checked at ``/rest/app.info``
+of the authorization server (client_id is ours; member_id, domain and client_endpoint are the ones claimed) before
 anything is stored.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from b24core.aws import metrics
@@ -19,6 +19,7 @@ from b24core.aws.apigw import HttpError
 from b24core.aws.logs import logger, remember_secret
 from b24core.bitrix.endpoints import EndpointRefused, check_endpoint
 from b24core.bitrix.errors import AuthError, B24Error, BadResponse, TransportError
+from b24core.bitrix.inbound import InstallClaim
 from b24core.bitrix.oauth import AppInfo, AuthServer
 from b24core.portals.announce import announce_token_state
 from b24core.portals.model import Portal
@@ -43,111 +44,6 @@ class Opened:
     #: False when the portal could not say whether the user is an administrator (a box cut off from
     #: the authorization server refuses every token): the page shows the stored portal's state.
     confirmed: bool = True
-
-
-@dataclass(frozen=True)
-class InstallClaim:
-    path: str  # "ui" (install frame) or "event" (ONAPPINSTALL)
-    member_id: str
-    domain: str
-    client_endpoint: str
-    server_endpoint: str
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: int
-    application_token: str = field(repr=False)
-    scope: str
-    language: str
-    user_id: str
-
-
-def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _require(fields: dict[str, str]) -> None:
-    missing = sorted(name for name, value in fields.items() if not value)
-    if missing:
-        raise HttpError(400, "missing_fields", f"missing required fields: {', '.join(missing)}")
-
-
-def _expires_in(raw: str) -> int:
-    try:
-        value = int(raw or "3600")
-    except ValueError:
-        raise HttpError(400, "bad_field", "expires_in / AUTH_EXPIRES is not a number") from None
-    return max(0, min(value, 24 * 3600))
-
-
-def claim_from_frame(query: dict[str, str], form: dict[str, Any]) -> InstallClaim:
-    """The install frame of an app with UI (settings/oauth/simple-way.md)."""
-    domain = _text(query.get("DOMAIN") or form.get("DOMAIN"))
-    protocol = _text(query.get("PROTOCOL") or form.get("PROTOCOL") or "1")
-    fields = {
-        "DOMAIN": domain,
-        "AUTH_ID": _text(form.get("AUTH_ID")),
-        "REFRESH_ID": _text(form.get("REFRESH_ID")),
-        "APPLICATION_TOKEN": _text(form.get("APPLICATION_TOKEN")),
-        "member_id": _text(form.get("member_id")),
-    }
-    _require(fields)
-    if protocol not in ("0", "1"):
-        raise HttpError(400, "bad_field", "PROTOCOL must be 0 or 1")
-    scheme = "https" if protocol == "1" else "http"
-    return InstallClaim(
-        path="ui",
-        member_id=fields["member_id"],
-        domain=domain,
-        client_endpoint=f"{scheme}://{domain}/rest/",
-        server_endpoint=_text(form.get("SERVER_ENDPOINT")),
-        access_token=fields["AUTH_ID"],
-        refresh_token=fields["REFRESH_ID"],
-        expires_in=_expires_in(_text(form.get("AUTH_EXPIRES"))),
-        application_token=fields["APPLICATION_TOKEN"],
-        scope=_text(form.get("APPLICATION_SCOPE")),
-        language=_text(query.get("LANG") or form.get("LANG")),
-        user_id="",
-    )
-
-
-def claim_from_event(form: dict[str, Any], path: str = "event") -> InstallClaim:
-    """The ONAPPINSTALL callback (api-reference/common/events/on-app-install.md); ONAPPUPDATE has the
-    same ``auth`` block with the NEW application_token (on-app-update.md)."""
-    auth = form.get("auth")
-    if not isinstance(auth, dict):
-        raise HttpError(400, "missing_fields", "missing required fields: auth")
-    data = form.get("data") if isinstance(form.get("data"), dict) else {}
-    fields = {
-        "auth[access_token]": _text(auth.get("access_token")),
-        "auth[refresh_token]": _text(auth.get("refresh_token")),
-        "auth[application_token]": _text(auth.get("application_token")),
-        "auth[member_id]": _text(auth.get("member_id")),
-        "auth[domain]": _text(auth.get("domain")),
-        "auth[client_endpoint]": _text(auth.get("client_endpoint")),
-    }
-    _require(fields)
-    return InstallClaim(
-        path=path,
-        member_id=fields["auth[member_id]"],
-        domain=fields["auth[domain]"],
-        client_endpoint=fields["auth[client_endpoint]"],
-        server_endpoint=_text(auth.get("server_endpoint")),
-        access_token=fields["auth[access_token]"],
-        refresh_token=fields["auth[refresh_token]"],
-        expires_in=_expires_in(_text(auth.get("expires_in"))),
-        application_token=fields["auth[application_token]"],
-        scope=_text(auth.get("scope")),
-        language=_text((data or {}).get("LANGUAGE")),
-        user_id=_text(auth.get("user_id")),
-    )
-
-
-def claim_from_request(query: dict[str, str], form: dict[str, Any]) -> InstallClaim:
-    if _text(form.get("event")).upper() == "ONAPPINSTALL":
-        return claim_from_event(form)
-    if "event" in form:
-        raise HttpError(400, "unexpected_event", "only ONAPPINSTALL is accepted at /install")
-    return claim_from_frame(query, form)
 
 
 class InstallService:
