@@ -3,8 +3,8 @@
 Two doors lead here: the install frame of an app with UI (query DOMAIN/PROTOCOL/LANG, form AUTH_ID,
 REFRESH_ID, APPLICATION_TOKEN, member_id...) and the ONAPPINSTALL callback (form ``auth[...]``).
 Both become an ``InstallClaim`` (b24core.bitrix.inbound); the claim is checked at ``/rest/app.info``
-of the authorization server (client_id is ours; member_id, domain and client_endpoint are the ones claimed) before
-anything is stored.
+of the authorization server (client_id is ours; member_id, domain and client_endpoint are the ones
+claimed) before anything is stored.
 """
 
 from __future__ import annotations
