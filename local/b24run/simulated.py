@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from b24sim import Simulator
+from b24sim.entities import SPECS
 from b24stack.__main__ import Hook
 from b24stack.stack import LocalStack
 
@@ -85,10 +86,20 @@ class SimulatorHook(Hook):
         if self.portals:
             _, cloud = self.portals[0]
             sim = self.sim.url
+            base = f"{sim}/_sim/portals/{cloud.domain}/objects"
+            post = "curl -s -X POST -H 'content-type: application/json'"
+            lines.append(
+                "  # a user changes something in the cloud portal; its event flows /events -> SQS -> worker"
+            )
+            lines.append(
+                "  # (add: POST .../objects/KIND, update: POST .../objects/KIND/ID, delete: DELETE the same):"
+            )
+            for kind, spec in SPECS.items():
+                field = "TITLE" if "TITLE" in spec.fields else "NAME"
+                lines.append(f'  {post} -d \'{{"{field}":"First"}}\' {base}/{kind}     # {spec.add}')
             lines += [
-                "  # a user adds a deal in the cloud portal; its event flows /events -> SQS -> worker:",
-                f"  curl -s -X POST -H 'content-type: application/json' -d '{{\"TITLE\":\"First deal\"}}' "
-                f"{sim}/_sim/portals/{cloud.domain}/deals",
+                f'  {post} -d \'{{"STAGE_ID":"WON"}}\' {base}/crm.deal/1     # ONCRMDEALUPDATE',
+                f"  curl -s -X DELETE {base}/tasks.task/1     # ONTASKDELETE",
                 f"  curl -s {sim}/_sim/deliveries        # what the simulated event queue delivered",
                 f"  curl -s {stack.gateway_url}/health",
             ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from b24sim.entities import SPECS
+
 #: ``None`` scope = the ``basic`` scope every app has (system and event methods).
 BASIC: str | None = None
 
@@ -51,11 +53,7 @@ METHODS: dict[str, MethodInfo] = {
         ),
         *_methods("main", "user", "user.current user.get"),
         *_methods("rest", "placement", "placement.bind placement.unbind placement.get placement.list", True),
-        *_methods(
-            "crm",
-            "crm",
-            "crm.deal.add crm.deal.get crm.deal.list crm.deal.update crm.deal.delete crm.deal.fields",
-        ),
+        *(MethodInfo(name, spec.module, spec.scope) for spec in SPECS.values() for name in spec.methods),
         *_methods("im", "im", "im.notify im.notify.system.add im.notify.personal.add"),
         *_methods(
             "telephony",
@@ -76,7 +74,7 @@ EVENTS: dict[str, EventInfo] = {
             "ONOFFLINEEVENT",
         ),
         *_events("main", "user", "ONUSERADD"),
-        *_events("crm", "crm", "ONCRMDEALADD ONCRMDEALUPDATE ONCRMDEALDELETE"),
+        *(EventInfo(name, spec.module, spec.scope) for spec in SPECS.values() for name in spec.events),
         *_events("telephony", "telephony", "ONEXTERNALCALLSTART ONEXTERNALCALLBACKSTART"),
     ]
 }
@@ -86,6 +84,7 @@ MODULE_SCOPES: dict[str, tuple[str, ...]] = {
     "rest": ("placement",),
     "main": ("user", "user_brief", "user_basic", "department"),
     "crm": ("crm",),
+    "tasks": ("task",),
     "im": ("im",),
     "telephony": ("telephony", "call"),
 }
@@ -111,6 +110,7 @@ PLACEMENTS: dict[str, PlacementInfo] = {
             for place in ("DETAIL_TAB", "DETAIL_TOOLBAR", "LIST_MENU", "LIST_TOOLBAR", "DETAIL_ACTIVITY")
         ),
         PlacementInfo("TELEPHONY_CALL_CARD", "telephony", "telephony"),
+        PlacementInfo("TASK_VIEW_TAB", "tasks", "task"),
     ]
 }
 

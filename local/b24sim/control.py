@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from b24sim.entities import SPECS
+
 if TYPE_CHECKING:
     from b24sim.simulator import Simulator
 
@@ -88,15 +90,25 @@ def _dispatch(sim: Simulator, verb: str, parts: list[str], data: dict[str, Any])
         case "DELETE", ["portals", domain, "modules", module]:
             sim.portal(domain).disable_module(module)
             return 200, sim.portal(domain).summary()
-        case "POST", ["portals", domain, "deals"]:
+        case "POST", ["portals", domain, "deals"]:  # the first kind's own route, kept for scripts
             fields, user_id = _fields(data)
-            return 201, {"id": sim.portal(domain).ui_deal_add(fields, user_id=user_id)}
+            return 201, {"id": sim.portal(domain).ui_add("crm.deal", fields, user_id=user_id)}
         case "POST", ["portals", domain, "deals", deal_id]:
             fields, user_id = _fields(data)
-            sim.portal(domain).ui_deal_update(int(deal_id), fields, user_id=user_id)
+            sim.portal(domain).ui_update("crm.deal", int(deal_id), fields, user_id=user_id)
             return 200, {"ok": True}
         case "DELETE", ["portals", domain, "deals", deal_id]:
-            sim.portal(domain).ui_deal_delete(int(deal_id))
+            sim.portal(domain).ui_delete("crm.deal", int(deal_id))
+            return 200, {"ok": True}
+        case "POST", ["portals", domain, "objects", kind] if kind in SPECS:
+            fields, user_id = _fields(data)
+            return 201, {"id": sim.portal(domain).ui_add(kind, fields, user_id=user_id)}
+        case "POST", ["portals", domain, "objects", kind, object_id] if kind in SPECS:
+            fields, user_id = _fields(data)
+            sim.portal(domain).ui_update(kind, int(object_id), fields, user_id=user_id)
+            return 200, {"ok": True}
+        case "DELETE", ["portals", domain, "objects", kind, object_id] if kind in SPECS:
+            sim.portal(domain).ui_delete(kind, int(object_id))
             return 200, {"ok": True}
         case "POST", ["portals", domain, "install"]:
             response = sim.install(

@@ -1,4 +1,5 @@
-"""Deal storage with the list semantics of ``crm.deal.list`` (filter prefixes, order, select, paging).
+"""Object storage with the list semantics of ``crm.*.list`` / ``tasks.task.list`` (filter prefixes, order,
+select, paging), one store per kind of object (b24sim.entities gives each kind's fields and defaults).
 
 Values are kept as strings, as the real API returns them (``"ID": "410"``, ``"OPPORTUNITY": "0.00"``).
 """
@@ -8,43 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from b24sim.entities import EntitySpec
 
 PAGE_SIZE = 50
 
-#: Field name -> (type, read-only, title). A minimal crm.deal.fields.
-DEAL_FIELDS: dict[str, tuple[str, bool, str]] = {
-    "ID": ("integer", True, "ID"),
-    "TITLE": ("string", False, "Title"),
-    "TYPE_ID": ("crm_status", False, "Type"),
-    "CATEGORY_ID": ("crm_category", False, "Sales Funnel"),
-    "STAGE_ID": ("crm_status", False, "Deal Stage"),
-    "STAGE_SEMANTIC_ID": ("string", True, "Stage Group"),
-    "IS_NEW": ("char", True, "New Deal"),
-    "PROBABILITY": ("integer", False, "Probability"),
-    "CURRENCY_ID": ("crm_currency", False, "Currency"),
-    "OPPORTUNITY": ("double", False, "Amount"),
-    "TAX_VALUE": ("double", False, "Tax"),
-    "COMPANY_ID": ("crm_company", False, "Company"),
-    "CONTACT_ID": ("crm_contact", False, "Contact"),
-    "BEGINDATE": ("date", False, "Start Date"),
-    "CLOSEDATE": ("date", False, "Close Date"),
-    "OPENED": ("char", False, "Available to Everyone"),
-    "CLOSED": ("char", False, "Closed"),
-    "COMMENTS": ("string", False, "Comment"),
-    "ASSIGNED_BY_ID": ("user", False, "Responsible"),
-    "CREATED_BY_ID": ("user", True, "Created by"),
-    "MODIFY_BY_ID": ("user", True, "Modified by"),
-    "DATE_CREATE": ("datetime", True, "Created on"),
-    "DATE_MODIFY": ("datetime", True, "Modified on"),
-    "SOURCE_ID": ("crm_status", False, "Source"),
-    "SOURCE_DESCRIPTION": ("string", False, "Source information"),
-    "ADDITIONAL_INFO": ("string", False, "Additional information"),
-    "ORIGINATOR_ID": ("string", False, "External source"),
-    "ORIGIN_ID": ("string", False, "Item ID in data source"),
-}
-
-_READ_ONLY = {name for name, (_, ro, _) in DEAL_FIELDS.items() if ro}
 _PREFIXES = (">=", "<=", "!@", "=%", "%=", "!=", ">", "<", "@", "%", "=", "!")
 
 
@@ -60,12 +31,12 @@ def _str(value: Any) -> Any:
     return str(value)
 
 
-def _writable(fields: Mapping[str, Any]) -> dict[str, Any]:
-    # "An incorrect field in fields will be ignored": keep known writable fields and custom UF_CRM_* ones.
+def _writable(fields: Mapping[str, Any], known: Mapping[str, tuple[str, bool, str]]) -> dict[str, Any]:
+    # "An incorrect field in fields will be ignored": keep known writable fields and custom UF_* ones.
     out: dict[str, Any] = {}
     for key, value in fields.items():
         name = str(key).upper()
-        if (name in DEAL_FIELDS and name not in _READ_ONLY) or name.startswith("UF_CRM_"):
+        if (name in known and not known[name][1]) or name.startswith("UF_"):
             out[name] = _str(value)
     return out
 
@@ -122,77 +93,49 @@ def _condition(key: str, expected: Any) -> Callable[[Mapping[str, Any]], bool]:
     return test
 
 
-class DealStore:
-    """Deals of one portal."""
+class EntityStore:
+    """Objects of one kind on one portal."""
 
-    def __init__(self) -> None:
-        self._deals: dict[int, dict[str, Any]] = {}
+    def __init__(self, spec: EntitySpec) -> None:
+        self.spec = spec
+        self._items: dict[int, dict[str, Any]] = {}
         self._next_id = 1
 
     def __len__(self) -> int:
-        return len(self._deals)
+        return len(self._items)
 
     def add(self, fields: Mapping[str, Any], user_id: int, now: float) -> int:
-        deal_id = self._next_id
+        object_id = self._next_id
         self._next_id += 1
-        stamp = iso(now)
-        deal: dict[str, Any] = {
-            "ID": str(deal_id),
-            "TITLE": f"Deal #{deal_id}",
-            "TYPE_ID": "SALE",
-            "CATEGORY_ID": "0",
-            "STAGE_ID": "NEW",
-            "STAGE_SEMANTIC_ID": "P",
-            "IS_NEW": "Y",
-            "PROBABILITY": None,
-            "CURRENCY_ID": "USD",
-            "OPPORTUNITY": "0.00",
-            "TAX_VALUE": "0.00",
-            "COMPANY_ID": "0",
-            "CONTACT_ID": None,
-            "BEGINDATE": stamp,
-            "CLOSEDATE": iso(now + 7 * 86400),
-            "OPENED": "Y",
-            "CLOSED": "N",
-            "COMMENTS": None,
-            "ASSIGNED_BY_ID": str(user_id),
-            "CREATED_BY_ID": str(user_id),
-            "MODIFY_BY_ID": str(user_id),
-            "DATE_CREATE": stamp,
-            "DATE_MODIFY": stamp,
-            "SOURCE_ID": None,
-            "SOURCE_DESCRIPTION": None,
-            "ADDITIONAL_INFO": None,
-            "ORIGINATOR_ID": None,
-            "ORIGIN_ID": None,
-        }
-        deal.update(_writable(fields))
-        self._deals[deal_id] = deal
-        return deal_id
+        item = self.spec.defaults(object_id, user_id, iso(now))
+        item.update(_writable(fields, self.spec.fields))
+        self._items[object_id] = item
+        return object_id
 
-    def get(self, deal_id: int) -> dict[str, Any] | None:
-        deal = self._deals.get(deal_id)
-        return dict(deal) if deal is not None else None
+    def get(self, object_id: int) -> dict[str, Any] | None:
+        item = self._items.get(object_id)
+        return dict(item) if item is not None else None
 
-    def update(self, deal_id: int, fields: Mapping[str, Any], user_id: int, now: float) -> bool:
-        deal = self._deals.get(deal_id)
-        if deal is None:
+    def update(self, object_id: int, fields: Mapping[str, Any], user_id: int, now: float) -> bool:
+        item = self._items.get(object_id)
+        if item is None:
             return False
-        deal.update(_writable(fields))
-        deal["MODIFY_BY_ID"] = str(user_id)
-        deal["DATE_MODIFY"] = iso(now)
-        deal["IS_NEW"] = "N"
+        item.update(_writable(fields, self.spec.fields))
+        item[self.spec.modified_by] = str(user_id)
+        item[self.spec.modified] = iso(now)
+        if "IS_NEW" in item:
+            item["IS_NEW"] = "N"
         return True
 
-    def delete(self, deal_id: int) -> bool:
-        return self._deals.pop(deal_id, None) is not None
+    def delete(self, object_id: int) -> bool:
+        return self._items.pop(object_id, None) is not None
 
     def query(
         self, filter_: Mapping[str, Any], order: Mapping[str, Any], select: Iterable[str]
     ) -> list[dict[str, Any]]:
         """Filter, sort and project; paging is left to the caller."""
         tests = [_condition(str(k), v) for k, v in filter_.items()]
-        rows = [d for d in self._deals.values() if all(t(d) for t in tests)]
+        rows = [d for d in self._items.values() if all(t(d) for t in tests)]
         keys = [(str(f).upper(), str(d).upper() == "DESC") for f, d in order.items()] or [("ID", False)]
         for field, desc in reversed(keys):
             rows.sort(key=_sort_key(field), reverse=desc)
@@ -218,7 +161,7 @@ def _project(deal: Mapping[str, Any], select: list[str]) -> dict[str, Any]:
     return out
 
 
-def fields_description() -> dict[str, dict[str, Any]]:
+def fields_description(spec: EntitySpec) -> dict[str, dict[str, Any]]:
     return {
         name: {
             "type": kind,
@@ -229,5 +172,5 @@ def fields_description() -> dict[str, dict[str, Any]]:
             "isDynamic": False,
             "title": title,
         }
-        for name, (kind, read_only, title) in DEAL_FIELDS.items()
+        for name, (kind, read_only, title) in spec.fields.items()
     }

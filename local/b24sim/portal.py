@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from b24sim.catalog import EVENTS, METHODS, MODULE_SCOPES, PLACEMENTS, PROFILES, SCOPE_ALIASES, Profile
-from b24sim.crm import DealStore
+from b24sim.crm import EntityStore
+from b24sim.entities import SPECS
 from b24sim.misbehave import Misbehaviour
 from b24sim.ratelimit import LeakyBucket, OperatingTracker
 
@@ -124,7 +125,8 @@ class Portal:
         #: The app's placement handlers (placement.bind), as placement.get answers them.
         self.placements: list[dict[str, Any]] = []
         self.users: dict[int, User] = {1: User(1, "Admin", "Portal", admin=True)}
-        self.deals = DealStore()
+        #: Every kind of object this portal keeps (b24sim.entities), by kind ("crm.deal", "tasks.task").
+        self.entities: dict[str, EntityStore] = {kind: EntityStore(spec) for kind, spec in SPECS.items()}
         self.bindings: list[Binding] = []
         self.offline: list[OfflineRecord] = []
         self.notifications: list[dict[str, Any]] = []
@@ -288,24 +290,46 @@ class Portal:
         return True
 
     # -- user actions in the portal UI -----------------------------------------------------------------
-    def ui_deal_add(self, fields: dict[str, Any] | None = None, *, user_id: int | None = 1) -> int:
-        """A user creates a deal in the UI. ``user_id=None`` plays a robot/agent (no tokens in the event)."""
+    @property
+    def deals(self) -> EntityStore:
+        return self.entities["crm.deal"]
+
+    def ui_add(self, kind: str, fields: dict[str, Any] | None = None, *, user_id: int | None = 1) -> int:
+        """A user creates an object in the UI; ``user_id=None`` plays a robot (no tokens in the event)."""
+        spec = SPECS[kind]
         with self._sim.lock:
-            deal_id = self.deals.add(fields or {}, user_id or 1, self._sim.clock.now())
-            self._sim.fire_event(self, "ONCRMDEALADD", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
-            return deal_id
+            object_id = self.entities[kind].add(fields or {}, user_id or 1, self._sim.clock.now())
+            self._sim.fire_event(self, spec.add, spec.event_data(spec.add, object_id), user_id=user_id)
+            return object_id
+
+    def ui_update(
+        self, kind: str, object_id: int, fields: dict[str, Any], *, user_id: int | None = 1
+    ) -> None:
+        spec = SPECS[kind]
+        with self._sim.lock:
+            if not self.entities[kind].update(int(object_id), fields, user_id or 1, self._sim.clock.now()):
+                raise KeyError(f"{kind} {object_id} not found on {self.domain}")
+            self._sim.fire_event(
+                self, spec.update, spec.event_data(spec.update, int(object_id)), user_id=user_id
+            )
+
+    def ui_delete(self, kind: str, object_id: int, *, user_id: int | None = 1) -> None:
+        spec = SPECS[kind]
+        with self._sim.lock:
+            if not self.entities[kind].delete(int(object_id)):
+                raise KeyError(f"{kind} {object_id} not found on {self.domain}")
+            self._sim.fire_event(
+                self, spec.delete, spec.event_data(spec.delete, int(object_id)), user_id=user_id
+            )
+
+    def ui_deal_add(self, fields: dict[str, Any] | None = None, *, user_id: int | None = 1) -> int:
+        return self.ui_add("crm.deal", fields, user_id=user_id)
 
     def ui_deal_update(self, deal_id: int, fields: dict[str, Any], *, user_id: int | None = 1) -> None:
-        with self._sim.lock:
-            if not self.deals.update(int(deal_id), fields, user_id or 1, self._sim.clock.now()):
-                raise KeyError(f"deal {deal_id} not found on {self.domain}")
-            self._sim.fire_event(self, "ONCRMDEALUPDATE", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
+        self.ui_update("crm.deal", deal_id, fields, user_id=user_id)
 
     def ui_deal_delete(self, deal_id: int, *, user_id: int | None = 1) -> None:
-        with self._sim.lock:
-            if not self.deals.delete(int(deal_id)):
-                raise KeyError(f"deal {deal_id} not found on {self.domain}")
-            self._sim.fire_event(self, "ONCRMDEALDELETE", {"FIELDS": {"ID": str(deal_id)}}, user_id=user_id)
+        self.ui_delete("crm.deal", deal_id, user_id=user_id)
 
     def ui_click_to_call(self, phone: str, *, user_id: int = 1, entity: tuple[str, int] | None = None) -> str:
         """A user clicks a phone number in the CRM: fires ONEXTERNALCALLSTART (telephony module only)."""
@@ -338,5 +362,6 @@ class Portal:
             "queue_blocked": self.queue_blocked,
             "modules": sorted(self.modules),
             "deals": len(self.deals),
+            "objects": {kind: len(store) for kind, store in self.entities.items()},
             "bindings": len(self.bindings),
         }

@@ -1,6 +1,8 @@
 """Things that must agree across files: pins, the manifest, the template's wiring."""
 
+import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -62,3 +64,55 @@ def test_worker_visibility_timeout_is_at_least_six_times_its_timeout():
     worker = template["Resources"]["EventWorkerFunction"]["Properties"]
     queue = template["Resources"]["EventsQueue"]["Properties"]
     assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+
+
+DEV_ONLY = {
+    "pytest",
+    "pytest-timeout",
+    "mypy",
+    "ruff",
+    "playwright",
+    "aws-sam-cli",
+    "cfn-lint",
+    "fast-bitrix24",
+}
+# What an import name is installed as (the standard library needs nothing).
+DISTRIBUTION = {"yaml": "pyyaml", "botocore": "boto3", "aws_lambda_powertools": "aws-lambda-powertools"}
+
+
+def _extra(name: str) -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(project["optional-dependencies"][name])
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[\[=<>]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_make_run_installs_the_runtime_and_the_local_stacks_own_packages_and_nothing_for_development():
+    run = {_dist(r) for r in _extra("run")}
+    assert not run & DEV_ONLY, run & DEV_ONLY
+    assert not any(d.startswith(("types-", "boto3-stubs", "cfn-lint")) for d in run)
+    assert "b24-serverless-bundle[run]" in _extra("dev")  # the test toolchain holds everything run needs
+    runtime = {
+        _dist(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    ours = {"b24core", "b24sim", "b24stack", "b24run", "b24cli", "deal_mirror", "lead_rotation"}
+    imported: set[str] = set()
+    for folder in ("local/b24sim", "local/b24stack", "local/b24run", "cli/b24cli", "apps"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if (
+                path.name == "iam.py"
+            ):  # the IAM evaluator of the tests (samtranslator): never run by `make run`
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    imported.add(node.module.split(".")[0])
+    needed = {DISTRIBUTION.get(m, m).lower() for m in imported - ours if m not in sys.stdlib_module_names}
+    assert needed <= runtime | run, needed - (runtime | run)
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: \$\(VENV\)/\.installed-run ", make, re.M), (
+        "make run must not need the dev toolchain"
+    )

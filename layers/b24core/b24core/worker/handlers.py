@@ -51,8 +51,9 @@ class Event:
 
     @property
     def object_id(self) -> str | None:
-        """The changed object's ID: ``FIELDS.ID`` (CRM) or ``FIELDS_AFTER.ID`` (tasks)."""
-        for key in ("FIELDS", "FIELDS_AFTER"):
+        """The changed object's ID: ``FIELDS.ID`` (CRM), ``FIELDS_AFTER.ID`` (tasks), or for a deleted
+        task ``FIELDS_BEFORE.ID`` (its FIELDS_AFTER is the string "undefined")."""
+        for key in ("FIELDS", "FIELDS_AFTER", "FIELDS_BEFORE"):
             fields = self.data.get(key)
             if isinstance(fields, dict) and fields.get("ID") is not None:
                 return str(fields["ID"])
