@@ -17,6 +17,7 @@ ordinary words).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -101,3 +102,12 @@ logger = Logger(logger_formatter=RedactingFormatter(json_default=_default))
 def dumps_safe(value: Any) -> str:
     """JSON for error bodies and CLI output, with secrets removed."""
     return mask_known(json.dumps(redact(value), default=_default, ensure_ascii=False))
+
+
+def log_event(level: int, message: str, **fields: Any) -> None:
+    """One structured line: ``message`` with ``fields`` as top-level keys (the redacting formatter
+    still masks every secret), attributed to the caller's code location."""
+    emit = {logging.DEBUG: logger.debug, logging.INFO: logger.info, logging.ERROR: logger.error}.get(
+        level, logger.warning
+    )
+    emit(message, extra=fields, stacklevel=3)

@@ -18,11 +18,12 @@ install page read; ``advice`` says what the customer's network admin must open a
 
 from __future__ import annotations
 
+import logging
 import time
 from enum import StrEnum
 from typing import Any
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.bitrix.errors import AuthError, B24Error
 from b24core.bitrix.oauth import AuthServer
 
@@ -114,9 +115,8 @@ def diagnose_client(client: Any, refusal: BaseException, auth: AuthServer) -> di
     if getattr(client, "webhook", None) is not None or not is_auth_refusal(refusal):
         return None
     reach = diagnose_auth(str(client.portal.access_token), refusal, auth)
-    logger.info(
-        "portal isolation diagnosed",
-        extra={"member_id": client.portal.member_id, "auth_server": str(reach)},
+    log_event(
+        logging.INFO, "portal isolation diagnosed", member_id=client.portal.member_id, auth_server=str(reach)
     )
     return isolation_record(reach)
 

@@ -11,6 +11,7 @@ Events it accepts:
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.capabilities.check import PortalFailure, check_portal
 from b24core.capabilities.manifest import Manifest
 from b24core.capabilities.notices import plan_notices
@@ -98,19 +99,18 @@ class CapabilityRunner:
                 member_id, now, {"at": now, "trigger": report["trigger"], "changes": changes}
             )
         self.caps.schedule_recheck(member_id, report["next_check_at"])
-        logger.info(
+        log_event(
+            logging.INFO,
             "capabilities checked",
-            extra={
-                "action": "capability_check",
-                "outcome": outcome,
-                "member_id": member_id,
-                "trigger": report["trigger"],
-                "features": {n: f["status"] for n, f in report["features"].items()},
-                "bound": len(report.get("bound") or []),
-                "bind_errors": sorted(report.get("bind_errors") or {}),
-                "changed": len(changes),
-                "reason": ",".join(sorted((report.get("errors") or {}).values())) or None,
-            },
+            action="capability_check",
+            outcome=outcome,
+            member_id=member_id,
+            trigger=report["trigger"],
+            features={n: f["status"] for n, f in report["features"].items()},
+            bound=len(report.get("bound") or []),
+            bind_errors=sorted(report.get("bind_errors") or {}),
+            changed=len(changes),
+            reason=",".join(sorted((report.get("errors") or {}).values())) or None,
         )
         if self.after_check is not None and report["trigger"] in ("install", "update"):
             self.after_check(client, report)
@@ -148,9 +148,12 @@ class CapabilityRunner:
             except Exception as exc:  # one portal's answer never stops the others' re-checks
                 failed += 1
                 metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
-                logger.warning(
+                log_event(
+                    logging.WARNING,
                     "capability re-check failed",
-                    extra={"action": "recheck", "member_id": member_id, "reason": type(exc).__name__},
+                    action="recheck",
+                    member_id=member_id,
+                    reason=type(exc).__name__,
                 )
                 with contextlib.suppress(Exception):  # asked again later, not at every round
                     self.caps.schedule_recheck(member_id, now + 3600)

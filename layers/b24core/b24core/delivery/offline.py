@@ -26,6 +26,7 @@ wait); back online, the offline bindings are removed first, then the queue is dr
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event, logger
 from b24core.aws.settings import DeliveryPolicy
 from b24core.bitrix.values import as_epoch, is_digits
 from b24core.delivery.offline_bind import error_code, is_budget, reconcile_bindings
@@ -245,15 +246,14 @@ class OfflinePuller:
         if refused:
             message_ids = sorted({str(row.get("MESSAGE_ID")) for row in refused if row.get("MESSAGE_ID")})
             commands["error"] = ("event.offline.error", {"process_id": process_id, "message_id": message_ids})
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "offline records not queued",
-                extra={
-                    "action": "pull",
-                    "outcome": "marked_error",
-                    "member_id": portal.member_id,
-                    "count": len(refused),
-                    "reason": "queue_unavailable",
-                },
+                action="pull",
+                outcome="marked_error",
+                member_id=portal.member_id,
+                count=len(refused),
+                reason="queue_unavailable",
             )
         return commands
 
@@ -328,14 +328,13 @@ class OfflinePuller:
         for pid in found:
             self._remember(portal, pid)
         if found:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "orphaned reservations taken over",
-                extra={
-                    "action": "pull",
-                    "outcome": "recovered",
-                    "member_id": portal.member_id,
-                    "count": len(found),
-                },
+                action="pull",
+                outcome="recovered",
+                member_id=portal.member_id,
+                count=len(found),
             )
 
     def _finish(self, portal: Portal, result: PullResult) -> PullResult:

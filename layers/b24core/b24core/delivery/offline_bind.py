@@ -4,11 +4,12 @@ Refused bindings are asked for again after BIND_RETRY_S."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
 from b24core.events.signals import WAKE_EVENT
@@ -89,15 +90,14 @@ def reconcile_bindings(
         error = ",".join(sorted(set(failures.values())))
         if failures and "ACCESS_DENIED" in failures.values():
             error = "ACCESS_DENIED: offline events need the app installed by a portal administrator"
-        logger.info(
+        log_event(
+            logging.INFO,
             "offline bindings made" if bound else "offline bindings failed",
-            extra={
-                "action": "offline_bind",
-                "outcome": "bound" if bound else "failed",
-                "member_id": portal.member_id,
-                "events": bound,
-                "reason": error or None,
-            },
+            action="offline_bind",
+            outcome="bound" if bound else "failed",
+            member_id=portal.member_id,
+            events=bound,
+            reason=error or None,
         )
         return mutate(
             store,
@@ -123,14 +123,20 @@ def reconcile_bindings(
         except Exception as exc:
             if is_budget(exc):
                 raise
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "offline bindings not removed",
-                extra={"action": "offline_unbind", "outcome": "failed", "member_id": portal.member_id},
+                action="offline_unbind",
+                outcome="failed",
+                member_id=portal.member_id,
             )
             return state  # tried again by the next run
-        logger.info(
+        log_event(
+            logging.INFO,
             "offline bindings removed",
-            extra={"action": "offline_unbind", "outcome": "ok", "member_id": portal.member_id},
+            action="offline_unbind",
+            outcome="ok",
+            member_id=portal.member_id,
         )
         return mutate(
             store,

@@ -19,6 +19,7 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=POLL), sav
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.bitrix.values import is_digits
 from b24core.events.message import QueuedEvent
 from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
@@ -210,16 +211,15 @@ class ChangePoller:
                 cursor = self._reconcile(client, spec, cursor, result, now)
             cursors[name] = cursor
         self.store.save(replace(state, cursors=cursors))
-        logger.info(
+        log_event(
+            logging.INFO,
             "changes polled",
-            extra={
-                "action": "poll",
-                "member_id": portal.member_id,
-                "sent": result.sent,
-                "pages": result.pages,
-                "reconciled": result.reconciled,
-                "incomplete": result.incomplete,
-            },
+            action="poll",
+            member_id=portal.member_id,
+            sent=result.sent,
+            pages=result.pages,
+            reconciled=result.reconciled,
+            incomplete=result.incomplete,
         )
         return result
 

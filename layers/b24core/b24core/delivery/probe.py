@@ -14,6 +14,7 @@ Nothing here waits: sending, arrival and the verdict are three separate steps, e
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import threading
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.delivery.store import (
     DeliveryState,
@@ -132,14 +133,13 @@ class Prober:
             )
 
         state = mutate(self.store, member_id, sent)
-        logger.info(
+        log_event(
+            logging.INFO,
             "delivery probe sent" if not problem else "delivery probe not sent",
-            extra={
-                "action": "probe",
-                "outcome": "pending" if not problem else "failed",
-                "member_id": member_id,
-                "reason": problem or None,
-            },
+            action="probe",
+            outcome="pending" if not problem else "failed",
+            member_id=member_id,
+            reason=problem or None,
         )
         return state
 
@@ -167,15 +167,14 @@ class Prober:
 
         state = mutate(self.store, member_id, seen)
         changed = bool(before) and before[0].mode != state.mode
-        logger.info(
+        log_event(
+            logging.INFO,
             "delivery probe arrived",
-            extra={
-                "action": "probe",
-                "outcome": "arrived",
-                "member_id": member_id,
-                "mode": str(state.mode),
-                "switched": changed,
-            },
+            action="probe",
+            outcome="arrived",
+            member_id=member_id,
+            mode=str(state.mode),
+            switched=changed,
         )
         return state, changed
 
@@ -203,15 +202,14 @@ class Prober:
 
         state = mutate(self.store, member_id, verdict)
         if judged[0]:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "delivery blocked",
-                extra={
-                    "action": "probe",
-                    "outcome": "missed",
-                    "reason": "probe_missed",
-                    "member_id": member_id,
-                    "mode": str(state.mode),
-                },
+                action="probe",
+                outcome="missed",
+                reason="probe_missed",
+                member_id=member_id,
+                mode=str(state.mode),
             )
         return state, judged[0]
 
@@ -283,9 +281,12 @@ class AppWorldCache:
             try:
                 nodes = _parse_nodes(self._fetch(self.url, self._timeout_s))
             except Exception as exc:  # unreachable, not JSON, wrong shape: keep what we had
-                logger.warning(
+                log_event(
+                    logging.WARNING,
                     "queue server list not fetched",
-                    extra={"action": "app_world", "outcome": "failed", "reason": type(exc).__name__},
+                    action="app_world",
+                    outcome="failed",
+                    reason=type(exc).__name__,
                 )
                 last = self._cache[1] if self._cache else AppWorld((), self.url, 0.0)
                 self._cache = (now + min(60.0, self.ttl_s), last)

@@ -17,6 +17,7 @@ Answers carry states and counts, never a token.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
@@ -122,9 +123,12 @@ class DeliveryRunner:
                 except Exception as exc:  # one portal's answer never stops the others' probes
                     counts["failed"] = counts.get("failed", 0) + 1
                     metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
-                    logger.warning(
+                    log_event(
+                        logging.WARNING,
                         "delivery probe failed",
-                        extra={"action": "probe", "member_id": member_id, "reason": type(exc).__name__},
+                        action="probe",
+                        member_id=member_id,
+                        reason=type(exc).__name__,
                     )
         return counts
 
@@ -177,14 +181,13 @@ class DeliveryRunner:
             except Exception as exc:  # tried again at the next missed probe
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
         now = int(self.clock())
-        logger.info(
+        log_event(
+            logging.INFO,
             "admin notified" if not reason else "admin not notified",
-            extra={
-                "action": "notify",
-                "outcome": "sent" if not reason else "skipped",
-                "member_id": portal.member_id,
-                "reason": reason or None,
-            },
+            action="notify",
+            outcome="sent" if not reason else "skipped",
+            member_id=portal.member_id,
+            reason=reason or None,
         )
         mutate(
             self.store,
@@ -217,9 +220,12 @@ class DeliveryRunner:
                 return self._pull(portal, deadline) if portal is not None else None
             except Exception as exc:  # one portal's answer never stops the others' pulls
                 metrics.emit("PortalRoundsFailed", round="pull", reason=type(exc).__name__)
-                logger.warning(
+                log_event(
+                    logging.WARNING,
                     "offline pull failed",
-                    extra={"action": "pull", "member_id": member_id, "reason": type(exc).__name__},
+                    action="pull",
+                    member_id=member_id,
+                    reason=type(exc).__name__,
                 )
                 return None
 
@@ -256,9 +262,8 @@ class DeliveryRunner:
             return base.on(trigger, now, "set by an operator")
 
         state = mutate(self.store, member_id, chosen)
-        logger.info(
-            "delivery mode set",
-            extra={"action": "set_mode", "outcome": str(state.mode), "member_id": member_id},
+        log_event(
+            logging.INFO, "delivery mode set", action="set_mode", outcome=str(state.mode), member_id=member_id
         )
         pulled = self._pull(portal, deadline)
         return self._view(member_id, pull=pulled.as_dict())

@@ -28,13 +28,14 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=WATCHDOG),
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event, logger
 from b24core.bitrix.i18n import language_of, texts
 from b24core.bitrix.rest import RestAnswer
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
@@ -345,15 +346,14 @@ class DeliveryWatchdog:
                 client.call(NOTIFY_METHOD, {"USER_ID": admin, "MESSAGE": message})
             except Exception as exc:  # tried again at the next check
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
-        logger.info(
+        log_event(
+            logging.INFO,
             "admin notified" if not reason else "admin not notified",
-            extra={
-                "action": "notify",
-                "outcome": "sent" if not reason else "skipped",
-                "member_id": portal.member_id,
-                "by": BY,
-                "reason": reason or None,
-            },
+            action="notify",
+            outcome="sent" if not reason else "skipped",
+            member_id=portal.member_id,
+            by=BY,
+            reason=reason or None,
         )
         return not reason
 

@@ -11,10 +11,11 @@ its app storage and the user.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from b24core.aws.apigw import HttpError, error_response, html_response, json_response
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.bitrix.inbound import claim_from_request
 from b24core.capabilities.report import has_feature
 from b24core.entry import wiring as runtime
@@ -76,25 +77,23 @@ def handle_app_page(req: Any, form: dict[str, Any]) -> dict[str, Any]:
     try:
         result = handler(ctx)
     except Exception as exc:  # the author's code failed: our error, said without its details
-        logger.error(
+        log_event(
+            logging.ERROR,
             "page failed",
-            extra={
-                "action": "page",
-                "placement": placement,
-                "member_id": portal.member_id,
-                "reason": type(exc).__name__,
-            },
+            action="page",
+            placement=placement,
+            member_id=portal.member_id,
+            reason=type(exc).__name__,
         )
         return error_response(HttpError(500, "page_failed", "the page could not be shown"))
     document, csp = author_page(result.title, result.body, result.script, token, session, url)
-    logger.info(
+    log_event(
+        logging.INFO,
         "page shown",
-        extra={
-            "action": "page",
-            "placement": placement,
-            "member_id": portal.member_id,
-            "admin": session.admin,
-        },
+        action="page",
+        placement=placement,
+        member_id=portal.member_id,
+        admin=session.admin,
     )
     return html_response(200, document, csp)
 
@@ -141,9 +140,8 @@ def handle_app_action(req: Any) -> dict[str, Any]:
     except ValueError as exc:  # the author refuses what the page sent: a client's mistake
         return error_response(HttpError(400, "bad_request", str(exc)[:200]))
     except Exception as exc:
-        logger.error(
-            "action failed",
-            extra={"action": name, "member_id": portal.member_id, "reason": type(exc).__name__},
+        log_event(
+            logging.ERROR, "action failed", action=name, member_id=portal.member_id, reason=type(exc).__name__
         )
         return error_response(HttpError(500, "action_failed", "the action failed"))
     return json_response(200, result if isinstance(result, dict) else {"result": result})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.capabilities.runner import CapabilityRunner
 from b24core.entry import wiring as runtime
 from b24core.portals.model import Portal
@@ -84,12 +85,11 @@ def run_app_hooks(portal: Portal, client: Any, previous: dict[str, Any], report:
             hook(ctx)
         except Exception as exc:  # the author's hook: its failure must not undo the check
             metrics.emit("AppHooksFailed", hook=kind.partition(":")[0])
-            logger.error(
+            log_event(
+                logging.ERROR,
                 "app hook failed",
-                extra={
-                    "action": "hook",
-                    "hook": kind,
-                    "member_id": portal.member_id,
-                    "reason": type(exc).__name__,
-                },
+                action="hook",
+                hook=kind,
+                member_id=portal.member_id,
+                reason=type(exc).__name__,
             )

@@ -9,12 +9,13 @@ within the Lambda's time and each portal's REST budget."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.bitrix.errors import B24Error
 from b24core.portals.states import PortalState
 
@@ -81,9 +82,12 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
         except Exception as exc:  # whatever one portal answered, the round goes on for the others
             counts["failed"] += 1
             metrics.emit("PortalRoundsFailed", round="watchdog", reason=type(exc).__name__)
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "delivery watchdog failed",
-                extra={"action": "watchdog", "member_id": conn.member_id, "reason": type(exc).__name__},
+                action="watchdog",
+                member_id=conn.member_id,
+                reason=type(exc).__name__,
             )
             continue
         counts["checked"] += 1
@@ -129,9 +133,12 @@ def run_round(deadline: float | None = None) -> dict[str, Any]:
         except Exception as exc:  # whatever one portal answered, the round goes on for the others
             failed += 1
             metrics.emit("PortalRoundsFailed", round="poll", reason=type(exc).__name__)
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "poll round failed",
-                extra={"action": "poll", "member_id": member_id, "reason": type(exc).__name__},
+                action="poll",
+                member_id=member_id,
+                reason=type(exc).__name__,
             )
     return {"polled": polled, "failed": failed, "watchdog": watched}
 

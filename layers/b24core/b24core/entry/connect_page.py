@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
 import secrets
 import time
 from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.apigw import HttpError, Request, error_response, html_response
-from b24core.aws.logs import logger, remember_secret
+from b24core.aws.logs import log_event, remember_secret
 from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import Settings
 from b24core.bitrix.errors import AuthError, B24Error
@@ -149,14 +150,13 @@ def _connect(form: dict[str, Any], settings: Settings) -> dict[str, Any]:
         if isinstance(exc, WebhookNotAdmin):  # a refused change of trust: logged, counted, 403
             status = 403
             metrics.emit("TrustChangesRefused", reason="not_admin")
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "webhook connection refused",
-                extra={
-                    "action": "connect",
-                    "outcome": "refused",
-                    "reason": "not_admin",
-                    "member_id": member_id,
-                },
+                action="connect",
+                outcome="refused",
+                reason="not_admin",
+                member_id=member_id,
             )
         return _page(
             "Connect an incoming webhook",

@@ -4,12 +4,13 @@ and how the other functions start a capability check."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from functools import lru_cache
 from typing import Any
 
 from b24core.aws.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import get_settings
 from b24core.bitrix.inbound import InstallClaim, claim_from_request, read_form
 from b24core.entry import wiring as runtime
@@ -123,14 +124,13 @@ def issue_session(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> 
         ttl_s=get_settings().session_ttl_s,
         language=claim.language or opened.portal.language,
     )
-    logger.info(
+    log_event(
+        logging.INFO,
         "user session issued",
-        extra={
-            "action": "open",
-            "outcome": "session",
-            "member_id": session.member_id,
-            "placement": placement,
-        },
+        action="open",
+        outcome="session",
+        member_id=session.member_id,
+        placement=placement,
     )
     return token, session
 
@@ -212,14 +212,13 @@ def run_capability_check(portal: Portal, events_url: str, trigger: str) -> dict[
             return None
         return result
     except Exception as exc:  # the install stands; the check is repeated by its schedule
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "capability check not completed",
-            extra={
-                "action": trigger,
-                "outcome": "deferred",
-                "member_id": portal.member_id,
-                "reason": type(exc).__name__,
-            },
+            action=trigger,
+            outcome="deferred",
+            member_id=portal.member_id,
+            reason=type(exc).__name__,
         )
         return None
 
@@ -240,14 +239,13 @@ def start_capability_check(member_id: str, events_url: str, trigger: str) -> boo
         )
         return True
     except Exception as exc:
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "capability check not started",
-            extra={
-                "action": trigger,
-                "outcome": "deferred",
-                "member_id": member_id,
-                "reason": type(exc).__name__,
-            },
+            action=trigger,
+            outcome="deferred",
+            member_id=member_id,
+            reason=type(exc).__name__,
         )
         return False
 

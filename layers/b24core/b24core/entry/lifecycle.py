@@ -15,11 +15,12 @@ write portal records; b24core.trust.handover).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.apigw import HttpError, json_response
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.entry import wiring as runtime
 from b24core.portals.sealing import token_matches
 from b24core.trust.handover import ADOPT, LIFECYCLE
@@ -69,15 +70,14 @@ def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
     )
     if saved is None and clean:  # confirming it (a refused refresh) already marked it uninstalled
         purged = caps.purge(member_id)
-    logger.info(
+    log_event(
+        logging.INFO,
         "portal uninstalled",
-        extra={
-            "action": "uninstall",
-            "outcome": "ok",
-            "member_id": member_id,
-            "clean": clean,
-            "items_deleted": purged,
-        },
+        action="uninstall",
+        outcome="ok",
+        member_id=member_id,
+        clean=clean,
+        items_deleted=purged,
     )
     run_uninstalled_hooks(saved or portal)
     return json_response(200, {"status": "uninstalled"})
@@ -94,22 +94,25 @@ def run_uninstalled_hooks(portal: Any) -> None:
             hook(Context(portal=portal, client=None, storage_factory=runtime.app_storage))
         except Exception as exc:  # the author's hook
             metrics.emit("AppHooksFailed", hook="uninstalled")
-            logger.error(
+            log_event(
+                logging.ERROR,
                 "app hook failed",
-                extra={
-                    "action": "hook",
-                    "hook": "uninstalled",
-                    "member_id": portal.member_id,
-                    "reason": type(exc).__name__,
-                },
+                action="hook",
+                hook="uninstalled",
+                member_id=portal.member_id,
+                reason=type(exc).__name__,
             )
 
 
 def _refuse(reason: str, member_id: str) -> None:
     metrics.emit("TrustChangesRefused", reason=reason)
-    logger.warning(
+    log_event(
+        logging.WARNING,
         "uninstall refused",
-        extra={"action": "uninstall", "outcome": "refused", "reason": reason, "member_id": member_id},
+        action="uninstall",
+        outcome="refused",
+        reason=reason,
+        member_id=member_id,
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 from typing import Any
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import Prober
 from b24core.delivery.runner import DeliveryRunner
@@ -92,12 +93,11 @@ def after_capability_check(client: Any, report: dict[str, Any]) -> None:
     try:
         build_runner().after_check(client, member_id, report)
     except Exception as exc:  # the probe schedule tries again; the install must not fail for it
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "delivery probe not started",
-            extra={
-                "action": "probe",
-                "outcome": "failed",
-                "member_id": member_id,
-                "reason": type(exc).__name__,
-            },
+            action="probe",
+            outcome="failed",
+            member_id=member_id,
+            reason=type(exc).__name__,
         )

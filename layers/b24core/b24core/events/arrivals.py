@@ -11,11 +11,12 @@ that. A failed write is logged and never fails the intake: the event is already 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 
 ARRIVAL_SK = "ARRIVAL"
 #: At most one write per portal per this many seconds, per process.
@@ -121,7 +122,10 @@ class ArrivalMarks:
         try:
             self.writer.write(member_id, int(now))
         except Exception as exc:  # the event is stored; tried again after every_s, never per event
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "event arrival not recorded",
-                extra={"action": "intake", "member_id": member_id, "reason": type(exc).__name__},
+                action="intake",
+                member_id=member_id,
+                reason=type(exc).__name__,
             )

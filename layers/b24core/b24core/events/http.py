@@ -6,6 +6,7 @@ boto3. Lifecycle events (ONAPPUNINSTALL, ONAPPUPDATE) are rare and import their 
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from b24core.aws.apigw import HttpError, error_response, json_response, parse_event
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import get_settings
 from b24core.bitrix.inbound import read_form
 from b24core.events.arrivals import ArrivalMarks, DynamoArrivals
@@ -78,7 +79,7 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         return error_response(err)
     except EnqueueFailed:
         _count("EventsNotStored", "queue_unavailable")
-        logger.error("event not stored", extra={"action": "intake", "outcome": "enqueue_failed"})
+        log_event(logging.ERROR, "event not stored", action="intake", outcome="enqueue_failed")
         return json_response(503, {"error": "queue_unavailable", "message": "event not stored; try again"})
     # Success is counted by the HTTP API's own 2xx metrics on the /events route: no per-event log line
     # or EMF blob on the hot path.
@@ -123,9 +124,12 @@ def _adopt_offered_pair(form: dict[str, Any]) -> None:
 
         hand_over(ADOPT, form)
     except Exception as exc:
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "offered token pair not adopted",
-            extra={"action": "heal", "outcome": "skipped", "reason": type(exc).__name__},
+            action="heal",
+            outcome="skipped",
+            reason=type(exc).__name__,
         )
 
 

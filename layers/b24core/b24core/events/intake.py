@@ -7,6 +7,7 @@ time.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from b24core.aws.apigw import HttpError
-from b24core.aws.logs import logger, remember_secret
+from b24core.aws.logs import log_event, remember_secret
 from b24core.events.auth_cache import PortalAuth
 from b24core.events.message import QueuedEvent, strip_tokens
 from b24core.portals.sealing import token_matches
@@ -133,15 +134,14 @@ class EventIntake:
 
     @staticmethod
     def _refuse(reason: str, event: str, member_id: str) -> None:
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "event refused",
-            extra={
-                "action": "intake",
-                "outcome": "refused",
-                "reason": reason,
-                "event": event,
-                "member_id": member_id,
-            },
+            action="intake",
+            outcome="refused",
+            reason=reason,
+            event=event,
+            member_id=member_id,
         )
 
 

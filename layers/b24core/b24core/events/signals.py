@@ -8,11 +8,12 @@ write the table) and answers 200 only once Lambda has accepted it; the form's to
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
 from b24core.aws.apigw import HttpError
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import get_settings
 
 PROBE_EVENT = "ONAPPTEST"
@@ -49,15 +50,14 @@ def _hand_over(payload: dict[str, Any]) -> None:
     try:
         _lambda().invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
     except Exception as exc:
-        logger.error(
+        log_event(
+            logging.ERROR,
             "delivery signal not handed over",
-            extra={
-                "action": "delivery",
-                "outcome": "failed",
-                "event": payload.get("trigger"),
-                "member_id": payload.get("member_id"),
-                "reason": type(exc).__name__,
-            },
+            action="delivery",
+            outcome="failed",
+            event=payload.get("trigger"),
+            member_id=payload.get("member_id"),
+            reason=type(exc).__name__,
         )
         raise HttpError(503, "delivery_not_recorded", "the signal could not be recorded; try again") from None
 

@@ -22,11 +22,12 @@ Every transition is logged (never a token) and counted (``TokenStateEntered{stat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger, remember_secret
+from b24core.aws.logs import log_event, remember_secret
 from b24core.aws.settings import DAY_S
 from b24core.bitrix.endpoints import EndpointRefused, check_endpoint
 from b24core.bitrix.errors import (
@@ -88,9 +89,13 @@ class TokenKeeper(Refresher):
             return RefreshResult(Outcome.REJECTED, current, exc.code)
         problem = foreign(info, self.client_id, member_id)
         if problem:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "fresh pair refused",
-                extra={"action": "adopt", "outcome": "refused", "reason": problem, "member_id": member_id},
+                action="adopt",
+                outcome="refused",
+                reason=problem,
+                member_id=member_id,
             )
             return RefreshResult(Outcome.REJECTED, current, problem)
         remember_secret(access_token)  # vouched for by the auth server: this portal's now
@@ -104,14 +109,13 @@ class TokenKeeper(Refresher):
             return RefreshResult(Outcome.REJECTED, current, f"administrator check failed ({exc.code})")
         if not admin:
             metrics.emit("TrustChangesRefused", reason="not_admin")
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "fresh pair refused",
-                extra={
-                    "action": "adopt",
-                    "outcome": "refused",
-                    "reason": "not_admin",
-                    "member_id": member_id,
-                },
+                action="adopt",
+                outcome="refused",
+                reason="not_admin",
+                member_id=member_id,
             )
             return RefreshResult(Outcome.REJECTED, current, "not an administrator's pair")
         for _ in range(SAVE_ATTEMPTS):
@@ -161,14 +165,13 @@ class TokenKeeper(Refresher):
             urlsplit(confirmed).netloc.lower() == urlsplit(hint).netloc.lower()
         )
         if problem or not same_target or confirmed == portal.client_endpoint:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "portal redirect not confirmed",
-                extra={
-                    "action": "relocate",
-                    "outcome": "refused",
-                    "reason": problem or "auth server names another address",
-                    "member_id": portal.member_id,
-                },
+                action="relocate",
+                outcome="refused",
+                reason=problem or "auth server names another address",
+                member_id=portal.member_id,
             )
             raise PortalMoved(
                 "the portal's new address is not confirmed by the auth server", location=location
@@ -185,15 +188,14 @@ class TokenKeeper(Refresher):
                 saved = self.store.save(moved)
             except StaleWrite:
                 continue
-            logger.info(
+            log_event(
+                logging.INFO,
                 "portal moved",
-                extra={
-                    "action": "relocate",
-                    "outcome": "updated",
-                    "member_id": saved.member_id,
-                    "old_domain": base.domain,
-                    "domain": saved.domain,
-                },
+                action="relocate",
+                outcome="updated",
+                member_id=saved.member_id,
+                old_domain=base.domain,
+                domain=saved.domain,
             )
             metrics.emit("PortalsMoved")
             return saved

@@ -4,6 +4,7 @@ See b24core.tokens.keeper for the whole of token custody and the token states.""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event, logger
 from b24core.aws.settings import DAY_S, TokenPolicy
 from b24core.bitrix.errors import (
     ApplicationNotInstalled,
@@ -232,14 +233,13 @@ class Refresher:
                 base = self.store.get(latest.member_id)
             except Exception as exc:  # the table itself is failing: keep trying while we can
                 if attempt == SAVE_ATTEMPTS - 1:
-                    logger.error(
+                    log_event(
+                        logging.ERROR,
                         "refreshed pair could not be saved",
-                        extra={
-                            "action": "refresh",
-                            "outcome": "save_failed",
-                            "member_id": latest.member_id,
-                            "reason": type(exc).__name__,
-                        },
+                        action="refresh",
+                        outcome="save_failed",
+                        member_id=latest.member_id,
+                        reason=type(exc).__name__,
                     )
                     raise
                 self.sleep(delay)
@@ -369,8 +369,8 @@ class Refresher:
         try:
             self.leases.release(key, holder)
         except Exception as exc:  # the lease expires by itself
-            logger.warning(
-                "refresh lease not released", extra={"action": "refresh", "reason": type(exc).__name__}
+            log_event(
+                logging.WARNING, "refresh lease not released", action="refresh", reason=type(exc).__name__
             )
 
     def _log(self, message: str, portal: Portal | None, outcome: str, **extra: str) -> None:

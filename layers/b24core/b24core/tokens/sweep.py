@@ -15,6 +15,7 @@ Lambda's deadline; what it did not reach is still due in the index, so the next 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event, logger
 from b24core.aws.settings import TokenPolicy
 from b24core.portals import token_index
 from b24core.portals.model import Portal
@@ -153,7 +154,7 @@ class Sweep:
         lease_s = SWEEP_LEASE_S if time_left_ms is None else time_left_ms() / 1000 + 30
         if not self.leases.acquire(key, holder, lease_s, self.clock()):
             report.skipped_sweep = True
-            logger.info("another sweep is running", extra={"action": "sweep", "outcome": "skipped"})
+            log_event(logging.INFO, "another sweep is running", action="sweep", outcome="skipped")
             return report
         lock = threading.Lock()
         budget = threading.Semaphore(self.policy.sweep_concurrency * 2)
@@ -238,14 +239,13 @@ class Sweep:
         try:
             return self.keeper.attempt(portal, reason, throttle)
         except Exception as exc:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "keep-alive refresh failed",
-                extra={
-                    "action": "sweep",
-                    "outcome": "error",
-                    "member_id": portal.member_id,
-                    "reason": type(exc).__name__,
-                },
+                action="sweep",
+                outcome="error",
+                member_id=portal.member_id,
+                reason=type(exc).__name__,
             )
             return RefreshResult(Outcome.FAILING, portal, type(exc).__name__)
 

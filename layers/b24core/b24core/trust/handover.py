@@ -10,11 +10,12 @@ and checked again there.
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from typing import Any
 
 from b24core.aws.apigw import HttpError
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.aws.settings import get_settings
 
 LIFECYCLE = "lifecycle"
@@ -44,9 +45,12 @@ def hand_over(action: str, form: dict[str, Any], request_host: str = "") -> dict
             raise RuntimeError("the install function failed")
         answer = json.loads(resp["Payload"].read() or b"null")
     except Exception as exc:
-        logger.error(
+        log_event(
+            logging.ERROR,
             "lifecycle event not handed over",
-            extra={"action": action, "outcome": "failed", "reason": type(exc).__name__},
+            action=action,
+            outcome="failed",
+            reason=type(exc).__name__,
         )
         raise HttpError(503, "lifecycle_not_recorded", "the event could not be handled; try again") from None
     if not isinstance(answer, dict) or "statusCode" not in answer:

@@ -9,6 +9,7 @@ claimed) before anything is stored.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,7 +17,7 @@ from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.apigw import HttpError
-from b24core.aws.logs import logger, remember_secret
+from b24core.aws.logs import log_event, remember_secret
 from b24core.bitrix.endpoints import EndpointRefused, check_endpoint
 from b24core.bitrix.errors import AuthError, B24Error, BadResponse, TransportError
 from b24core.bitrix.inbound import InstallClaim
@@ -162,15 +163,14 @@ class InstallService:
             except StaleWrite:
                 continue
             announce_token_state(current, saved)
-            logger.info(
+            log_event(
+                logging.INFO,
                 "portal updated",
-                extra={
-                    "action": "update",
-                    "outcome": "stored",
-                    "member_id": saved.member_id,
-                    "domain": saved.domain,
-                    "app_version": saved.app_version,
-                },
+                action="update",
+                outcome="stored",
+                member_id=saved.member_id,
+                domain=saved.domain,
+                app_version=saved.app_version,
             )
             return saved
         raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
@@ -189,9 +189,12 @@ class InstallService:
                 401, "token_rejected", "the authorization server does not accept this token"
             ) from None
         except (TransportError, BadResponse):
-            logger.error(
+            log_event(
+                logging.ERROR,
                 "authorization server unavailable",
-                extra={"action": "install", "outcome": "error", "member_id": claim.member_id},
+                action="install",
+                outcome="error",
+                member_id=claim.member_id,
             )
             raise HttpError(
                 503, "auth_server_unavailable", "the authorization server could not be reached; try again"
@@ -225,14 +228,13 @@ class InstallService:
         try:
             return self.admin_check(endpoint, claim.access_token)
         except B24Error as exc:
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "administrator check failed",
-                extra={
-                    "action": claim.path,
-                    "outcome": "error",
-                    "member_id": claim.member_id,
-                    "reason": exc.code,
-                },
+                action=claim.path,
+                outcome="error",
+                member_id=claim.member_id,
+                reason=exc.code,
             )
             return None
 
@@ -277,32 +279,30 @@ class InstallService:
                 continue
             if current is not None:
                 announce_token_state(current, saved)
-            logger.info(
+            log_event(
+                logging.INFO,
                 "portal installed",
-                extra={
-                    "action": "install",
-                    "outcome": "stored",
-                    "member_id": saved.member_id,
-                    "domain": saved.domain,
-                    "install_path": claim.path,
-                },
+                action="install",
+                outcome="stored",
+                member_id=saved.member_id,
+                domain=saved.domain,
+                install_path=claim.path,
             )
             return saved
         raise HttpError(409, "conflict", "the portal is being changed concurrently; try again")
 
     def _refuse(self, reason: str, claim: InstallClaim, detail: str) -> None:
         metrics.emit("TrustChangesRefused", reason=reason)
-        logger.warning(
+        log_event(
+            logging.WARNING,
             "install refused" if claim.path != "update" else "update refused",
-            extra={
-                "action": "update" if claim.path == "update" else "install",
-                "outcome": "refused",
-                "reason": reason,
-                "detail": detail,
-                "member_id": claim.member_id,
-                "domain": claim.domain,
-                "install_path": claim.path,
-            },
+            action="update" if claim.path == "update" else "install",
+            outcome="refused",
+            reason=reason,
+            detail=detail,
+            member_id=claim.member_id,
+            domain=claim.domain,
+            install_path=claim.path,
         )
 
 

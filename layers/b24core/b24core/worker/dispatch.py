@@ -11,6 +11,7 @@ idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from b24core.aws import metrics
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event
 from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
 from b24core.events.message import QueuedEvent
@@ -114,8 +115,8 @@ class Worker:
             try:
                 self.backoff(str(rec.get("receiptHandle")), max(0, seconds))
             except Exception:  # the queue's own visibility timeout still brings it back
-                logger.warning(
-                    "could not delay a failed event", extra={"action": "dispatch", "outcome": "retry"}
+                log_event(
+                    logging.WARNING, "could not delay a failed event", action="dispatch", outcome="retry"
                 )
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
@@ -129,9 +130,12 @@ class Worker:
                 message = QueuedEvent.from_json(str(rec.get("body")))
             except (ValueError, KeyError, TypeError):
                 plan.skip[mid] = "malformed"
-                logger.error(
+                log_event(
+                    logging.ERROR,
                     "unreadable queue message dropped",
-                    extra={"action": "dispatch", "outcome": "dropped", "reason": "malformed"},
+                    action="dispatch",
+                    outcome="dropped",
+                    reason="malformed",
                 )
                 continue
             ev = Event.from_message(message)
@@ -154,14 +158,13 @@ class Worker:
                 undecided = [m for m in pending if m not in plan.skip]
                 plan.failed.update(undecided)
                 metrics.emit("EventsFailed", reason="portal_answer")
-                logger.warning(
+                log_event(
+                    logging.WARNING,
                     "events of one portal could not be prepared",
-                    extra={
-                        "action": "dispatch",
-                        "outcome": "retry",
-                        "member_id": member_id,
-                        "reason": type(exc).__name__,
-                    },
+                    action="dispatch",
+                    outcome="retry",
+                    member_id=member_id,
+                    reason=type(exc).__name__,
                 )
             finally:
                 self._spend_time(member_id, started)
@@ -256,14 +259,13 @@ class Worker:
         elif isinstance(exc, PortalUnavailable):
             for mid in mids:
                 plan.skip[mid] = "portal_unavailable"
-            logger.warning(
+            log_event(
+                logging.WARNING,
                 "portal unavailable; events dropped",
-                extra={
-                    "action": "dispatch",
-                    "outcome": "dropped",
-                    "member_id": member_id,
-                    "reason": str(exc),
-                },
+                action="dispatch",
+                outcome="dropped",
+                member_id=member_id,
+                reason=str(exc),
             )
         else:
             plan.failed.update(mids)  # SQS retries them; after maxReceiveCount they reach the DLQ
@@ -328,25 +330,23 @@ class Worker:
         ev = plan.events.get(mid)
         if reason or ev is None:
             if ev is not None:
-                logger.info(
+                log_event(
+                    logging.INFO,
                     "event not dispatched",
-                    extra={
-                        "action": "dispatch",
-                        "outcome": reason,
-                        "event": ev.name,
-                        "member_id": ev.member_id,
-                    },
+                    action="dispatch",
+                    outcome=reason,
+                    event=ev.name,
+                    member_id=ev.member_id,
                 )
             return
         if not self.registry.handlers_for(ev.name):
-            logger.info(
+            log_event(
+                logging.INFO,
                 "no handler",
-                extra={
-                    "action": "dispatch",
-                    "outcome": "ignored",
-                    "event": ev.name,
-                    "member_id": ev.member_id,
-                },
+                action="dispatch",
+                outcome="ignored",
+                event=ev.name,
+                member_id=ev.member_id,
             )
             return
         if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
@@ -372,15 +372,14 @@ class Worker:
         client = self._clients.get(ev.member_id) or self._client(portal)
         kind = payload.get("idempotent")
         ran = self.registry.dispatch(ev, Context(portal=portal, client=client), idempotent=kind)
-        logger.info(
+        log_event(
+            logging.INFO,
             "event handled",
-            extra={
-                "action": "dispatch",
-                "outcome": "handled",
-                "event": ev.name,
-                "member_id": ev.member_id,
-                "handlers": ran,
-            },
+            action="dispatch",
+            outcome="handled",
+            event=ev.name,
+            member_id=ev.member_id,
+            handlers=ran,
         )
 
 
@@ -390,7 +389,10 @@ def _not_found(error: Any) -> bool:
 
 
 def raise_logged(member_id: str) -> None:
-    logger.warning(
+    log_event(
+        logging.WARNING,
         "object reads failed; events will be retried",
-        extra={"action": "dispatch", "outcome": "retry", "member_id": member_id},
+        action="dispatch",
+        outcome="retry",
+        member_id=member_id,
     )
