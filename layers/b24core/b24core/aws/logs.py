@@ -104,10 +104,29 @@ def dumps_safe(value: Any) -> str:
     return mask_known(json.dumps(redact(value), default=_default, ensure_ascii=False))
 
 
-def log_event(level: int, message: str, **fields: Any) -> None:
-    """One structured line: ``message`` with ``fields`` as top-level keys (the redacting formatter
-    still masks every secret), attributed to the caller's code location."""
+def log_event(
+    level: int,
+    message: str,
+    action: str,
+    member_id: str | None = None,
+    outcome: str | None = None,
+    /,
+    *,
+    error: BaseException | None = None,
+    **fields: Any,
+) -> None:
+    """One structured line: what happened (``action``) to which portal with what ``outcome``, and why
+    (``error``'s type as ``reason``; never its text, which may carry a portal's answer), plus any
+    ``fields``. The redacting formatter still masks every secret; the caller's code is the location."""
+    extra: dict[str, Any] = {"action": action}
+    if member_id is not None:
+        extra["member_id"] = member_id
+    if outcome is not None:
+        extra["outcome"] = outcome
+    if error is not None:
+        extra["reason"] = type(error).__name__
+    extra.update(fields)
     emit = {logging.DEBUG: logger.debug, logging.INFO: logger.info, logging.ERROR: logger.error}.get(
         level, logger.warning
     )
-    emit(message, extra=fields, stacklevel=3)
+    emit(message, extra=extra, stacklevel=3)

@@ -115,9 +115,7 @@ def diagnose_client(client: Any, refusal: BaseException, auth: AuthServer) -> di
     if getattr(client, "webhook", None) is not None or not is_auth_refusal(refusal):
         return None
     reach = diagnose_auth(str(client.portal.access_token), refusal, auth)
-    log_event(
-        logging.INFO, "portal isolation diagnosed", member_id=client.portal.member_id, auth_server=str(reach)
-    )
+    log_event(logging.INFO, "portal isolation diagnosed", "isolation", client.portal.member_id, str(reach))
     return isolation_record(reach)
 
 

@@ -11,11 +11,11 @@ Events it accepts:
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from logging import INFO, WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -100,11 +100,11 @@ class CapabilityRunner:
             )
         self.caps.schedule_recheck(member_id, report["next_check_at"])
         log_event(
-            logging.INFO,
+            INFO,
             "capabilities checked",
-            action="capability_check",
-            outcome=outcome,
-            member_id=member_id,
+            "capability_check",
+            member_id,
+            outcome,
             trigger=report["trigger"],
             features={n: f["status"] for n, f in report["features"].items()},
             bound=len(report.get("bound") or []),
@@ -148,13 +148,7 @@ class CapabilityRunner:
             except Exception as exc:  # one portal's answer never stops the others' re-checks
                 failed += 1
                 metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
-                log_event(
-                    logging.WARNING,
-                    "capability re-check failed",
-                    action="recheck",
-                    member_id=member_id,
-                    reason=type(exc).__name__,
-                )
+                log_event(WARNING, "capability re-check failed", "recheck", member_id, error=exc)
                 with contextlib.suppress(Exception):  # asked again later, not at every round
                     self.caps.schedule_recheck(member_id, now + 3600)
                 continue

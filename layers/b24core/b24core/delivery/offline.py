@@ -26,12 +26,12 @@ wait); back online, the offline bindings are removed first, then the queue is dr
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from logging import WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -247,11 +247,11 @@ class OfflinePuller:
             message_ids = sorted({str(row.get("MESSAGE_ID")) for row in refused if row.get("MESSAGE_ID")})
             commands["error"] = ("event.offline.error", {"process_id": process_id, "message_id": message_ids})
             log_event(
-                logging.WARNING,
+                WARNING,
                 "offline records not queued",
-                action="pull",
-                outcome="marked_error",
-                member_id=portal.member_id,
+                "pull",
+                portal.member_id,
+                "marked_error",
                 count=len(refused),
                 reason="queue_unavailable",
             )
@@ -329,11 +329,11 @@ class OfflinePuller:
             self._remember(portal, pid)
         if found:
             log_event(
-                logging.WARNING,
+                WARNING,
                 "orphaned reservations taken over",
-                action="pull",
-                outcome="recovered",
-                member_id=portal.member_id,
+                "pull",
+                portal.member_id,
+                "recovered",
                 count=len(found),
             )
 

@@ -4,9 +4,9 @@ Refused bindings are asked for again after BIND_RETRY_S."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import replace
+from logging import INFO, WARNING
 from typing import Any
 
 from b24core.aws.logs import log_event
@@ -91,11 +91,11 @@ def reconcile_bindings(
         if failures and "ACCESS_DENIED" in failures.values():
             error = "ACCESS_DENIED: offline events need the app installed by a portal administrator"
         log_event(
-            logging.INFO,
+            INFO,
             "offline bindings made" if bound else "offline bindings failed",
-            action="offline_bind",
-            outcome="bound" if bound else "failed",
-            member_id=portal.member_id,
+            "offline_bind",
+            portal.member_id,
+            "bound" if bound else "failed",
             events=bound,
             reason=error or None,
         )
@@ -123,21 +123,9 @@ def reconcile_bindings(
         except Exception as exc:
             if is_budget(exc):
                 raise
-            log_event(
-                logging.WARNING,
-                "offline bindings not removed",
-                action="offline_unbind",
-                outcome="failed",
-                member_id=portal.member_id,
-            )
+            log_event(WARNING, "offline bindings not removed", "offline_unbind", portal.member_id, "failed")
             return state  # tried again by the next run
-        log_event(
-            logging.INFO,
-            "offline bindings removed",
-            action="offline_unbind",
-            outcome="ok",
-            member_id=portal.member_id,
-        )
+        log_event(INFO, "offline bindings removed", "offline_unbind", portal.member_id, "ok")
         return mutate(
             store,
             portal.member_id,

@@ -19,11 +19,11 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=POLL), sav
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from logging import INFO
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -212,10 +212,10 @@ class ChangePoller:
             cursors[name] = cursor
         self.store.save(replace(state, cursors=cursors))
         log_event(
-            logging.INFO,
+            INFO,
             "changes polled",
-            action="poll",
-            member_id=portal.member_id,
+            "poll",
+            portal.member_id,
             sent=result.sent,
             pages=result.pages,
             reconciled=result.reconciled,

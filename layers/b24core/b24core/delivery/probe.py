@@ -14,13 +14,13 @@ Nothing here waits: sending, arrival and the verdict are three separate steps, e
 from __future__ import annotations
 
 import ipaddress
-import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from logging import INFO, WARNING
 from typing import Any
 
 from b24core.aws.logs import log_event
@@ -134,11 +134,11 @@ class Prober:
 
         state = mutate(self.store, member_id, sent)
         log_event(
-            logging.INFO,
+            INFO,
             "delivery probe sent" if not problem else "delivery probe not sent",
-            action="probe",
-            outcome="pending" if not problem else "failed",
-            member_id=member_id,
+            "probe",
+            member_id,
+            "pending" if not problem else "failed",
             reason=problem or None,
         )
         return state
@@ -168,11 +168,11 @@ class Prober:
         state = mutate(self.store, member_id, seen)
         changed = bool(before) and before[0].mode != state.mode
         log_event(
-            logging.INFO,
+            INFO,
             "delivery probe arrived",
-            action="probe",
-            outcome="arrived",
-            member_id=member_id,
+            "probe",
+            member_id,
+            "arrived",
             mode=str(state.mode),
             switched=changed,
         )
@@ -203,12 +203,12 @@ class Prober:
         state = mutate(self.store, member_id, verdict)
         if judged[0]:
             log_event(
-                logging.WARNING,
+                WARNING,
                 "delivery blocked",
-                action="probe",
-                outcome="missed",
+                "probe",
+                member_id,
+                "missed",
                 reason="probe_missed",
-                member_id=member_id,
                 mode=str(state.mode),
             )
         return state, judged[0]
@@ -281,13 +281,7 @@ class AppWorldCache:
             try:
                 nodes = _parse_nodes(self._fetch(self.url, self._timeout_s))
             except Exception as exc:  # unreachable, not JSON, wrong shape: keep what we had
-                log_event(
-                    logging.WARNING,
-                    "queue server list not fetched",
-                    action="app_world",
-                    outcome="failed",
-                    reason=type(exc).__name__,
-                )
+                log_event(WARNING, "queue server list not fetched", "app_world", error=exc, outcome="failed")
                 last = self._cache[1] if self._cache else AppWorld((), self.url, 0.0)
                 self._cache = (now + min(60.0, self.ttl_s), last)
                 return last

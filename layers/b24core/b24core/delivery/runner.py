@@ -17,11 +17,11 @@ Answers carry states and counts, never a token.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from logging import INFO, WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -123,13 +123,7 @@ class DeliveryRunner:
                 except Exception as exc:  # one portal's answer never stops the others' probes
                     counts["failed"] = counts.get("failed", 0) + 1
                     metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
-                    log_event(
-                        logging.WARNING,
-                        "delivery probe failed",
-                        action="probe",
-                        member_id=member_id,
-                        reason=type(exc).__name__,
-                    )
+                    log_event(WARNING, "delivery probe failed", "probe", member_id, error=exc)
         return counts
 
     def _probe_one(self, member_id: str, deadline: float | None, counts: dict[str, int]) -> None:
@@ -182,11 +176,11 @@ class DeliveryRunner:
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
         now = int(self.clock())
         log_event(
-            logging.INFO,
+            INFO,
             "admin notified" if not reason else "admin not notified",
-            action="notify",
-            outcome="sent" if not reason else "skipped",
-            member_id=portal.member_id,
+            "notify",
+            portal.member_id,
+            "sent" if not reason else "skipped",
             reason=reason or None,
         )
         mutate(
@@ -220,13 +214,7 @@ class DeliveryRunner:
                 return self._pull(portal, deadline) if portal is not None else None
             except Exception as exc:  # one portal's answer never stops the others' pulls
                 metrics.emit("PortalRoundsFailed", round="pull", reason=type(exc).__name__)
-                log_event(
-                    logging.WARNING,
-                    "offline pull failed",
-                    action="pull",
-                    member_id=member_id,
-                    reason=type(exc).__name__,
-                )
+                log_event(WARNING, "offline pull failed", "pull", member_id, error=exc)
                 return None
 
         with ThreadPoolExecutor(max_workers=self.policy.pull_concurrency) as pool:
@@ -262,9 +250,7 @@ class DeliveryRunner:
             return base.on(trigger, now, "set by an operator")
 
         state = mutate(self.store, member_id, chosen)
-        log_event(
-            logging.INFO, "delivery mode set", action="set_mode", outcome=str(state.mode), member_id=member_id
-        )
+        log_event(INFO, "delivery mode set", "set_mode", member_id, str(state.mode))
         pulled = self._pull(portal, deadline)
         return self._view(member_id, pull=pulled.as_dict())
 

@@ -28,10 +28,10 @@ State per portal: one item beside its record (pk=PORTAL#member_id, sk=WATCHDOG),
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from logging import INFO
 from typing import Any
 
 from b24core.aws import metrics
@@ -347,11 +347,11 @@ class DeliveryWatchdog:
             except Exception as exc:  # tried again at the next check
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
         log_event(
-            logging.INFO,
+            INFO,
             "admin notified" if not reason else "admin not notified",
-            action="notify",
-            outcome="sent" if not reason else "skipped",
-            member_id=portal.member_id,
+            "notify",
+            portal.member_id,
+            "sent" if not reason else "skipped",
             by=BY,
             reason=reason or None,
         )

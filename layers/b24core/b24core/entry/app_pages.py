@@ -11,7 +11,7 @@ its app storage and the user.
 from __future__ import annotations
 
 import json
-import logging
+from logging import ERROR, INFO
 from typing import Any
 
 from b24core.aws.apigw import HttpError, error_response, html_response, json_response
@@ -77,24 +77,10 @@ def handle_app_page(req: Any, form: dict[str, Any]) -> dict[str, Any]:
     try:
         result = handler(ctx)
     except Exception as exc:  # the author's code failed: our error, said without its details
-        log_event(
-            logging.ERROR,
-            "page failed",
-            action="page",
-            placement=placement,
-            member_id=portal.member_id,
-            reason=type(exc).__name__,
-        )
+        log_event(ERROR, "page failed", "page", portal.member_id, error=exc, placement=placement)
         return error_response(HttpError(500, "page_failed", "the page could not be shown"))
     document, csp = author_page(result.title, result.body, result.script, token, session, url)
-    log_event(
-        logging.INFO,
-        "page shown",
-        action="page",
-        placement=placement,
-        member_id=portal.member_id,
-        admin=session.admin,
-    )
+    log_event(INFO, "page shown", "page", portal.member_id, placement=placement, admin=session.admin)
     return html_response(200, document, csp)
 
 
@@ -140,8 +126,6 @@ def handle_app_action(req: Any) -> dict[str, Any]:
     except ValueError as exc:  # the author refuses what the page sent: a client's mistake
         return error_response(HttpError(400, "bad_request", str(exc)[:200]))
     except Exception as exc:
-        log_event(
-            logging.ERROR, "action failed", action=name, member_id=portal.member_id, reason=type(exc).__name__
-        )
+        log_event(ERROR, "action failed", name, portal.member_id, error=exc)
         return error_response(HttpError(500, "action_failed", "the action failed"))
     return json_response(200, result if isinstance(result, dict) else {"result": result})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import time
+from logging import ERROR
 from typing import Any
 
 from b24core.aws import metrics
@@ -85,11 +85,4 @@ def run_app_hooks(portal: Portal, client: Any, previous: dict[str, Any], report:
             hook(ctx)
         except Exception as exc:  # the author's hook: its failure must not undo the check
             metrics.emit("AppHooksFailed", hook=kind.partition(":")[0])
-            log_event(
-                logging.ERROR,
-                "app hook failed",
-                action="hook",
-                hook=kind,
-                member_id=portal.member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(ERROR, "app hook failed", "hook", portal.member_id, error=exc, hook=kind)

@@ -9,9 +9,9 @@ within the Lambda's time and each portal's REST budget."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
+from logging import WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -82,13 +82,7 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
         except Exception as exc:  # whatever one portal answered, the round goes on for the others
             counts["failed"] += 1
             metrics.emit("PortalRoundsFailed", round="watchdog", reason=type(exc).__name__)
-            log_event(
-                logging.WARNING,
-                "delivery watchdog failed",
-                action="watchdog",
-                member_id=conn.member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(WARNING, "delivery watchdog failed", "watchdog", conn.member_id, error=exc)
             continue
         counts["checked"] += 1
         if result.verdict is not None:
@@ -133,13 +127,7 @@ def run_round(deadline: float | None = None) -> dict[str, Any]:
         except Exception as exc:  # whatever one portal answered, the round goes on for the others
             failed += 1
             metrics.emit("PortalRoundsFailed", round="poll", reason=type(exc).__name__)
-            log_event(
-                logging.WARNING,
-                "poll round failed",
-                action="poll",
-                member_id=member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(WARNING, "poll round failed", "poll", member_id, error=exc)
     return {"polled": polled, "failed": failed, "watchdog": watched}
 
 

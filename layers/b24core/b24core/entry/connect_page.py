@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import logging
 import secrets
 import time
+from logging import WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -151,12 +151,7 @@ def _connect(form: dict[str, Any], settings: Settings) -> dict[str, Any]:
             status = 403
             metrics.emit("TrustChangesRefused", reason="not_admin")
             log_event(
-                logging.WARNING,
-                "webhook connection refused",
-                action="connect",
-                outcome="refused",
-                reason="not_admin",
-                member_id=member_id,
+                WARNING, "webhook connection refused", "connect", member_id, "refused", reason="not_admin"
             )
         return _page(
             "Connect an incoming webhook",

@@ -4,9 +4,9 @@ and how the other functions start a capability check."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 from functools import lru_cache
+from logging import INFO, WARNING
 from typing import Any
 
 from b24core.aws.apigw import HttpError, Request, error_response, html_response, json_response, parse_event
@@ -124,14 +124,7 @@ def issue_session(opened: Opened, claim: InstallClaim, form: dict[str, Any]) -> 
         ttl_s=get_settings().session_ttl_s,
         language=claim.language or opened.portal.language,
     )
-    log_event(
-        logging.INFO,
-        "user session issued",
-        action="open",
-        outcome="session",
-        member_id=session.member_id,
-        placement=placement,
-    )
+    log_event(INFO, "user session issued", "open", session.member_id, "session", placement=placement)
     return token, session
 
 
@@ -212,14 +205,7 @@ def run_capability_check(portal: Portal, events_url: str, trigger: str) -> dict[
             return None
         return result
     except Exception as exc:  # the install stands; the check is repeated by its schedule
-        log_event(
-            logging.WARNING,
-            "capability check not completed",
-            action=trigger,
-            outcome="deferred",
-            member_id=portal.member_id,
-            reason=type(exc).__name__,
-        )
+        log_event(WARNING, "capability check not completed", trigger, portal.member_id, "deferred", error=exc)
         return None
 
 
@@ -239,14 +225,7 @@ def start_capability_check(member_id: str, events_url: str, trigger: str) -> boo
         )
         return True
     except Exception as exc:
-        log_event(
-            logging.WARNING,
-            "capability check not started",
-            action=trigger,
-            outcome="deferred",
-            member_id=member_id,
-            reason=type(exc).__name__,
-        )
+        log_event(WARNING, "capability check not started", trigger, member_id, "deferred", error=exc)
         return False
 
 

@@ -15,7 +15,7 @@ write portal records; b24core.trust.handover).
 
 from __future__ import annotations
 
-import logging
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -70,15 +70,7 @@ def handle_uninstall(form: dict[str, Any]) -> dict[str, Any]:
     )
     if saved is None and clean:  # confirming it (a refused refresh) already marked it uninstalled
         purged = caps.purge(member_id)
-    log_event(
-        logging.INFO,
-        "portal uninstalled",
-        action="uninstall",
-        outcome="ok",
-        member_id=member_id,
-        clean=clean,
-        items_deleted=purged,
-    )
+    log_event(INFO, "portal uninstalled", "uninstall", member_id, "ok", clean=clean, items_deleted=purged)
     run_uninstalled_hooks(saved or portal)
     return json_response(200, {"status": "uninstalled"})
 
@@ -94,26 +86,12 @@ def run_uninstalled_hooks(portal: Any) -> None:
             hook(Context(portal=portal, client=None, storage_factory=runtime.app_storage))
         except Exception as exc:  # the author's hook
             metrics.emit("AppHooksFailed", hook="uninstalled")
-            log_event(
-                logging.ERROR,
-                "app hook failed",
-                action="hook",
-                hook="uninstalled",
-                member_id=portal.member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(ERROR, "app hook failed", "hook", portal.member_id, error=exc, hook="uninstalled")
 
 
 def _refuse(reason: str, member_id: str) -> None:
     metrics.emit("TrustChangesRefused", reason=reason)
-    log_event(
-        logging.WARNING,
-        "uninstall refused",
-        action="uninstall",
-        outcome="refused",
-        reason=reason,
-        member_id=member_id,
-    )
+    log_event(WARNING, "uninstall refused", "uninstall", member_id, "refused", reason=reason)
 
 
 def handle_update(form: dict[str, Any], request_host: str) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from functools import lru_cache
+from logging import WARNING
 from typing import Any
 
 from b24core.aws.logs import log_event
@@ -93,11 +93,4 @@ def after_capability_check(client: Any, report: dict[str, Any]) -> None:
     try:
         build_runner().after_check(client, member_id, report)
     except Exception as exc:  # the probe schedule tries again; the install must not fail for it
-        log_event(
-            logging.WARNING,
-            "delivery probe not started",
-            action="probe",
-            outcome="failed",
-            member_id=member_id,
-            reason=type(exc).__name__,
-        )
+        log_event(WARNING, "delivery probe not started", "probe", member_id, "failed", error=exc)

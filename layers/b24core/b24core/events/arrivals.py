@@ -11,9 +11,9 @@ that. A failed write is logged and never fails the intake: the event is already 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
+from logging import WARNING
 from typing import Any, Protocol
 
 from b24core.aws.logs import log_event
@@ -122,10 +122,4 @@ class ArrivalMarks:
         try:
             self.writer.write(member_id, int(now))
         except Exception as exc:  # the event is stored; tried again after every_s, never per event
-            log_event(
-                logging.WARNING,
-                "event arrival not recorded",
-                action="intake",
-                member_id=member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(WARNING, "event arrival not recorded", "intake", member_id, error=exc)

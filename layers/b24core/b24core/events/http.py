@@ -6,8 +6,8 @@ boto3. Lifecycle events (ONAPPUNINSTALL, ONAPPUPDATE) are rare and import their 
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
+from logging import ERROR, WARNING
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -79,7 +79,7 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
         return error_response(err)
     except EnqueueFailed:
         _count("EventsNotStored", "queue_unavailable")
-        log_event(logging.ERROR, "event not stored", action="intake", outcome="enqueue_failed")
+        log_event(ERROR, "event not stored", "intake", outcome="enqueue_failed")
         return json_response(503, {"error": "queue_unavailable", "message": "event not stored; try again"})
     # Success is counted by the HTTP API's own 2xx metrics on the /events route: no per-event log line
     # or EMF blob on the hot path.
@@ -124,13 +124,7 @@ def _adopt_offered_pair(form: dict[str, Any]) -> None:
 
         hand_over(ADOPT, form)
     except Exception as exc:
-        log_event(
-            logging.WARNING,
-            "offered token pair not adopted",
-            action="heal",
-            outcome="skipped",
-            reason=type(exc).__name__,
-        )
+        log_event(WARNING, "offered token pair not adopted", "heal", error=exc, outcome="skipped")
 
 
 def _lifecycle(name: str, member_id: str, form: dict[str, Any]) -> dict[str, Any]:

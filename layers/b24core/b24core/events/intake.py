@@ -7,11 +7,11 @@ time.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from logging import WARNING
 from typing import Any, Protocol
 
 from b24core.aws.apigw import HttpError
@@ -134,15 +134,7 @@ class EventIntake:
 
     @staticmethod
     def _refuse(reason: str, event: str, member_id: str) -> None:
-        log_event(
-            logging.WARNING,
-            "event refused",
-            action="intake",
-            outcome="refused",
-            reason=reason,
-            event=event,
-            member_id=member_id,
-        )
+        log_event(WARNING, "event refused", "intake", member_id, "refused", reason=reason, event=event)
 
 
 def _proves(portal: PortalAuth, given: str, event: str) -> bool:

@@ -8,8 +8,8 @@ write the table) and answers 200 only once Lambda has accepted it; the form's to
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
+from logging import ERROR
 from typing import Any
 
 from b24core.aws.apigw import HttpError
@@ -51,13 +51,13 @@ def _hand_over(payload: dict[str, Any]) -> None:
         _lambda().invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
     except Exception as exc:
         log_event(
-            logging.ERROR,
+            ERROR,
             "delivery signal not handed over",
-            action="delivery",
-            outcome="failed",
+            "delivery",
+            payload.get("member_id"),
+            "failed",
+            error=exc,
             event=payload.get("trigger"),
-            member_id=payload.get("member_id"),
-            reason=type(exc).__name__,
         )
         raise HttpError(503, "delivery_not_recorded", "the signal could not be recorded; try again") from None
 

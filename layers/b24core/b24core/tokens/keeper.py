@@ -22,8 +22,8 @@ Every transition is logged (never a token) and counted (``TokenStateEntered{stat
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
+from logging import INFO, WARNING
 from urllib.parse import urlsplit
 
 from b24core.aws import metrics
@@ -89,14 +89,7 @@ class TokenKeeper(Refresher):
             return RefreshResult(Outcome.REJECTED, current, exc.code)
         problem = foreign(info, self.client_id, member_id)
         if problem:
-            log_event(
-                logging.WARNING,
-                "fresh pair refused",
-                action="adopt",
-                outcome="refused",
-                reason=problem,
-                member_id=member_id,
-            )
+            log_event(WARNING, "fresh pair refused", "adopt", member_id, "refused", reason=problem)
             return RefreshResult(Outcome.REJECTED, current, problem)
         remember_secret(access_token)  # vouched for by the auth server: this portal's now
         remember_secret(refresh_token)
@@ -109,14 +102,7 @@ class TokenKeeper(Refresher):
             return RefreshResult(Outcome.REJECTED, current, f"administrator check failed ({exc.code})")
         if not admin:
             metrics.emit("TrustChangesRefused", reason="not_admin")
-            log_event(
-                logging.WARNING,
-                "fresh pair refused",
-                action="adopt",
-                outcome="refused",
-                reason="not_admin",
-                member_id=member_id,
-            )
+            log_event(WARNING, "fresh pair refused", "adopt", member_id, "refused", reason="not_admin")
             return RefreshResult(Outcome.REJECTED, current, "not an administrator's pair")
         for _ in range(SAVE_ATTEMPTS):
             base = self.store.get(member_id)
@@ -166,12 +152,12 @@ class TokenKeeper(Refresher):
         )
         if problem or not same_target or confirmed == portal.client_endpoint:
             log_event(
-                logging.WARNING,
+                WARNING,
                 "portal redirect not confirmed",
-                action="relocate",
-                outcome="refused",
+                "relocate",
+                portal.member_id,
+                "refused",
                 reason=problem or "auth server names another address",
-                member_id=portal.member_id,
             )
             raise PortalMoved(
                 "the portal's new address is not confirmed by the auth server", location=location
@@ -189,11 +175,11 @@ class TokenKeeper(Refresher):
             except StaleWrite:
                 continue
             log_event(
-                logging.INFO,
+                INFO,
                 "portal moved",
-                action="relocate",
-                outcome="updated",
-                member_id=saved.member_id,
+                "relocate",
+                saved.member_id,
+                "updated",
                 old_domain=base.domain,
                 domain=saved.domain,
             )

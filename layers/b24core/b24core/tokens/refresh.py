@@ -4,12 +4,12 @@ See b24core.tokens.keeper for the whole of token custody and the token states.""
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from logging import ERROR, WARNING
 
 from b24core.aws import metrics
 from b24core.aws.logs import log_event, logger
@@ -234,12 +234,12 @@ class Refresher:
             except Exception as exc:  # the table itself is failing: keep trying while we can
                 if attempt == SAVE_ATTEMPTS - 1:
                     log_event(
-                        logging.ERROR,
+                        ERROR,
                         "refreshed pair could not be saved",
-                        action="refresh",
-                        outcome="save_failed",
-                        member_id=latest.member_id,
-                        reason=type(exc).__name__,
+                        "refresh",
+                        latest.member_id,
+                        "save_failed",
+                        error=exc,
                     )
                     raise
                 self.sleep(delay)
@@ -369,9 +369,7 @@ class Refresher:
         try:
             self.leases.release(key, holder)
         except Exception as exc:  # the lease expires by itself
-            log_event(
-                logging.WARNING, "refresh lease not released", action="refresh", reason=type(exc).__name__
-            )
+            log_event(WARNING, "refresh lease not released", "refresh", error=exc)
 
     def _log(self, message: str, portal: Portal | None, outcome: str, **extra: str) -> None:
         logger.info(

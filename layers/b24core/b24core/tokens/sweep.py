@@ -15,7 +15,6 @@ Lambda's deadline; what it did not reach is still due in the index, so the next 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from logging import INFO, WARNING
 from typing import Any, Protocol
 
 from b24core.aws import metrics
@@ -154,7 +154,7 @@ class Sweep:
         lease_s = SWEEP_LEASE_S if time_left_ms is None else time_left_ms() / 1000 + 30
         if not self.leases.acquire(key, holder, lease_s, self.clock()):
             report.skipped_sweep = True
-            log_event(logging.INFO, "another sweep is running", action="sweep", outcome="skipped")
+            log_event(INFO, "another sweep is running", "sweep", outcome="skipped")
             return report
         lock = threading.Lock()
         budget = threading.Semaphore(self.policy.sweep_concurrency * 2)
@@ -239,14 +239,7 @@ class Sweep:
         try:
             return self.keeper.attempt(portal, reason, throttle)
         except Exception as exc:
-            log_event(
-                logging.WARNING,
-                "keep-alive refresh failed",
-                action="sweep",
-                outcome="error",
-                member_id=portal.member_id,
-                reason=type(exc).__name__,
-            )
+            log_event(WARNING, "keep-alive refresh failed", "sweep", portal.member_id, "error", error=exc)
             return RefreshResult(Outcome.FAILING, portal, type(exc).__name__)
 
 

@@ -10,8 +10,8 @@ and checked again there.
 from __future__ import annotations
 
 import json
-import logging
 from functools import lru_cache
+from logging import ERROR
 from typing import Any
 
 from b24core.aws.apigw import HttpError
@@ -45,13 +45,7 @@ def hand_over(action: str, form: dict[str, Any], request_host: str = "") -> dict
             raise RuntimeError("the install function failed")
         answer = json.loads(resp["Payload"].read() or b"null")
     except Exception as exc:
-        log_event(
-            logging.ERROR,
-            "lifecycle event not handed over",
-            action=action,
-            outcome="failed",
-            reason=type(exc).__name__,
-        )
+        log_event(ERROR, "lifecycle event not handed over", action, error=exc, outcome="failed")
         raise HttpError(503, "lifecycle_not_recorded", "the event could not be handled; try again") from None
     if not isinstance(answer, dict) or "statusCode" not in answer:
         raise HttpError(503, "lifecycle_not_recorded", "the event could not be handled; try again")

@@ -9,10 +9,10 @@ claimed) before anything is stored.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from b24core.aws import metrics
@@ -164,11 +164,11 @@ class InstallService:
                 continue
             announce_token_state(current, saved)
             log_event(
-                logging.INFO,
+                INFO,
                 "portal updated",
-                action="update",
-                outcome="stored",
-                member_id=saved.member_id,
+                "update",
+                saved.member_id,
+                "stored",
                 domain=saved.domain,
                 app_version=saved.app_version,
             )
@@ -189,13 +189,7 @@ class InstallService:
                 401, "token_rejected", "the authorization server does not accept this token"
             ) from None
         except (TransportError, BadResponse):
-            log_event(
-                logging.ERROR,
-                "authorization server unavailable",
-                action="install",
-                outcome="error",
-                member_id=claim.member_id,
-            )
+            log_event(ERROR, "authorization server unavailable", "install", claim.member_id, "error")
             raise HttpError(
                 503, "auth_server_unavailable", "the authorization server could not be reached; try again"
             ) from None
@@ -229,12 +223,7 @@ class InstallService:
             return self.admin_check(endpoint, claim.access_token)
         except B24Error as exc:
             log_event(
-                logging.WARNING,
-                "administrator check failed",
-                action=claim.path,
-                outcome="error",
-                member_id=claim.member_id,
-                reason=exc.code,
+                WARNING, "administrator check failed", claim.path, claim.member_id, "error", reason=exc.code
             )
             return None
 
@@ -280,11 +269,11 @@ class InstallService:
             if current is not None:
                 announce_token_state(current, saved)
             log_event(
-                logging.INFO,
+                INFO,
                 "portal installed",
-                action="install",
-                outcome="stored",
-                member_id=saved.member_id,
+                "install",
+                saved.member_id,
+                "stored",
                 domain=saved.domain,
                 install_path=claim.path,
             )
@@ -294,13 +283,13 @@ class InstallService:
     def _refuse(self, reason: str, claim: InstallClaim, detail: str) -> None:
         metrics.emit("TrustChangesRefused", reason=reason)
         log_event(
-            logging.WARNING,
+            WARNING,
             "install refused" if claim.path != "update" else "update refused",
-            action="update" if claim.path == "update" else "install",
-            outcome="refused",
+            "update" if claim.path == "update" else "install",
+            claim.member_id,
+            "refused",
             reason=reason,
             detail=detail,
-            member_id=claim.member_id,
             domain=claim.domain,
             install_path=claim.path,
         )

@@ -11,10 +11,10 @@ idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -115,9 +115,7 @@ class Worker:
             try:
                 self.backoff(str(rec.get("receiptHandle")), max(0, seconds))
             except Exception:  # the queue's own visibility timeout still brings it back
-                log_event(
-                    logging.WARNING, "could not delay a failed event", action="dispatch", outcome="retry"
-                )
+                log_event(WARNING, "could not delay a failed event", "dispatch", outcome="retry")
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
     def prefetch(self, records: list[dict[str, Any]]) -> Plan:
@@ -131,9 +129,9 @@ class Worker:
             except (ValueError, KeyError, TypeError):
                 plan.skip[mid] = "malformed"
                 log_event(
-                    logging.ERROR,
+                    ERROR,
                     "unreadable queue message dropped",
-                    action="dispatch",
+                    "dispatch",
                     outcome="dropped",
                     reason="malformed",
                 )
@@ -159,12 +157,12 @@ class Worker:
                 plan.failed.update(undecided)
                 metrics.emit("EventsFailed", reason="portal_answer")
                 log_event(
-                    logging.WARNING,
+                    WARNING,
                     "events of one portal could not be prepared",
-                    action="dispatch",
-                    outcome="retry",
-                    member_id=member_id,
-                    reason=type(exc).__name__,
+                    "dispatch",
+                    member_id,
+                    "retry",
+                    error=exc,
                 )
             finally:
                 self._spend_time(member_id, started)
@@ -260,11 +258,11 @@ class Worker:
             for mid in mids:
                 plan.skip[mid] = "portal_unavailable"
             log_event(
-                logging.WARNING,
+                WARNING,
                 "portal unavailable; events dropped",
-                action="dispatch",
-                outcome="dropped",
-                member_id=member_id,
+                "dispatch",
+                member_id,
+                "dropped",
                 reason=str(exc),
             )
         else:
@@ -330,24 +328,10 @@ class Worker:
         ev = plan.events.get(mid)
         if reason or ev is None:
             if ev is not None:
-                log_event(
-                    logging.INFO,
-                    "event not dispatched",
-                    action="dispatch",
-                    outcome=reason,
-                    event=ev.name,
-                    member_id=ev.member_id,
-                )
+                log_event(INFO, "event not dispatched", "dispatch", ev.member_id, reason, event=ev.name)
             return
         if not self.registry.handlers_for(ev.name):
-            log_event(
-                logging.INFO,
-                "no handler",
-                action="dispatch",
-                outcome="ignored",
-                event=ev.name,
-                member_id=ev.member_id,
-            )
+            log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
         if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
             self._defer(plan, [mid], SLOW_PORTAL_DELAY_S)
@@ -372,15 +356,7 @@ class Worker:
         client = self._clients.get(ev.member_id) or self._client(portal)
         kind = payload.get("idempotent")
         ran = self.registry.dispatch(ev, Context(portal=portal, client=client), idempotent=kind)
-        log_event(
-            logging.INFO,
-            "event handled",
-            action="dispatch",
-            outcome="handled",
-            event=ev.name,
-            member_id=ev.member_id,
-            handlers=ran,
-        )
+        log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
 
 
 def _not_found(error: Any) -> bool:
@@ -389,10 +365,4 @@ def _not_found(error: Any) -> bool:
 
 
 def raise_logged(member_id: str) -> None:
-    log_event(
-        logging.WARNING,
-        "object reads failed; events will be retried",
-        action="dispatch",
-        outcome="retry",
-        member_id=member_id,
-    )
+    log_event(WARNING, "object reads failed; events will be retried", "dispatch", member_id, "retry")
