@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     from b24core.tokens.keeper import TokenKeeper
     from b24core.tokens.lease import DynamoLeaseStore
     from b24core.tokens.outcomes import StaticSecret
-    from b24core.tokens.sweep import RateLimiter, Sweep
+    from b24core.tokens.sweep import AuthPace, Sweep
     from b24sim import Simulator
     from b24stack.services import LocalServices
 
@@ -180,13 +180,13 @@ def run(args: argparse.Namespace) -> None:
         )
         # A pass at the default cap first, over a sample of the due portals (max_portals).
         default = replace(policy, sweep_concurrency=4, auth_rate_per_s=5.0)
-        sweep5 = Sweep(store, keeper, leases, default, limiter=RateLimiter(5.0))
+        sweep5 = Sweep(store, keeper, leases, default, limiter=AuthPace(5.0))
         t0 = time.perf_counter()
         with record_metrics():
             small = sweep5.run(max_portals=sample)
         small_s = time.perf_counter() - t0
         ops.reset()
-        sweep = Sweep(store, keeper, leases, policy, limiter=RateLimiter(args.cap))
+        sweep = Sweep(store, keeper, leases, policy, limiter=AuthPace(args.cap))
         t0 = time.perf_counter()
         with record_metrics() as recorded:
             full = sweep.run()

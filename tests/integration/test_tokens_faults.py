@@ -33,7 +33,7 @@ from b24core.tokens.outcomes import (
     RefreshUnavailable,
     SubscriptionExpired,
 )
-from b24core.tokens.sweep import RateLimiter, Sweep
+from b24core.tokens.sweep import AuthPace, Sweep
 from b24sim import Simulator
 
 from ._tokens_world import CLIENT_ID, ROOT, OffsetClock, World, count_ops, fresh_table
@@ -198,9 +198,7 @@ def test_auth_server_down_loses_nothing_and_the_sweep_resumes_when_it_is_back(wo
         for _ in range(3):  # repeated calls fail fast: one request to the dead server per portal
             with pytest.raises(RefreshUnavailable):
                 PortalClient(world.store.get(p.member_id), keeper).call("server.time")
-    sweep = Sweep(
-        world.store, keeper, world.leases, keeper.policy, clock=world.clock, limiter=RateLimiter(100)
-    )
+    sweep = Sweep(world.store, keeper, world.leases, keeper.policy, clock=world.clock, limiter=AuthPace(100))
     report = sweep.run()
     assert report.outcomes.get("failing") == 3 and report.refreshed == 0
     states = {world.store.get(p.member_id).token_state for p in expiring + aging}
@@ -272,7 +270,7 @@ def test_the_sweep_reads_only_due_portals_through_the_index_and_never_scans(serv
         w.install(refreshed_at=now - 3 * DAY)
     counter = count_ops(store)
     keeper = w.keeper()
-    report = Sweep(store, keeper, leases, keeper.policy, clock=w.clock, limiter=RateLimiter(100)).run()
+    report = Sweep(store, keeper, leases, keeper.policy, clock=w.clock, limiter=AuthPace(100)).run()
     assert report.refreshed == 6 and report.due_read == 6
     assert counter.ops["Scan"] == 0
     assert counter.ops["Query"] == report.queries == 2  # one per partition (RETRY, REFRESH)

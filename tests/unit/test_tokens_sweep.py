@@ -12,7 +12,7 @@ from b24core.portals import token_index
 from b24core.portals.states import PortalState, TokenState
 from b24core.tokens.lease import LeaseKey
 from b24core.tokens.outcomes import Outcome, RefreshReason
-from b24core.tokens.sweep import RateLimiter, Sweep, census
+from b24core.tokens.sweep import AuthPace, Sweep, census
 
 from ._token_fakes import DAY, NOW, FakeClock, make_keeper, make_portal
 
@@ -25,7 +25,7 @@ def seed(store, auth, ages_days: dict[str, float]):
 def test_sweep_refreshes_only_portals_whose_refresh_token_is_getting_old():
     keeper, store, auth, clock, leases = make_keeper()
     seed(store, auth, {"a": 30.01, "b": 45, "c": 10, "d": 1, "e": 27.9})
-    sweep = Sweep(store, keeper, leases, keeper.policy, clock=clock, limiter=RateLimiter(1000))
+    sweep = Sweep(store, keeper, leases, keeper.policy, clock=clock, limiter=AuthPace(1000))
     report = sweep.run()
     assert report.refreshed == 2 and report.done
     assert {m for m in "abcde" if store.get(m).refreshed_at == NOW} == {"a", "b"}
@@ -55,7 +55,7 @@ def test_sweep_runs_scheduled_retries_and_the_daily_payment_probe():
     lost = make_portal(auth, "lost", token_state=TokenState.REAUTH_REQUIRED, refreshed_at=NOW - 90 * DAY)
     for p in (failing, later, unpaid, lost):
         store.save(p)
-    report = Sweep(store, keeper, leases, keeper.policy, clock=clock, limiter=RateLimiter(1000)).run()
+    report = Sweep(store, keeper, leases, keeper.policy, clock=clock, limiter=AuthPace(1000)).run()
     assert report.outcomes == {"refreshed": 2}
     assert store.get("failing").token_state == TokenState.ACTIVE
     assert store.get("unpaid").token_state == TokenState.ACTIVE
@@ -73,7 +73,7 @@ def test_sweep_stops_before_the_deadline_and_the_next_run_resumes():
         return left[0]
 
     sweep = Sweep(store, keeper, leases, replace(keeper.policy, sweep_concurrency=1), clock=clock)
-    sweep.limiter = RateLimiter(1000)
+    sweep.limiter = AuthPace(1000)
     first = sweep.run(time_left_ms=time_left)
     assert first.stopped_early and not first.done and 0 < first.refreshed < 30
     second = sweep.run(max_portals=100)
@@ -91,7 +91,7 @@ def test_only_one_sweep_runs_at_a_time():
 
 def test_rate_limiter_spaces_requests_to_the_cap():
     clock = FakeClock(0)
-    limiter = RateLimiter(5.0, clock=clock, sleep=clock.sleep)
+    limiter = AuthPace(5.0, clock=clock, sleep=clock.sleep)
     for _ in range(11):
         limiter.acquire()
     assert clock.now == pytest.approx(2.0)  # 11 requests at 5/s: the last one at t=2 s
@@ -100,7 +100,7 @@ def test_rate_limiter_spaces_requests_to_the_cap():
 def test_sweep_passes_its_rate_cap_to_the_auth_server_calls():
     keeper, store, auth, clock, leases = make_keeper()
     seed(store, auth, {f"m{i}": 40 for i in range(10)})
-    limiter = RateLimiter(5.0, clock=clock, sleep=clock.sleep)
+    limiter = AuthPace(5.0, clock=clock, sleep=clock.sleep)
     report = Sweep(store, keeper, leases, keeper.policy, clock=clock, limiter=limiter).run()
     assert report.refreshed == 10 and report.auth_requests == 10 and limiter.granted == 10
 

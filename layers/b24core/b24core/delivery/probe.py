@@ -251,35 +251,30 @@ def _http_get_json(url: str, timeout_s: float) -> Any:
     return response.json()
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class AppWorldCache:
     """Fetches the list at most once per ``ttl_s`` in this process (a failed fetch waits a minute),
     and keeps the last good list when a later fetch fails."""
 
-    def __init__(
-        self,
-        url: str,
-        ttl_s: float,
-        fetch: Callable[[str, float], Any] = _http_get_json,
-        clock: Callable[[], float] = time.monotonic,
-        timeout_s: float = 3.0,
-    ) -> None:
-        self.url = url
-        self.ttl_s = ttl_s
-        self._fetch = fetch
-        self._clock = clock
-        self._timeout_s = timeout_s
-        self._cache: tuple[float, AppWorld] | None = None  # (next fetch allowed at, value)
+    url: str
+    ttl_s: float
+    fetch: Callable[[str, float], Any] = _http_get_json
+    clock: Callable[[], float] = time.monotonic
+    timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        self._cache: tuple[float, AppWorld] | None = None
         self._lock = threading.Lock()
         self.fetches = 0
 
     def get(self) -> AppWorld:
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             if self._cache is not None and now < self._cache[0]:
                 return self._cache[1]
             self.fetches += 1
             try:
-                nodes = _parse_nodes(self._fetch(self.url, self._timeout_s))
+                nodes = _parse_nodes(self.fetch(self.url, self.timeout_s))
             except Exception as exc:  # unreachable, not JSON, wrong shape: keep what we had
                 log_event(WARNING, "queue server list not fetched", "app_world", error=exc, outcome="failed")
                 last = self._cache[1] if self._cache else AppWorld((), self.url, 0.0)

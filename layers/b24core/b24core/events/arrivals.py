@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from logging import WARNING
 from typing import Any, Protocol
 
@@ -95,20 +96,16 @@ class InMemoryArrivals:
         return self.items.get(member_id, 0)
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class ArrivalMarks:
     """Per-process throttle in front of the writer (a deliberate cache of the last write per portal)."""
 
-    def __init__(
-        self,
-        writer: ArrivalWriter,
-        every_s: float = MARK_EVERY_S,
-        clock: Callable[[], float] = time.time,
-        max_entries: int = 10_000,
-    ) -> None:
-        self.writer = writer
-        self.every_s = every_s
-        self.clock = clock
-        self.max_entries = max_entries
+    writer: ArrivalWriter
+    every_s: float = MARK_EVERY_S
+    clock: Callable[[], float] = time.time
+    max_entries: int = 10_000
+
+    def __post_init__(self) -> None:
         self._cache: dict[str, float] = {}
 
     def seen(self, member_id: str) -> None:

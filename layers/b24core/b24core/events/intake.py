@@ -49,19 +49,12 @@ class ArrivalMarker(Protocol):
         ...
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class EventIntake:
-    def __init__(
-        self,
-        portals: PortalLookup,
-        sink: EventSink,
-        clock: Callable[[], float] = time.time,
-        arrivals: ArrivalMarker | None = None,
-    ) -> None:
-        self.portals = portals
-        self.sink = sink
-        self.clock = clock
-        #: Marks when a portal's outgoing-webhook events last arrived (the delivery watchdog's evidence).
-        self.arrivals = arrivals
+    portals: PortalLookup
+    sink: EventSink
+    clock: Callable[[], float] = time.time
+    arrivals: ArrivalMarker | None = None
 
     def verify(self, form: dict[str, Any]) -> tuple[str, str]:
         """Return (EVENT, member_id) of an event that proved itself, or raise HttpError."""

@@ -65,22 +65,15 @@ class BatchResult:
         return not self.errors and not self.skipped
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class PortalClient:
-    def __init__(
-        self,
-        portal: Portal,
-        keeper: TokenKeeper,
-        timeout_s: float = 10.0,
-        http: httpx.Client | None = None,
-        webhook: IncomingWebhook | None = None,
-    ) -> None:
-        self.portal = portal
-        #: Set for a webhook-connected portal: REST goes through its incoming webhook, nothing to refresh.
-        self.webhook = webhook
-        self.keeper = keeper
-        self.timeout_s = timeout_s
-        self.http = http
-        #: Seconds from an expired_token answer to the retried call's answer (the last time it happened).
+    portal: Portal
+    keeper: TokenKeeper
+    timeout_s: float = 10.0
+    http: httpx.Client | None = None
+    webhook: IncomingWebhook | None = None
+
+    def __post_init__(self) -> None:
         self.last_recovery_s: float | None = None
 
     # ------------------------------------------------------------------ single calls

@@ -51,7 +51,7 @@ class TokenIndex(Protocol):
     def count_index(self, partition: str, below: str | None = None) -> int: ...
 
 
-class RateLimiter:
+class AuthPace:
     """At most ``rate`` acquisitions per second across threads, evenly spaced (no bursts)."""
 
     def __init__(
@@ -124,14 +124,14 @@ class Sweep:
         leases: LeaseStore,
         policy: TokenPolicy,
         clock: Callable[[], float] = time.time,
-        limiter: RateLimiter | None = None,
+        limiter: AuthPace | None = None,
     ) -> None:
         self.index = index
         self.keeper = keeper
         self.leases = leases
         self.policy = policy
         self.clock = clock
-        self.limiter = limiter or RateLimiter(policy.auth_rate_per_s)
+        self.limiter = limiter or AuthPace(policy.auth_rate_per_s)
 
     def due_count(self) -> dict[str, int]:
         now = int(self.clock())

@@ -27,20 +27,13 @@ class RateLimit:
     drain_per_s: float = 2.0  # Y
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class RateLimiter:
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        default: RateLimit,
-        clock: Callable[[], float] = time.time,
-        attempts: int = 8,
-    ) -> None:
-        self.client = client
-        self.table_name = table_name
-        self.default = default
-        self.clock = clock
-        self.attempts = attempts
+    client: Any
+    table_name: str
+    default: RateLimit
+    clock: Callable[[], float] = time.time
+    attempts: int = 8
 
     def _key(self, member_id: str) -> dict[str, Any]:
         return {"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": RATE_SK}}
