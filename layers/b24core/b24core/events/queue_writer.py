@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from b24core.events.message import QueuedEvent
@@ -12,22 +13,17 @@ from b24core.events.message import QueuedEvent
 SQS_BATCH = 10
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class QueueWriter:
     """SendMessageBatch with bounded retries of the entries SQS refused; returns the accepted keys."""
 
-    def __init__(
-        self,
-        sqs: Any,
-        queue_url: str,
-        attempts: int = 4,
-        backoff_s: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.sleep = sleep
+    sqs: Any
+    queue_url: str
+    attempts: int = 4
+    backoff_s: float = 0.05
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
         self.last_error = ""
 
     def send(self, messages: dict[str, QueuedEvent]) -> set[str]:

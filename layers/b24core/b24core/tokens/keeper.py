@@ -143,7 +143,7 @@ class TokenKeeper(Refresher):
             raise PortalMoved("the moved portal's address could not be confirmed", location=location) from exc
         problem = foreign(info, self.client_id, portal.member_id)
         try:
-            confirmed = check_endpoint(info.install.client_endpoint, self.allow_insecure)
+            confirmed = check_endpoint(info.install.client_endpoint, self.allow_insecure_endpoints)
         except EndpointRefused as exc:
             problem = problem or f"endpoint refused: {exc}"
             confirmed = ""

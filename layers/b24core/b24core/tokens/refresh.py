@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from logging import ERROR, WARNING
 
 from b24core.aws import metrics
@@ -52,36 +53,24 @@ from b24core.trust.uninstall import UninstallSchedule, mark_uninstalled
 Throttle = Callable[[], None]
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class Refresher:
     """The refresh itself: single flight under a lease, and what each answer of the auth server does
     to the portal's token state. ``TokenKeeper`` adds taking over offered pairs and moves."""
 
-    def __init__(
-        self,
-        store: PortalStore,
-        auth_server: AuthServerClient,
-        client_id: str,
-        secret: SecretSource,
-        leases: LeaseStore,
-        policy: TokenPolicy | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        allow_insecure_endpoints: bool = False,
-        uninstall_schedule: UninstallSchedule | None = None,
-        admin_check: Callable[[str, str], Caller] = ask_portal,
-    ) -> None:
-        self.admin_check = admin_check
-        self.store = store
-        #: What a confirmed "app not installed" clears besides the record (the capability re-check).
-        self.uninstall_schedule = uninstall_schedule
-        self.auth_server = auth_server
-        self.client_id = client_id
-        self.secret = secret
-        self.leases = leases
-        self.policy = policy or TokenPolicy()
-        self.clock = clock
-        self.sleep = sleep
-        self.allow_insecure = allow_insecure_endpoints
+    store: PortalStore
+    auth_server: AuthServerClient
+    client_id: str
+    secret: SecretSource
+    leases: LeaseStore
+    policy: TokenPolicy = field(default_factory=TokenPolicy)
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    allow_insecure_endpoints: bool = False
+    uninstall_schedule: UninstallSchedule | None = None
+    admin_check: Callable[[str, str], Caller] = ask_portal
+
+    def __post_init__(self) -> None:
         self._holder = f"{uuid.uuid4().hex[:12]}"
         self._seq = 0
         self._seq_lock = threading.Lock()

@@ -47,22 +47,14 @@ class Opened:
     confirmed: bool = True
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class InstallService:
-    def __init__(
-        self,
-        store: PortalStore,
-        auth_server: AuthServer,
-        client_id: str,
-        allow_insecure_endpoints: bool,
-        clock: Callable[[], float] = time.time,
-        admin_check: AdminCheck = ask_portal,
-    ) -> None:
-        self.store = store
-        self.auth_server = auth_server
-        self.client_id = client_id
-        self.allow_insecure = allow_insecure_endpoints
-        self.clock = clock
-        self.admin_check = admin_check
+    store: PortalStore
+    auth_server: AuthServer
+    client_id: str
+    allow_insecure_endpoints: bool
+    clock: Callable[[], float] = time.time
+    admin_check: AdminCheck = ask_portal
 
     def install(self, claim: InstallClaim) -> Portal:
         """Verify the claim at the authorization server and that an administrator sent it, then store
@@ -177,7 +169,7 @@ class InstallService:
 
     def _verify(self, claim: InstallClaim) -> tuple[str, AppInfo]:
         try:
-            endpoint = check_endpoint(claim.client_endpoint, self.allow_insecure)
+            endpoint = check_endpoint(claim.client_endpoint, self.allow_insecure_endpoints)
         except EndpointRefused as exc:
             self._refuse("endpoint_refused", claim, str(exc))
             raise HttpError(400, "endpoint_refused", f"client endpoint refused: {exc}") from None

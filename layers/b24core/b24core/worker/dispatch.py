@@ -50,40 +50,26 @@ class Plan:
     portals: dict[str, Portal] = field(default_factory=dict)
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class Worker:
-    def __init__(
-        self,
-        registry: Registry,
-        load_portal: Callable[[str], Portal | None],
-        make_client: Callable[[Portal], Any],
-        limiter: RateLimiter,
-        requeue: Callable[[list[str], int], set[int] | None],
-        idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
-        max_wait_s: float = 5.0,
-        wait: Callable[[float], None] = time.sleep,
-        backoff: Callable[[str, int], None] | None = None,
-        retry_base_s: float = 10.0,
-        marks: ReadMarks | None = None,
-        connector: str = "",
-        portal_budget_s: float = 8.0,
-    ) -> None:
-        self.registry = registry
-        self.load_portal = load_portal
-        self.make_client = make_client
-        self.limiter = limiter
-        self.requeue = requeue
-        self.max_wait_s = max_wait_s
-        self.wait = wait
-        self.backoff = backoff
-        self.retry_base_s = retry_base_s
-        self.marks = marks
-        self.connector = connector
-        #: Time one portal may take of an invocation (its reads and handlers); the rest of its events go
-        #: back delayed, so a slow box never holds other portals' events past a few seconds.
-        self.portal_budget_s = portal_budget_s
+    registry: Registry
+    load_portal: Callable[[str], Portal | None]
+    make_client: Callable[[Portal], Any]
+    limiter: RateLimiter
+    requeue: Callable[[list[str], int], set[int] | None]
+    idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None
+    max_wait_s: float = 5.0
+    wait: Callable[[float], None] = time.sleep
+    backoff: Callable[[str, int], None] | None = None
+    retry_base_s: float = 10.0
+    marks: ReadMarks | None = None
+    connector: str = ""
+    portal_budget_s: float = 8.0
+
+    def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
         self._read_deadline = 0.0
-        self._dispatch = idempotent(self._run_handlers) if idempotent else self._run_handlers
+        self._dispatch = self.idempotent(self._run_handlers) if self.idempotent else self._run_handlers
         self._plan = Plan()
         self._clients: dict[str, LimitedClient] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
@@ -14,6 +15,7 @@ from b24core.tokens.client import BatchResult
 from b24core.worker.limiter import RateLimiter
 
 
+@dataclass(eq=False)  # a service, compared by identity
 class LimitedClient:
     """The portal-bound client handlers get: every HTTP call first takes its share of the budget.
 
@@ -23,49 +25,40 @@ class LimitedClient:
     do not come back to it as events. Elsewhere the parameter changes nothing.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        limiter: RateLimiter,
-        member_id: str,
-        wait: Callable[[float], None],
-        max_wait_s: float,
-        connector: str = "",
-    ) -> None:
-        self._client = client
-        self._limiter = limiter
-        self._member_id = member_id
-        self._wait = wait
-        self._max_wait_s = max_wait_s
-        self._connector = connector
+    client: Any
+    limiter: RateLimiter
+    member_id: str
+    wait: Callable[[float], None]
+    max_wait_s: float
+    connector: str = ""
 
     def _tagged(self, params: dict[str, Any] | None) -> dict[str, Any]:
         body = dict(params or {})
-        if self._connector and not any(k.lower() == "auth_connector" for k in body):
-            body["auth_connector"] = self._connector
+        if self.connector and not any(k.lower() == "auth_connector" for k in body):
+            body["auth_connector"] = self.connector
         return body
 
     @property
     def portal(self) -> Portal:
-        p: Portal = self._client.portal
+        p: Portal = self.client.portal
         return p
 
     def _spend(self, method: str | None, wait_up_to: float | None = None) -> None:
         waited = 0.0
-        most = self._max_wait_s if wait_up_to is None else max(0.0, min(self._max_wait_s, wait_up_to))
+        most = self.max_wait_s if wait_up_to is None else max(0.0, min(self.max_wait_s, wait_up_to))
         while True:
-            delay = self._limiter.acquire(self._member_id, method=method)
+            delay = self.limiter.acquire(self.member_id, method=method)
             if delay <= 0:
                 return
             if waited + delay > most:
                 raise QueryLimitExceeded("the portal's REST budget is spent for now")
-            self._wait(delay)
+            self.wait(delay)
             waited += delay
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self._spend(method)
         body = self._tagged(params)
-        return self._guard(method, lambda: self._client.call(method, body))
+        return self._guard(method, lambda: self.client.call(method, body))
 
     def batch(
         self,
@@ -80,7 +73,7 @@ class LimitedClient:
             chunk = dict(items[start : start + BATCH_LIMIT])
             methods = {m for m, _ in chunk.values()}
             self._spend(next(iter(methods)) if len(methods) == 1 else None, wait_up_to)
-            answer = self._guard("batch", lambda c=chunk: self._client.batch(c, halt=halt))  # type: ignore[misc]
+            answer = self._guard("batch", lambda c=chunk: self.client.batch(c, halt=halt))  # type: ignore[misc]
             out["result"].update(answer["result"] or {})
             out["error"].update(answer["error"] or {})
             times = answer["time"] if isinstance(answer, BatchResult) else answer.get("time")
@@ -91,8 +84,8 @@ class LimitedClient:
         try:
             return fn()
         except QueryLimitExceeded:
-            self._limiter.saturate(self._member_id)
+            self.limiter.saturate(self.member_id)
             raise
         except OperationTimeLimit as exc:
-            self._limiter.block(self._member_id, method, exc.reset_at or time.time() + 60)
+            self.limiter.block(self.member_id, method, exc.reset_at or time.time() + 60)
             raise
