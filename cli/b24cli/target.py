@@ -40,18 +40,23 @@ class Target:
         return boto3.client("kms", region_name=self.region, endpoint_url=self.sqs_endpoint)  # moto locally
 
 
+def stack_outputs(stack: str, region: str) -> dict[str, str]:
+    """A deployed stack's outputs (CloudFormation), or a clear error."""
+    import boto3
+
+    cfn = boto3.client("cloudformation", region_name=region)
+    try:
+        outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    except Exception as exc:
+        raise TargetError(f"cannot read stack {stack!r}: {exc}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in outputs}
+
+
 def find_target(stack: str | None, state_dir: Path | None = None) -> Target:
     stack = stack or os.environ.get("B24_STACK_NAME")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     if stack:
-        import boto3
-
-        cfn = boto3.client("cloudformation", region_name=region)
-        try:
-            outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-        except Exception as exc:
-            raise TargetError(f"cannot read stack {stack!r}: {exc}") from None
-        values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
+        values = stack_outputs(stack, region)
         if "TableName" not in values:
             raise TargetError(f"stack {stack!r} has no TableName output")
         return Target(

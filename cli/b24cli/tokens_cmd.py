@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from b24cli.target import TargetError, find_target
+from b24cli.target import TargetError, find_target, stack_outputs
 
 DAY = 24 * 3600
 STATES = ("active", "refresh_failing", "payment_required", "reauth_required", "uninstalled")
@@ -45,14 +45,7 @@ def _function(stack: str | None) -> FunctionRef:
     stack = stack or os.environ.get("B24_STACK_NAME")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     if stack:
-        import boto3
-
-        cfn = boto3.client("cloudformation", region_name=region)
-        try:
-            outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-        except Exception as exc:
-            raise TargetError(f"cannot read stack {stack!r}: {exc}") from None
-        values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
+        values = stack_outputs(stack, region)
         if "TokenRefreshFunctionName" not in values:
             raise TargetError(f"stack {stack!r} has no TokenRefreshFunctionName output (redeploy)")
         return FunctionRef(values["TokenRefreshFunctionName"], region, None)

@@ -43,14 +43,7 @@ def check_endpoint(url: str, allow_insecure: bool) -> str:
             ip = ipaddress.ip_address(host)
         except ValueError:
             ip = None
-        if ip is not None and (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        ):
+        if ip is not None and not_public(ip):
             raise EndpointRefused("endpoint points at a private or loopback address")
     return url if url.endswith("/") else url + "/"
 
@@ -96,3 +89,15 @@ class GuardedBackend(httpcore.SyncBackend):
             except httpcore.ConnectError as exc:
                 last = exc
         raise last or httpcore.ConnectError("no address could be reached")
+
+
+def not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Private, loopback, link-local, reserved, multicast or unspecified: never a portal's address."""
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )

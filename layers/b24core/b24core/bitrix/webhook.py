@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from b24core.aws.logs import mask_known, remember_secret
+from b24core.bitrix.endpoints import not_public
 from b24core.bitrix.errors import B24Error, PortalMoved
 from b24core.bitrix.rest import RestAnswer, call_rest
 
@@ -80,15 +81,7 @@ def is_app_only(method: str) -> bool:
 
 
 def _private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
+    return not_public(ipaddress.ip_address(address.split("%", 1)[0]))
 
 
 def _host_is_private(host: str) -> bool:

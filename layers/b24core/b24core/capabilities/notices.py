@@ -9,8 +9,10 @@ the next check.
 
 from __future__ import annotations
 
+from logging import INFO
 from typing import Any
 
+from b24core.aws.logs import log_event
 from b24core.bitrix.i18n import texts
 from b24core.capabilities.check import Notice
 from b24core.capabilities.manifest import Manifest
@@ -18,6 +20,13 @@ from b24core.capabilities.report import Status
 
 NOTIFY_METHOD = "im.notify.system.add"
 TAG = "b24app.capabilities"
+
+
+def log_notice(member_id: str, reason: str, **fields: Any) -> None:
+    """The one line every notice to an admin leaves: sent, or skipped and why."""
+    outcome = "sent" if not reason else "skipped"
+    message = "admin notified" if not reason else "admin not notified"
+    log_event(INFO, message, "notify", member_id, outcome, reason=reason or None, **fields)
 
 
 def notification_feature(manifest: Manifest) -> str | None:

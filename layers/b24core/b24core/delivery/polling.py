@@ -67,6 +67,16 @@ class PollSpec:
         value = row.get(self.row_id or self.id)
         return int(str(value)) if is_digits(value) else None
 
+    def changes(self, result: Any) -> list[tuple[str, int, str]]:
+        """A page's rows as (``ID@MODIFIED`` key, ID, modification time); rows without an ID dropped."""
+        out = []
+        for row in self.rows(result):
+            object_id = self.row_id_of(row)
+            if object_id is not None:
+                modified = self.row_modified_of(row)
+                out.append((f"{object_id}@{modified}", object_id, modified))
+        return out
+
     def ids_after(self, last: int) -> dict[str, Any]:
         """One page of every ID, fast: ``>ID`` and ``start=-1`` (settings/performance/huge-data.md)."""
         return {"order": {self.id: "ASC"}, "filter": {f">{self.id}": last}, "select": [self.id], "start": -1}
@@ -261,12 +271,7 @@ class ChangePoller:
             result.pages += 1
             portal_now = portal_now or str((answer.time or {}).get("date_start") or "")
             before = len(rows)
-            for item in spec.rows(answer.result):
-                object_id = spec.row_id_of(item)
-                if object_id is None:
-                    continue
-                modified = spec.row_modified_of(item)
-                key = f"{object_id}@{modified}"
+            for key, object_id, modified in spec.changes(answer.result):
                 if key not in seen:
                     rows.append((key, object_id, modified))
                     seen.add(key)

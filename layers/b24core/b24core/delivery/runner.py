@@ -27,6 +27,7 @@ from typing import Any
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
+from b24core.capabilities.notices import log_notice
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
@@ -175,14 +176,7 @@ class DeliveryRunner:
             except Exception as exc:  # tried again at the next missed probe
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
         now = int(self.clock())
-        log_event(
-            INFO,
-            "admin notified" if not reason else "admin not notified",
-            "notify",
-            portal.member_id,
-            "sent" if not reason else "skipped",
-            reason=reason or None,
-        )
+        log_notice(portal.member_id, reason)
         mutate(
             self.store,
             portal.member_id,

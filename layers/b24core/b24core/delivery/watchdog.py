@@ -31,15 +31,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from logging import INFO
 from typing import Any
 
 from b24core.aws import metrics
-from b24core.aws.logs import log_event, logger
+from b24core.aws.logs import logger
 from b24core.bitrix.i18n import language_of, texts
 from b24core.bitrix.rest import RestAnswer
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.capabilities.manifest import Manifest
+from b24core.capabilities.notices import log_notice
 from b24core.delivery.polling import PAGE, Cursor, PollSpec, PollState, PollStore, specs_for
 from b24core.delivery.portal_clock import PortalClock
 from b24core.delivery.watch_store import WatchState, WatchStore
@@ -256,12 +256,7 @@ class DeliveryWatchdog:
             answer, ours = self._call(client, spec.list_method, {**params, "start": start})
             result.pages += 1
             clock = clock or PortalClock.from_answer(answer, ours)
-            for row in spec.rows(answer.result):
-                object_id = spec.row_id_of(row)
-                if object_id is None:
-                    continue
-                stamp = spec.row_modified_of(row)
-                key = f"{object_id}@{stamp}"
+            for key, object_id, stamp in spec.changes(answer.result):
                 at = clock.ts(stamp)
                 if key in judged or at is None:
                     continue
@@ -346,15 +341,7 @@ class DeliveryWatchdog:
                 client.call(NOTIFY_METHOD, {"USER_ID": admin, "MESSAGE": message})
             except Exception as exc:  # tried again at the next check
                 reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
-        log_event(
-            INFO,
-            "admin notified" if not reason else "admin not notified",
-            "notify",
-            portal.member_id,
-            "sent" if not reason else "skipped",
-            by=BY,
-            reason=reason or None,
-        )
+        log_notice(portal.member_id, reason, by=BY)
         return not reason
 
     def _update_caps(
