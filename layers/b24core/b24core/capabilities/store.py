@@ -19,10 +19,9 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from b24core.aws.dynamo import bind_model
+from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals.store import PORTAL_SK, portal_pk
 
 HISTORY_PREFIX = "CAPHIST#"
@@ -101,45 +100,18 @@ class InMemoryCapabilityStore:
 
 
 # ---------------------------------------------------------------- DynamoDB
-class _Key(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-
-
-class _HistoryItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class _HistoryItem(TableItem):
     at = NumberAttribute()
     entry = UnicodeAttribute()
     ttl = NumberAttribute(null=True)
 
 
-class _RecheckIndex(GlobalSecondaryIndex["_RecheckItem"]):  # type: ignore[no-untyped-call]
-    class Meta:
-        index_name = "gsi1"
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
-
-
-class _RecheckItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class _RecheckItem(TableItem):
     gsi1pk = UnicodeAttribute()
     gsi1sk = UnicodeAttribute()
     member_id = UnicodeAttribute()
     due_at = NumberAttribute()
-    recheck_index = _RecheckIndex()
+    recheck_index = Gsi1()
 
 
 @lru_cache(maxsize=24)
@@ -149,7 +121,7 @@ def _model(base: type[Model], table_name: str, region: str, host: str | None) ->
 
 class DynamoCapabilityStore:
     def __init__(self, table_name: str, region: str, host: str | None = None) -> None:
-        self._keys = _model(_Key, table_name, region, host)
+        self._keys = _model(TableItem, table_name, region, host)
         self._history = _model(_HistoryItem, table_name, region, host)
         self._recheck = _model(_RecheckItem, table_name, region, host)
 

@@ -17,10 +17,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
-from b24core.aws.dynamo import bind_model
+from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals.store import StaleWrite, portal_pk
 
 
@@ -60,30 +58,16 @@ class InMemoryStateStore(Generic[S]):
             return saved
 
 
-class _StateIndex(GlobalSecondaryIndex["StateItem"]):  # type: ignore[no-untyped-call]
-    class Meta:
-        index_name = "gsi1"
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
-
-
-class StateItem(Model):
+class StateItem(TableItem):
     """The item of every such state (also the delivery state and webhook connections, which list
     themselves in gsi1): the state is one JSON document, read and written whole under ``version``."""
 
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute()
     state = UnicodeAttribute()
     version = VersionAttribute()
-    index = _StateIndex()
+    index = Gsi1()
 
 
 @lru_cache(maxsize=8)

@@ -14,10 +14,8 @@ from typing import Any, Protocol
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import DeleteError, PutError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
-from b24core.aws.dynamo import bind_model
+from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
@@ -104,25 +102,9 @@ def portal_pk(member_id: str) -> str:
     return f"PORTAL#{member_id}"
 
 
-class _RefreshIndex(GlobalSecondaryIndex["_PortalItem"]):  # type: ignore[no-untyped-call]
-    """gsi1: portals with a live refresh token, sorted by when their keep-alive refresh is due."""
-
-    class Meta:
-        index_name = "gsi1"
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True)
-    gsi1sk = UnicodeAttribute(range_key=True)
-
-
-class _PortalItem(Model):
+class _PortalItem(TableItem):
     """Single-table layout: pk=PORTAL#member_id, sk=PORTAL; gsi1 lists portals by refresh due time."""
 
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute()
@@ -152,7 +134,7 @@ class _PortalItem(Model):
     refresh_attempts = NumberAttribute(default=0)
     next_attempt_at = NumberAttribute(default=0)
     version = VersionAttribute()
-    refresh_index = _RefreshIndex()
+    refresh_index = Gsi1()
 
 
 @lru_cache(maxsize=8)

@@ -16,9 +16,8 @@ from typing import Protocol
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, PutError
-from pynamodb.models import Model
 
-from b24core.aws.dynamo import bind_model
+from b24core.aws.dynamo import TableItem, bind_model
 from b24core.portals.store import portal_pk
 
 REFRESH_LEASE_SK = "LEASE#refresh"
@@ -86,12 +85,7 @@ class InMemoryLeaseStore:
         return self._leases.get(key)
 
 
-class _LeaseItem(Model):
-    class Meta:
-        table_name = "unset"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class _LeaseItem(TableItem):
     holder = UnicodeAttribute()
     expires_at = NumberAttribute()
     ttl = NumberAttribute()
