@@ -16,7 +16,7 @@ from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.store import DeliveryMode, DeliveryState, InMemoryDeliveryStore, mutate
 from b24core.events.message import QueuedEvent
 from b24core.events.queue_writer import QueueWriter
-from b24core.portals.store import portal_pk
+from b24core.portals.keys import portal_pk
 from b24core.tokens.lease import InMemoryLeaseStore, LeaseKey
 from tests.unit.delivery_fakes import PORTAL, Crash, FakePortal, FakeSqs
 

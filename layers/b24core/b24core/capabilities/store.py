@@ -22,11 +22,8 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
-from b24core.portals.store import PORTAL_SK, portal_pk
+from b24core.portals.keys import HISTORY_PREFIX, PORTAL_SK, RECHECK_INDEX_PK, RECHECK_SK, portal_pk
 
-HISTORY_PREFIX = "CAPHIST#"
-RECHECK_SK = "RECHECK"
-RECHECK_INDEX_PK = "RECHECK"
 HISTORY_TTL_S = 2 * 365 * 24 * 3600
 
 

@@ -42,11 +42,10 @@ from b24core.delivery.offline_bind import error_code, is_budget, reconcile_bindi
 from b24core.delivery.store import DeliveryMode, DeliveryState, DeliveryStore, mutate
 from b24core.events.message import QueuedEvent
 from b24core.events.queue_writer import QueueWriter
+from b24core.portals.keys import PULL_LEASE_SK, portal_pk
 from b24core.portals.model import Portal
-from b24core.portals.store import portal_pk
 from b24core.tokens.lease import LeaseKey, LeaseStore
 
-PULL_LEASE_SK = "LEASE#pull"
 _LIST_PAGES = 20  # orphan search: at most this many pages of event.offline.list (50 each)
 
 

@@ -30,10 +30,10 @@ from typing import Any, Protocol
 from b24core.aws.logs import log_event
 from b24core.bitrix.values import is_digits
 from b24core.events.message import QueuedEvent
+from b24core.portals.keys import POLL_SK
 from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
 from b24core.tokens.client import PortalClient
 
-POLL_SK = "POLL"
 OPEN = "!"
 PAGE = 50
 

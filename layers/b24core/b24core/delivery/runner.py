@@ -32,8 +32,6 @@ from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
 from b24core.delivery.store import (
-    ONLINE_PARTITION,
-    PULL_PARTITION,
     DeliveryMode,
     DeliveryState,
     DeliveryStore,
@@ -42,6 +40,7 @@ from b24core.delivery.store import (
     as_dict,
     mutate,
 )
+from b24core.portals.keys import ONLINE_PARTITION, PULL_PARTITION
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore

@@ -29,13 +29,11 @@ from typing import Any, Protocol
 
 from pynamodb.exceptions import PutError
 
+from b24core.portals.keys import DELIVERY_SK, ONLINE_PARTITION, PULL_PARTITION, portal_pk
 from b24core.portals.state_items import InMemoryStateStore, state_model
 from b24core.portals.states import IllegalTransition
-from b24core.portals.store import StaleWrite, portal_pk
+from b24core.portals.store import StaleWrite
 
-DELIVERY_SK = "DELIVERY"
-PULL_PARTITION = "DELIVERY#pull"
-ONLINE_PARTITION = "DELIVERY#online"
 _SAVE_ATTEMPTS = 8
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from b24core.capabilities.isolation import QueueReach
+from b24core.portals.keys import WATCH_SK
 from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
-
-WATCH_SK = "WATCHDOG"
 
 
 # ---------------------------------------------------------------- state

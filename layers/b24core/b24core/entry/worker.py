@@ -7,6 +7,7 @@ from typing import Any
 
 from b24core.aws.settings import get_settings
 from b24core.entry import wiring as runtime
+from b24core.portals.keys import IDEMPOTENCY_PK
 from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
 from b24core.worker.limiter import RateLimit, RateLimiter
@@ -51,7 +52,7 @@ def _idempotency() -> Any:
         table_name=s.table_name,
         key_attr="pk",
         sort_key_attr="sk",
-        static_pk_value="IDEMPOTENCY#event_worker",
+        static_pk_value=IDEMPOTENCY_PK,
         expiry_attr="ttl",
         boto3_client=runtime.boto_client("dynamodb"),
     )

@@ -18,16 +18,9 @@ from logging import WARNING
 from typing import Any, Protocol
 
 from b24core.aws.logs import log_event
+from b24core.portals.keys import ARRIVAL_SK, arrival_pk
 
-ARRIVAL_SK = "ARRIVAL"
-#: At most one write per portal per this many seconds, per process.
 MARK_EVERY_S = 60
-
-
-def arrival_pk(member_id: str) -> str:
-    """A partition of its own: the events function may write only these items (template.yaml's
-    dynamodb:LeadingKeys condition), never a portal record."""
-    return f"ARRIVAL#{member_id}"
 
 
 class ArrivalWriter(Protocol):

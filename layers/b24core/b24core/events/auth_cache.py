@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.states import PortalState
 
 
@@ -41,7 +42,7 @@ class DynamoAuthReader:
         self.reads += 1
         item = self.client.get_item(
             TableName=self.table_name,
-            Key={"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": "PORTAL"}},
+            Key={"pk": {"S": portal_pk(member_id)}, "sk": {"S": PORTAL_SK}},
             ProjectionExpression="#s, application_token, webhook_token",
             ExpressionAttributeNames={"#s": "state"},
             ConsistentRead=True,

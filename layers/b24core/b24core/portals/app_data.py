@@ -13,9 +13,9 @@ import json
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from b24core.portals.store import portal_pk
+from b24core.portals.keys import APP_PREFIX as PREFIX
+from b24core.portals.keys import portal_pk
 
-PREFIX = "APP#"
 MAX_KEY = 200
 MAX_VALUE_BYTES = 350_000  # under DynamoDB's 400 KB item limit with the keys and attributes
 

@@ -19,7 +19,8 @@ from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
-from b24core.portals.store import StaleWrite, portal_pk
+from b24core.portals.keys import portal_pk
+from b24core.portals.store import StaleWrite
 
 
 class Versioned(Protocol):

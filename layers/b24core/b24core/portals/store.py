@@ -17,6 +17,7 @@ from pynamodb.exceptions import DeleteError, PutError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
+from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.states import PortalState, TokenState
@@ -92,14 +93,6 @@ class InMemoryPortalStore:
         due = self.index_page(token_index.RETRY, token_index.upper_bound(now), limit).portals
         bound = token_index.upper_bound(now - age_s)
         return due + self.index_page(token_index.REFRESH, bound, limit).portals
-
-
-PORTAL_SK = "PORTAL"
-REFRESH_INDEX_PK = "REFRESH"
-
-
-def portal_pk(member_id: str) -> str:
-    return f"PORTAL#{member_id}"
 
 
 class _PortalItem(TableItem):

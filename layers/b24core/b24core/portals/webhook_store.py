@@ -13,20 +13,12 @@ from pynamodb.exceptions import PutError
 
 from b24core.aws.logs import remember_secret
 from b24core.bitrix.webhook import IncomingWebhook
+from b24core.portals.keys import OUTGOING_PARTITION, POLL_PARTITION, WEBHOOK_SK, portal_pk
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.state_items import StateItem, state_model
-from b24core.portals.store import StaleWrite, portal_pk
-
-WEBHOOK_SK = "WEBHOOK"
-
+from b24core.portals.store import StaleWrite
 
 #: gsi1 partition of the webhook-connected portals whose changes are polled (no outgoing webhook, or
-#: the delivery watchdog found the event queue unreachable).
-POLL_PARTITION = "WEBHOOK#poll"
-
-
-#: gsi1 partition of those whose events come by outgoing webhook (the delivery watchdog watches them).
-OUTGOING_PARTITION = "WEBHOOK#outgoing"
 
 
 class AuthMode(StrEnum):

@@ -18,11 +18,8 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, PutError
 
 from b24core.aws.dynamo import TableItem, bind_model
-from b24core.portals.store import portal_pk
+from b24core.portals.keys import REFRESH_LEASE_SK, SWEEP_LEASE_PK, SWEEP_LEASE_SK, portal_pk
 
-REFRESH_LEASE_SK = "LEASE#refresh"
-SWEEP_LEASE_PK = "SWEEP"
-SWEEP_LEASE_SK = "LEASE#sweep"
 _CLEANUP_AFTER_S = 24 * 3600
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-RATE_SK = "RATE"
-#: A waiting request comes back when the bucket has this much more room than it needs (in requests):
+from b24core.portals.keys import RATE_SK, portal_pk
+
 #: our grant and the portal's count of the request are milliseconds apart, and a request timed to the
 #: exact edge would sometimes meet QUERY_LIMIT_EXCEEDED. Costs EDGE / Y seconds once per busy spell.
 EDGE = 0.25
@@ -36,7 +36,7 @@ class RateLimiter:
     attempts: int = 8
 
     def _key(self, member_id: str) -> dict[str, Any]:
-        return {"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": RATE_SK}}
+        return {"pk": {"S": portal_pk(member_id)}, "sk": {"S": RATE_SK}}
 
     def _read(self, member_id: str) -> dict[str, Any]:
         item = self.client.get_item(TableName=self.table_name, Key=self._key(member_id), ConsistentRead=True)

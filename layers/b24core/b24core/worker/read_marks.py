@@ -22,6 +22,7 @@ from typing import Any
 
 from b24core.aws.logs import logger
 from b24core.bitrix.values import as_epoch
+from b24core.portals.keys import portal_pk, read_sk
 
 MARGIN_S = 1.0
 TTL_S = 24 * 3600
@@ -58,7 +59,7 @@ class ReadMarks:
     @staticmethod
     def _key(member_id: str, key: ObjectKey) -> dict[str, Any]:
         method, object_id = key
-        return {"pk": {"S": f"PORTAL#{member_id}"}, "sk": {"S": f"READ#{method}#{object_id}"}}
+        return {"pk": {"S": portal_pk(member_id)}, "sk": {"S": read_sk(method, object_id)}}
 
     def last_reads(self, member_id: str, keys: Iterable[ObjectKey]) -> dict[ObjectKey, float]:
         wanted = {self._key(member_id, k)["sk"]["S"]: k for k in keys}
@@ -66,7 +67,7 @@ class ReadMarks:
         sks = list(wanted)
         try:
             for start in range(0, len(sks), _GET_LIMIT):
-                pk = {"S": f"PORTAL#{member_id}"}
+                pk = {"S": portal_pk(member_id)}
                 batch_keys = [{"pk": pk, "sk": {"S": sk}} for sk in sks[start : start + _GET_LIMIT]]
                 request = {
                     self.table_name: {

@@ -1,0 +1,52 @@
+"""Every item kind of the app's one table, and where it lives: the one place that names the keys.
+
+Almost everything belongs to a portal and lives in its partition (``pk=PORTAL#member_id``), so an
+uninstall with CLEAN deletes a portal by deleting one partition, and nothing of one portal can be read
+through another's key. The few items that are not a portal's have partitions of their own. gsi1 is the
+table's one index: a partition per kind of work (``gsi1pk``), sorted by when it is due (``gsi1sk``).
+docs/architecture.md has the same table for readers.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- a portal's partition: sort keys
+PORTAL_SK = "PORTAL"  # the portal record (portals/store.py)
+DELIVERY_SK = "DELIVERY"  # how its events reach the app (delivery/store.py)
+HISTORY_PREFIX = "CAPHIST#"  # CAPHIST#time#n: a change of what it has (capabilities/store.py)
+RECHECK_SK = "RECHECK"  # when its next capability check is due
+REFRESH_LEASE_SK = "LEASE#refresh"  # at most one refresh of its tokens at a time (tokens/lease.py)
+PULL_LEASE_SK = "LEASE#pull"  # at most one pull of its offline queue at a time
+RATE_SK = "RATE"  # its REST budget, shared by every worker (worker/limiter.py)
+READ_PREFIX = "READ#"  # READ#method#id: the portal time an object was last read (worker/read_marks.py)
+WEBHOOK_SK = "WEBHOOK"  # an incoming-webhook connection (portals/webhook_store.py)
+POLL_SK = "POLL"  # change polling's cursors (delivery/polling.py)
+WATCH_SK = "WATCHDOG"  # the delivery watchdog's state (delivery/watch_store.py)
+APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_data.py)
+
+# ---------------------------------------------------------------- partitions of their own
+ARRIVAL_SK = "ARRIVAL"  # pk=ARRIVAL#member_id: the only item the events function writes
+SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
+SWEEP_LEASE_SK = "LEASE#sweep"
+IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
+
+# ---------------------------------------------------------------- gsi1 partitions (kinds of work)
+REFRESH_INDEX_PK = "REFRESH"  # portals with a live refresh token, by keep-alive due time
+RECHECK_INDEX_PK = "RECHECK"  # portals by capability re-check due time
+PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by next pull
+ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
+POLL_PARTITION = "WEBHOOK#poll"  # webhook-connected portals whose changes are polled
+OUTGOING_PARTITION = "WEBHOOK#outgoing"  # those whose events come by outgoing webhook (watched)
+
+
+def portal_pk(member_id: str) -> str:
+    return f"PORTAL#{member_id}"
+
+
+def arrival_pk(member_id: str) -> str:
+    """A partition of its own: the events function may write only these items (template.yaml's
+    dynamodb:LeadingKeys condition), never a portal record."""
+    return f"ARRIVAL#{member_id}"
+
+
+def read_sk(method: str, object_id: str) -> str:
+    return f"{READ_PREFIX}{method}#{object_id}"
