@@ -18,14 +18,13 @@ def _runner() -> CapabilityRunner:
     from b24core.aws.settings import get_settings
     from b24core.capabilities.isolation import diagnose_client
     from b24core.capabilities.manifest import load_manifest
-    from b24core.capabilities.store import DynamoCapabilityStore
     from b24core.entry import wiring as runtime
     from b24core.entry.offline_pull import after_capability_check
 
     s = get_settings()
     return CapabilityRunner(
         portals=runtime.portal_store(),
-        caps=DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint),
+        caps=runtime.capability_store(),
         manifest=load_manifest(),
         make_client=lambda portal, timeout: runtime.portal_client(portal, timeout),
         recheck_interval_s=s.recheck_interval_s,

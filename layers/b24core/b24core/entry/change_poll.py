@@ -24,9 +24,9 @@ def _spender(member_id: str) -> Callable[[str], None]:
     """Takes one request of the portal's REST budget, shared with the event workers (waiting at most
     ``worker_max_wait_s`` for it), or raises QUERY_LIMIT_EXCEEDED."""
     from b24core.aws.settings import get_settings
-    from b24core.entry.worker import limiter
+    from b24core.entry import wiring as runtime
 
-    budget, max_wait = limiter(), get_settings().worker_max_wait_s
+    budget, max_wait = runtime.rate_limiter(), get_settings().worker_max_wait_s
 
     def spend(method: str) -> None:
         waited = 0.0
@@ -43,19 +43,16 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
     """The delivery watchdog over every outgoing-webhook portal that is due."""
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
-    from b24core.delivery.polling import DynamoPollStore
-    from b24core.delivery.watch_store import DynamoWatchStore
     from b24core.delivery.watchdog import DeliveryWatchdog
     from b24core.entry import wiring as runtime
-    from b24core.events.arrivals import DynamoArrivals
 
     s = get_settings()
     counts: dict[str, Any] = {"checked": 0, "failed": 0, "verdicts": {}, "switched": []}
     connections = runtime.webhook_store().watched()
     if not connections:
         return counts
-    store = DynamoWatchStore(s.table_name, s.region, s.dynamodb_endpoint)
-    arrivals = DynamoArrivals(runtime.boto_client("dynamodb"), s.table_name)
+    store = runtime.watch_store()
+    arrivals = runtime.arrivals()
     manifest = load_manifest()
     for conn in connections:
         if deadline is not None and time.monotonic() > deadline:
@@ -64,7 +61,7 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
             store,
             runtime.webhook_store(),
             runtime.portal_store(),
-            DynamoPollStore(s.table_name, s.region, s.dynamodb_endpoint),
+            runtime.poll_store(),
             arrivals,
             manifest,
             interval_s=s.watchdog_interval_s,
@@ -95,14 +92,13 @@ def watch_round(wanted: set[str], deadline: float | None = None) -> dict[str, An
 def run_round(deadline: float | None = None) -> dict[str, Any]:
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
-    from b24core.delivery.polling import ChangePoller, DynamoPollStore
+    from b24core.delivery.polling import ChangePoller
     from b24core.entry import wiring as runtime
-    from b24core.events.queue_writer import QueueWriter
 
     s = get_settings()
     wanted = set(load_manifest().events())
     watched = watch_round(wanted, deadline)
-    writer = QueueWriter(runtime.boto_client("sqs"), s.events_queue_url)
+    writer = runtime.queue_writer()
     polled = failed = 0
     members = runtime.webhook_store().polled_members()
     # Switched this round: polled now (the index may not show them yet), from before the first miss.
@@ -114,7 +110,7 @@ def run_round(deadline: float | None = None) -> dict[str, Any]:
         if portal is None or portal.state != PortalState.ACTIVE:
             continue
         poller = ChangePoller(
-            DynamoPollStore(s.table_name, s.region, s.dynamodb_endpoint),
+            runtime.poll_store(),
             writer.send,
             overlap_s=s.poll_overlap_s,
             reconcile_every_s=s.poll_reconcile_s,

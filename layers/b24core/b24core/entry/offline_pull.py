@@ -19,21 +19,21 @@ def build_runner() -> DeliveryRunner:
     from b24core.aws.settings import get_settings
     from b24core.capabilities.manifest import load_manifest
     from b24core.delivery.probe import app_world
-    from b24core.delivery.store import DynamoDeliveryStore
     from b24core.entry import wiring as runtime
-    from b24core.entry.worker import limiter
-    from b24core.events.queue_writer import QueueWriter
-    from b24core.tokens.lease import DynamoLeaseStore
     from b24core.worker.limited_client import LimitedClient
 
     s = get_settings()
-    store = DynamoDeliveryStore(s.table_name, s.region, s.dynamodb_endpoint)
+    store = runtime.delivery_store()
     policy = s.delivery
 
     def make_client(portal: Portal) -> Any:
-        # Every call spends the portal's budget shared with the workers (events/limiter.py).
+        # Every call spends the portal's budget shared with the workers (worker/limiter.py).
         return LimitedClient(
-            runtime.portal_client(portal), limiter(), portal.member_id, time.sleep, s.worker_max_wait_s
+            runtime.portal_client(portal),
+            runtime.rate_limiter(),
+            portal.member_id,
+            time.sleep,
+            s.worker_max_wait_s,
         )
 
     return DeliveryRunner(
@@ -42,8 +42,8 @@ def build_runner() -> DeliveryRunner:
         prober=Prober(store, policy),
         puller=OfflinePuller(
             store,
-            DynamoLeaseStore(s.table_name, s.region, s.dynamodb_endpoint),
-            QueueWriter(runtime.boto_client("sqs"), s.events_queue_url),
+            runtime.lease_store(),
+            runtime.queue_writer(),
             policy,
         ),
         make_client=make_client,

@@ -1,4 +1,5 @@
-"""Per-process wiring: settings → store, auth server, queue, clients. Built once, reused warm."""
+"""Per-process wiring: settings → every store, the auth server, the queue, clients. Each is built
+once here (and reused warm); no other module constructs a store from settings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import Settings, get_settings
 from b24core.bitrix.oauth import AuthServer
 from b24core.capabilities.store import DynamoCapabilityStore
+from b24core.delivery.polling import DynamoPollStore
+from b24core.delivery.store import DynamoDeliveryStore
+from b24core.delivery.watch_store import DynamoWatchStore
+from b24core.events.arrivals import DynamoArrivals
+from b24core.events.queue_writer import QueueWriter
 from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import Portal
 from b24core.portals.sealing import TokenCodec, codec_for
@@ -18,6 +24,7 @@ from b24core.portals.webhook_store import DynamoWebhookStore
 from b24core.tokens.client import PortalClient
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
+from b24core.worker.limiter import RateLimit, RateLimiter
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +71,42 @@ def token_keeper() -> TokenKeeper:
         allow_insecure_endpoints=s.allow_insecure_endpoints,
         uninstall_schedule=capability_store(),
     )
+
+
+@lru_cache(maxsize=1)
+def delivery_store() -> DynamoDeliveryStore:
+    s = get_settings()
+    return DynamoDeliveryStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def poll_store() -> DynamoPollStore:
+    s = get_settings()
+    return DynamoPollStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def watch_store() -> DynamoWatchStore:
+    s = get_settings()
+    return DynamoWatchStore(s.table_name, s.region, s.dynamodb_endpoint)
+
+
+@lru_cache(maxsize=1)
+def arrivals() -> DynamoArrivals:
+    return DynamoArrivals(boto_client("dynamodb"), get_settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def queue_writer() -> QueueWriter:
+    """Events into the events queue, ten per request (pulls and polls hand over through it)."""
+    return QueueWriter(boto_client("sqs"), get_settings().events_queue_url)
+
+
+@lru_cache(maxsize=1)
+def rate_limiter() -> RateLimiter:
+    """Every portal's REST budget, shared by the workers, pulls and polls of all processes."""
+    s = get_settings()
+    return RateLimiter(boto_client("dynamodb"), s.table_name, RateLimit(s.rate_threshold, s.rate_drain_per_s))
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from b24core.aws.settings import get_settings
@@ -10,16 +9,7 @@ from b24core.entry import wiring as runtime
 from b24core.portals.keys import IDEMPOTENCY_PK
 from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
-from b24core.worker.limiter import RateLimit, RateLimiter
 from b24core.worker.read_marks import ReadMarks
-
-
-@lru_cache(maxsize=1)
-def limiter() -> RateLimiter:
-    s = get_settings()
-    return RateLimiter(
-        runtime.boto_client("dynamodb"), s.table_name, RateLimit(s.rate_threshold, s.rate_drain_per_s)
-    )
 
 
 def _requeue(bodies: list[str], delay_s: int) -> set[int]:
@@ -76,7 +66,7 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         load_portal=runtime.portal_store().get,
         # A portal's answer may take at most its share of the invocation (a slow box's own time).
         make_client=lambda portal: runtime.portal_client(portal, timeout_s=min(s.http_timeout_s, budget)),
-        limiter=limiter(),
+        limiter=runtime.rate_limiter(),
         requeue=_requeue,
         idempotent=wrap,
         max_wait_s=get_settings().worker_max_wait_s,
