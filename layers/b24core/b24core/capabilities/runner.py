@@ -33,7 +33,7 @@ from b24core.capabilities.report import (
 from b24core.capabilities.store import CapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore, update
 from b24core.tokens.client import PortalClient
 
 TRIGGERS = ("install", "update", "schedule", "manual")
@@ -119,15 +119,13 @@ class CapabilityRunner:
         return report
 
     def _save(self, member_id: str, report: dict[str, Any]) -> Portal | None:
-        for _ in range(8):
-            current = self.portals.get(member_id)
+        def with_report(current: Portal | None) -> Portal | None:
             if current is None or current.state != PortalState.ACTIVE:
                 return None  # uninstalled meanwhile: leave its record alone
-            try:
-                return self.portals.save(replace(current, capabilities=report))
-            except StaleWrite:
-                continue
-        raise StaleWrite(member_id)
+            return replace(current, capabilities=report)
+
+        saved = update(lambda: self.portals.get(member_id), self.portals.save, with_report, member_id)
+        return saved if saved is not None and saved.state == PortalState.ACTIVE else None
 
     def recheck_due(
         self, default_events_url: str, deadline: float | None = None, limit: int = 200

@@ -32,7 +32,7 @@ from pynamodb.exceptions import PutError
 from b24core.portals.keys import DELIVERY_SK, ONLINE_PARTITION, PULL_PARTITION, portal_pk
 from b24core.portals.state_items import InMemoryStateStore, state_model
 from b24core.portals.states import IllegalTransition
-from b24core.portals.store import StaleWrite
+from b24core.portals.store import StaleWrite, update
 
 _SAVE_ATTEMPTS = 8
 
@@ -219,16 +219,14 @@ def mutate(
 ) -> DeliveryState:
     """Read (or start) the portal's state, apply ``change`` and save, re-reading on a stale write.
     ``change`` returning None means "nothing to save"."""
-    for _ in range(attempts):
-        current = store.get(member_id) or DeliveryState(member_id)
-        updated = change(current)
-        if updated is None or updated == current:
-            return current
-        try:
-            return store.save(updated)
-        except StaleWrite:
-            continue
-    raise StaleWrite(member_id)
+    saved = update(
+        lambda: store.get(member_id) or DeliveryState(member_id),
+        store.save,
+        lambda current: change(current) if current is not None else None,
+        member_id,
+        attempts,
+    )
+    return saved or DeliveryState(member_id)
 
 
 class InMemoryDeliveryStore(InMemoryStateStore[DeliveryState]):

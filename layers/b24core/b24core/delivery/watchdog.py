@@ -45,7 +45,7 @@ from b24core.delivery.portal_clock import PortalClock
 from b24core.delivery.watch_store import WatchState, WatchStore
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.portals.model import Portal
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore, update
 from b24core.portals.webhook_store import WebhookConnection, WebhookStore
 from b24core.tokens.client import PortalClient
 from b24core.trust.webhooks import switch_events
@@ -271,16 +271,14 @@ class DeliveryWatchdog:
     def _seed_poll(self, member_id: str, kind: str, start: str, known: set[int]) -> None:
         """Polling starts at ``start`` (before the first undelivered change) and knows ``known``; its
         first round reconciles at once, so deletions made while events did not arrive are found too."""
-        for _ in range(8):
-            state = self.polls.get(member_id) or PollState(member_id)
+
+        def seeded(state: PollState | None) -> PollState | None:
+            state = state or PollState(member_id)
             before = state.cursors.get(kind, Cursor())
             cursor = Cursor(modified=start, known_ids=tuple(sorted(set(before.known_ids) | known)))
-            try:
-                self.polls.save(replace(state, cursors={**state.cursors, kind: cursor}))
-                return
-            except StaleWrite:
-                continue
-        raise StaleWrite(member_id)
+            return replace(state, cursors={**state.cursors, kind: cursor})
+
+        update(lambda: self.polls.get(member_id), self.polls.save, seeded, member_id)
 
     # ---- the isolation record and the admin
     def _record(
@@ -347,19 +345,15 @@ class DeliveryWatchdog:
     def _update_caps(
         self, member_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Portal | None:
-        for _ in range(8):
-            portal = self.portals.get(member_id)
+
+        def with_caps(portal: Portal | None) -> Portal | None:
             if portal is None:
                 return None
             caps = dict(portal.capabilities or {})
             updated = change(caps)
-            if updated == caps:
-                return portal
-            try:
-                return self.portals.save(replace(portal, capabilities=updated))
-            except StaleWrite:
-                continue
-        raise StaleWrite(member_id)
+            return None if updated == caps else replace(portal, capabilities=updated)
+
+        return update(lambda: self.portals.get(member_id), self.portals.save, with_caps, member_id)
 
 
 def _queue(raw: str) -> QueueReach:

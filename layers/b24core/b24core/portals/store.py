@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import DeleteError, PutError
@@ -25,6 +26,32 @@ from b24core.portals.states import PortalState, TokenState
 
 class StaleWrite(RuntimeError):
     """Somebody else saved the portal since we read it; re-read and decide again."""
+
+
+T = TypeVar("T")
+
+
+def update(
+    read: Callable[[], T | None],
+    save: Callable[[T], T],
+    change: Callable[[T | None], T | None],
+    key: str,
+    attempts: int = 8,
+) -> T | None:
+    """The one optimistic read-modify-save: read, ``change`` (a pure function of what was read), save
+    with the version read; on a stale write read again and decide again. ``change`` returning None, or
+    the value it was given, leaves the stored value alone (and returns it). Every store's items carry a
+    version, so two Lambdas can never silently overwrite each other."""
+    for _ in range(attempts):
+        current = read()
+        updated = change(current)
+        if updated is None or updated == current:
+            return current
+        try:
+            return save(updated)
+        except StaleWrite:
+            continue
+    raise StaleWrite(key)
 
 
 @dataclass(frozen=True)

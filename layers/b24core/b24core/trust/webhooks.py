@@ -29,7 +29,7 @@ from b24core.bitrix.webhook import WebhookRefused, parse_incoming, webhook_call
 from b24core.portals.model import Portal
 from b24core.portals.sealing import hash_token
 from b24core.portals.states import PortalState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore, StaleWrite, update
 from b24core.portals.webhook_ids import webhook_member_id
 from b24core.portals.webhook_store import AuthMode, WebhookConnection, WebhookStore
 
@@ -153,17 +153,17 @@ def _log(message: str, fields: dict[str, Any]) -> None:
 
 def _set_webhook_token(portals: PortalStore, member_id: str, token: str) -> Portal:
     """The outgoing webhook's token lives in the portal record, where event intake reads it."""
-    for _ in range(8):
-        current = portals.get(member_id)
+
+    def with_token(current: Portal | None) -> Portal | None:
         if current is None:
             raise WebhookRefused(f"portal {member_id} disappeared while connecting")
         if hash_token(current.webhook_token) == hash_token(token):
-            return current
-        try:
-            return portals.save(replace(current, webhook_token=token))
-        except StaleWrite:
-            continue
-    raise StaleWrite(member_id)
+            return None
+        return replace(current, webhook_token=token)
+
+    saved = update(lambda: portals.get(member_id), portals.save, with_token, member_id)
+    assert saved is not None
+    return saved
 
 
 def disconnect(
