@@ -15,7 +15,7 @@ from b24core.delivery.polling import ChangePoller, Cursor, DynamoPollStore, InMe
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import StaleWrite
+from b24core.portals.versioned import StaleWrite
 from b24core.tokens.client import PortalClient
 from b24sim import Simulator
 

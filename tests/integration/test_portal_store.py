@@ -10,7 +10,8 @@ import pytest
 from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import DynamoPortalStore, StaleWrite
+from b24core.portals.store import DynamoPortalStore
+from b24core.portals.versioned import StaleWrite
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from b24core.events.arrivals import DynamoArrivals, InMemoryArrivals
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import InMemoryPortalStore, StaleWrite
+from b24core.portals.store import InMemoryPortalStore
+from b24core.portals.versioned import StaleWrite
 from b24core.portals.webhook_store import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection
 from b24core.tokens.client import PortalClient
 from b24sim import Simulator

@@ -22,7 +22,8 @@ from b24core.capabilities.manifest import load_manifest
 from b24core.capabilities.report import NOT_FOR_WEBHOOKS, Status
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import InMemoryPortalStore, StaleWrite
+from b24core.portals.store import InMemoryPortalStore
+from b24core.portals.versioned import StaleWrite
 from b24core.portals.webhook_store import DynamoWebhookStore, InMemoryWebhookStore, WebhookConnection
 from b24core.tokens.client import PortalClient
 from b24core.trust.webhooks import connect, disconnect

@@ -33,7 +33,8 @@ from b24core.capabilities.report import (
 from b24core.capabilities.store import CapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.portals.store import PortalStore, update
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import update
 from b24core.tokens.client import PortalClient
 
 TRIGGERS = ("install", "update", "schedule", "manual")

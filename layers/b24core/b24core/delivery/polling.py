@@ -31,7 +31,8 @@ from b24core.aws.logs import log_event
 from b24core.bitrix.values import is_digits
 from b24core.events.message import QueuedEvent
 from b24core.portals.keys import POLL_SK
-from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
+from b24core.portals.state_items import DynamoStateStore
+from b24core.portals.versioned import InMemoryStateStore
 from b24core.tokens.client import PortalClient
 
 OPEN = "!"

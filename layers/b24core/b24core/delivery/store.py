@@ -30,9 +30,9 @@ from typing import Any, Protocol
 from pynamodb.exceptions import PutError
 
 from b24core.portals.keys import DELIVERY_SK, ONLINE_PARTITION, PULL_PARTITION, portal_pk
-from b24core.portals.state_items import InMemoryStateStore, state_model
+from b24core.portals.state_items import state_model
 from b24core.portals.states import IllegalTransition
-from b24core.portals.store import StaleWrite, update
+from b24core.portals.versioned import InMemoryStateStore, StaleWrite, update
 
 _SAVE_ATTEMPTS = 8
 

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 from b24core.capabilities.isolation import QueueReach
 from b24core.portals.keys import WATCH_SK
-from b24core.portals.state_items import DynamoStateStore, InMemoryStateStore
+from b24core.portals.state_items import DynamoStateStore
+from b24core.portals.versioned import InMemoryStateStore
 
 
 # ---------------------------------------------------------------- state

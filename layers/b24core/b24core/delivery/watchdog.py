@@ -45,7 +45,8 @@ from b24core.delivery.portal_clock import PortalClock
 from b24core.delivery.watch_store import WatchState, WatchStore
 from b24core.events.arrivals import MARK_EVERY_S, ArrivalReader
 from b24core.portals.model import Portal
-from b24core.portals.store import PortalStore, update
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import update
 from b24core.portals.webhook_store import WebhookConnection, WebhookStore
 from b24core.tokens.client import PortalClient
 from b24core.trust.webhooks import switch_events

@@ -46,16 +46,18 @@ def auth_server() -> AuthServer:
     return AuthServer(s.oauth_url, s.http_timeout_s)
 
 
-@lru_cache(maxsize=1)
-def lease_store() -> DynamoLeaseStore:
+def _table() -> tuple[str, str, str | None]:
+    """Where every store's items live: the app's one table (name, region, local endpoint)."""
     s = get_settings()
-    return DynamoLeaseStore(s.table_name, s.region, s.dynamodb_endpoint)
+    return s.table_name, s.region, s.dynamodb_endpoint
 
 
-@lru_cache(maxsize=1)
-def capability_store() -> DynamoCapabilityStore:
-    s = get_settings()
-    return DynamoCapabilityStore(s.table_name, s.region, s.dynamodb_endpoint)
+# The stores of the items beside the portal records, each built once per process.
+lease_store = lru_cache(maxsize=1)(lambda: DynamoLeaseStore(*_table()))
+capability_store = lru_cache(maxsize=1)(lambda: DynamoCapabilityStore(*_table()))
+delivery_store = lru_cache(maxsize=1)(lambda: DynamoDeliveryStore(*_table()))
+poll_store = lru_cache(maxsize=1)(lambda: DynamoPollStore(*_table()))
+watch_store = lru_cache(maxsize=1)(lambda: DynamoWatchStore(*_table()))
 
 
 @lru_cache(maxsize=1)
@@ -71,24 +73,6 @@ def token_keeper() -> TokenKeeper:
         allow_insecure_endpoints=s.allow_insecure_endpoints,
         uninstall_schedule=capability_store(),
     )
-
-
-@lru_cache(maxsize=1)
-def delivery_store() -> DynamoDeliveryStore:
-    s = get_settings()
-    return DynamoDeliveryStore(s.table_name, s.region, s.dynamodb_endpoint)
-
-
-@lru_cache(maxsize=1)
-def poll_store() -> DynamoPollStore:
-    s = get_settings()
-    return DynamoPollStore(s.table_name, s.region, s.dynamodb_endpoint)
-
-
-@lru_cache(maxsize=1)
-def watch_store() -> DynamoWatchStore:
-    s = get_settings()
-    return DynamoWatchStore(s.table_name, s.region, s.dynamodb_endpoint)
 
 
 @lru_cache(maxsize=1)

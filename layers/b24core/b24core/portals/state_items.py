@@ -9,54 +9,17 @@ The state's own shape stays with its owner: it gives ``encode``/``decode`` for t
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, Generic
 
 from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals.keys import portal_pk
-from b24core.portals.store import StaleWrite
-
-
-class Versioned(Protocol):
-    """A frozen dataclass with the portal it belongs to and the version it was read at (0: new)."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    @property
-    def member_id(self) -> str: ...
-
-    @property
-    def version(self) -> int: ...
-
-
-S = TypeVar("S", bound=Versioned)
-
-
-class InMemoryStateStore(Generic[S]):
-    """The same optimistic rule in memory, for unit tests."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, S] = {}
-        self._lock = threading.Lock()
-
-    def get(self, member_id: str) -> S | None:
-        with self._lock:
-            return self._items.get(member_id)
-
-    def save(self, state: S) -> S:
-        with self._lock:
-            current = self._items.get(state.member_id)
-            if (current.version if current else 0) != state.version:
-                raise StaleWrite(state.member_id)
-            saved = replace(state, version=state.version + 1)
-            self._items[state.member_id] = saved
-            return saved
+from b24core.portals.versioned import S, StaleWrite
 
 
 class StateItem(TableItem):
@@ -112,4 +75,4 @@ class DynamoStateStore(Generic[S]):
         return replace(state, version=int(item.version or 0))
 
 
-__all__ = ["DynamoStateStore", "InMemoryStateStore", "StateItem", "Versioned", "state_model"]
+__all__ = ["DynamoStateStore", "StateItem", "state_model"]

@@ -7,11 +7,9 @@ overwrite each other's tokens (one of them gets ``StaleWrite`` and re-reads).
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import DeleteError, PutError
@@ -22,36 +20,7 @@ from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.states import PortalState, TokenState
-
-
-class StaleWrite(RuntimeError):
-    """Somebody else saved the portal since we read it; re-read and decide again."""
-
-
-T = TypeVar("T")
-
-
-def update(
-    read: Callable[[], T | None],
-    save: Callable[[T], T],
-    change: Callable[[T | None], T | None],
-    key: str,
-    attempts: int = 8,
-) -> T | None:
-    """The one optimistic read-modify-save: read, ``change`` (a pure function of what was read), save
-    with the version read; on a stale write read again and decide again. ``change`` returning None, or
-    the value it was given, leaves the stored value alone (and returns it). Every store's items carry a
-    version, so two Lambdas can never silently overwrite each other."""
-    for _ in range(attempts):
-        current = read()
-        updated = change(current)
-        if updated is None or updated == current:
-            return current
-        try:
-            return save(updated)
-        except StaleWrite:
-            continue
-    raise StaleWrite(key)
+from b24core.portals.versioned import InMemoryStateStore, StaleWrite
 
 
 @dataclass(frozen=True)
@@ -73,24 +42,8 @@ class PortalStore(Protocol):
     def list_all(self, limit: int = 1000) -> list[Portal]: ...
 
 
-class InMemoryPortalStore:
+class InMemoryPortalStore(InMemoryStateStore[Portal]):
     """Same contract as the DynamoDB store, for pure unit tests."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, Portal] = {}
-        self._lock = threading.Lock()
-
-    def get(self, member_id: str) -> Portal | None:
-        return self._items.get(member_id)
-
-    def save(self, portal: Portal) -> Portal:
-        with self._lock:
-            current = self._items.get(portal.member_id)
-            if (current.version if current else 0) != portal.version:
-                raise StaleWrite(portal.member_id)
-            stored = replace(portal, version=portal.version + 1)
-            self._items[portal.member_id] = stored
-            return stored
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         return sorted(self._items.values(), key=lambda p: p.domain)[:limit]

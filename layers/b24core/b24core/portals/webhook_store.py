@@ -4,7 +4,6 @@ like tokens, indexed by how the portal's changes reach the app (gsi1: polled, or
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ from b24core.bitrix.webhook import IncomingWebhook
 from b24core.portals.keys import OUTGOING_PARTITION, POLL_PARTITION, WEBHOOK_SK, portal_pk
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.state_items import StateItem, state_model
-from b24core.portals.store import StaleWrite
+from b24core.portals.versioned import InMemoryStateStore, StaleWrite
 
 #: gsi1 partition of the webhook-connected portals whose changes are polled (no outgoing webhook, or
 
@@ -91,23 +90,8 @@ class WebhookStore(Protocol):
         ...
 
 
-class InMemoryWebhookStore:
-    def __init__(self) -> None:
-        self._items: dict[str, WebhookConnection] = {}
-        self._lock = threading.Lock()
-
-    def get(self, member_id: str) -> WebhookConnection | None:
-        with self._lock:
-            return self._items.get(member_id)
-
-    def save(self, conn: WebhookConnection) -> WebhookConnection:
-        with self._lock:
-            current = self._items.get(conn.member_id)
-            if (current.version if current else 0) != conn.version:
-                raise StaleWrite(conn.member_id)
-            saved = replace(conn, version=conn.version + 1)
-            self._items[conn.member_id] = saved
-            return saved
+class InMemoryWebhookStore(InMemoryStateStore[WebhookConnection]):
+    """Same contract as the DynamoDB store, for tests."""
 
     def delete(self, member_id: str) -> None:
         with self._lock:

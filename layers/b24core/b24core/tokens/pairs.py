@@ -11,7 +11,8 @@ from b24core.bitrix.oauth import AppInfo
 from b24core.portals.announce import announce_token_state
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import StaleWrite
 from b24core.tokens.outcomes import SAVE_ATTEMPTS, Outcome, RefreshResult
 
 

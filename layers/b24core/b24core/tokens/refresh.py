@@ -29,7 +29,8 @@ from b24core.portals import token_index
 from b24core.portals.announce import announce_token_state
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import StaleWrite
 from b24core.tokens.lease import LeaseKey, LeaseStore
 from b24core.tokens.outcomes import (
     RETRY_BASE_S,

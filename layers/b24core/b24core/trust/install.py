@@ -26,7 +26,8 @@ from b24core.portals.announce import announce_token_state
 from b24core.portals.model import Portal
 from b24core.portals.sealing import token_matches
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import StaleWrite
 from b24core.trust.admin import Caller, ask_portal
 
 #: Asks the portal, with the claim's token, whether its user is an administrator (b24core.trust.admin).

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.store import PortalStore, StaleWrite
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import StaleWrite
 
 _SAVE_ATTEMPTS = 5
 

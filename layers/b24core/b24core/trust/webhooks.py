@@ -29,7 +29,8 @@ from b24core.bitrix.webhook import WebhookRefused, parse_incoming, webhook_call
 from b24core.portals.model import Portal
 from b24core.portals.sealing import hash_token
 from b24core.portals.states import PortalState
-from b24core.portals.store import PortalStore, StaleWrite, update
+from b24core.portals.store import PortalStore
+from b24core.portals.versioned import StaleWrite, update
 from b24core.portals.webhook_ids import webhook_member_id
 from b24core.portals.webhook_store import AuthMode, WebhookConnection, WebhookStore
 
