@@ -6,6 +6,7 @@ What could not be learned is "unknown", never "missing".
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -255,3 +256,99 @@ def next_check_at(report: dict[str, Any], now: int, interval_s: int, soon_s: int
     if Status.MISSING in statuses:
         return now + interval_s
     return None
+
+
+@dataclass(frozen=True)
+class FeatureReport:
+    """One feature of the stored report, typed."""
+
+    name: str
+    status: Status
+    required: bool = False
+    reason: str = ""
+    missing_methods: tuple[str, ...] = ()
+    missing_events: tuple[str, ...] = ()
+    missing_placements: tuple[str, ...] = ()
+    missing_scopes: tuple[str, ...] = ()
+    module: str = ""
+    module_missing: bool = False
+    description: str = ""
+    unknown: tuple[str, ...] = ()
+    #: Scopes the portal has not at all (a module missing), as opposed to not granted to the app.
+    scopes_not_on_portal: tuple[str, ...] = ()
+
+    @property
+    def lacks_code(self) -> bool:
+        """Missing methods, events or placements: the portal's modules are too old or switched off."""
+        return bool(self.missing_methods or self.missing_events or self.missing_placements)
+
+    @classmethod
+    def of(cls, name: str, raw: Any) -> FeatureReport:
+        info = raw if isinstance(raw, dict) else {}
+        status = str(info.get("status") or "")
+        return cls(
+            name=name,
+            status=Status(status) if status in tuple(Status) else Status.UNKNOWN,
+            required=bool(info.get("required")),
+            reason=str(info.get("reason") or ""),
+            missing_methods=tuple(info.get("missing_methods") or ()),
+            missing_events=tuple(info.get("missing_events") or ()),
+            missing_placements=tuple(info.get("missing_placements") or ()),
+            missing_scopes=tuple(info.get("missing_scopes") or ()),
+            module=str(info.get("module") or ""),
+            module_missing=bool(info.get("module_missing")),
+            description=str(info.get("description") or ""),
+            unknown=tuple(info.get("unknown") or ()),
+            scopes_not_on_portal=tuple(info.get("scopes_not_on_portal") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class CapabilityReport:
+    """The capability report as every reader sees it: typed, whatever an older version stored.
+
+    It is kept in the portal record as JSON (the CLI's ``--json`` shows it as stored); every module
+    reads it through this view instead of reaching into the dict by key."""
+
+    features: dict[str, FeatureReport]
+    kind: str = ""
+    install_finished: bool | None = None
+    events_url: str = ""
+    admin_user_id: str = ""
+    trigger: str = ""
+    isolation: dict[str, Any] | None = None
+    notified: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, raw: dict[str, Any] | None) -> CapabilityReport:
+        data = raw if isinstance(raw, dict) else {}
+
+        def part(key: str) -> dict[str, Any]:
+            value = data.get(key)
+            return value if isinstance(value, dict) else {}
+
+        features, kind, plan, notified = part("features"), part("kind"), part("plan"), part("notified")
+        finished = plan.get("install_finished")
+        isolation = data.get("isolation")
+        return cls(
+            features={str(n): FeatureReport.of(str(n), f) for n, f in features.items()},
+            kind=str(kind.get("kind") or ""),
+            install_finished=finished if isinstance(finished, bool) else None,
+            events_url=str(data.get("events_url") or ""),
+            admin_user_id=str(data.get("admin_user_id") or ""),
+            trigger=str(data.get("trigger") or ""),
+            isolation=isolation if isinstance(isolation, dict) else None,
+            notified={str(k): str(v) for k, v in notified.items()},
+        )
+
+    def status(self, name: str) -> Status | None:
+        feature = self.features.get(name)
+        return feature.status if feature else None
+
+    def newly_available(self, before: CapabilityReport) -> list[str]:
+        """Features available now that were not before."""
+        return sorted(
+            n
+            for n, f in self.features.items()
+            if f.status == Status.AVAILABLE and before.status(n) != Status.AVAILABLE
+        )

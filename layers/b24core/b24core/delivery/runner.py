@@ -28,6 +28,7 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.capabilities.notices import log_notice
+from b24core.capabilities.report import CapabilityReport, Status
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
@@ -70,13 +71,12 @@ class DeliveryRunner:
         return portal
 
     def _events_url(self, portal: Portal, state: DeliveryState | None = None) -> str:
-        caps_url = str((portal.capabilities or {}).get("events_url") or "")
+        caps_url = CapabilityReport.of(portal.capabilities).events_url
         return (state.events_url if state else "") or caps_url or self.default_events_url
 
     @staticmethod
     def _kind(portal: Portal) -> str:
-        kind = (portal.capabilities or {}).get("kind")
-        return str(kind.get("kind") or "") if isinstance(kind, dict) else ""
+        return CapabilityReport.of(portal.capabilities).kind
 
     def _events(self, portal: Portal) -> list[str]:
         return feature_events(self.manifest, portal.capabilities or {})
@@ -152,15 +152,13 @@ class DeliveryRunner:
         ``b24app portals show``."""
         if state.notified_at:
             return
-        from b24core.capabilities.report import Status, feature_status
-
-        caps = portal.capabilities or {}
-        admin = str(caps.get("admin_user_id") or portal.user_id or "")
+        report = CapabilityReport.of(portal.capabilities)
+        admin = report.admin_user_id or portal.user_id or ""
         channel = next((f.name for f in self.manifest.features if NOTIFY_METHOD in f.methods), None)
         reason = ""
         if channel is None:
             reason = f"the app declares no feature using {NOTIFY_METHOD}"
-        elif feature_status(caps, channel) == Status.MISSING:
+        elif report.status(channel) == Status.MISSING:
             reason = f"the portal lacks the {channel} feature ({NOTIFY_METHOD})"
         elif not admin:
             reason = "no administrator known"
@@ -254,9 +252,8 @@ class DeliveryRunner:
     def after_check(self, client: Any, member_id: str, report: dict[str, Any]) -> None:
         """Bindings were made afresh (install, reinstall, update removes them all): the offline ones
         are gone, so the next pull run re-binds them if the mode wants them; then probe."""
-        kind = str((report.get("kind") or {}).get("kind") or "")
-        url = str(report.get("events_url") or "")
-        finished = (report.get("plan") or {}).get("install_finished")
+        seen = CapabilityReport.of(report)
+        kind, url, finished = seen.kind, seen.events_url, seen.install_finished
         mutate(
             self.store,
             member_id,

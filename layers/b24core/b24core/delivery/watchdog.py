@@ -40,6 +40,7 @@ from b24core.bitrix.rest import RestAnswer
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.capabilities.manifest import Manifest
 from b24core.capabilities.notices import log_notice
+from b24core.capabilities.report import CapabilityReport, Status
 from b24core.delivery.polling import PAGE, Cursor, PollSpec, PollState, PollStore, specs_for
 from b24core.delivery.portal_clock import PortalClock
 from b24core.delivery.watch_store import WatchState, WatchStore
@@ -295,10 +296,9 @@ class DeliveryWatchdog:
         portal = self._update_caps(member_id, lambda caps: _with_finding(caps, queue, now))
         if portal is None:
             return False
-        caps = portal.capabilities or {}
-        iso = caps.get("isolation") if isinstance(caps.get("isolation"), dict) else {}
-        summary = str((iso or {}).get("summary") or "")
-        told = str((caps.get("notified") or {}).get("isolation") or "")
+        report = CapabilityReport.of(portal.capabilities)
+        summary = str((report.isolation or {}).get("summary") or "")
+        told = report.notified.get("isolation", "")
         queue_label = LABELS[QueueReach.UNREACHABLE]
         t = texts(portal.language)
         ru = language_of(portal.language) == "ru"
@@ -322,15 +322,14 @@ class DeliveryWatchdog:
 
     def _notify(self, portal: Portal, conn: WebhookConnection, client: PortalClient, message: str) -> bool:
         from b24core.capabilities.notices import notification_feature
-        from b24core.capabilities.report import Status, feature_status
 
-        caps = portal.capabilities or {}
-        admin = str(caps.get("admin_user_id") or portal.user_id or conn.user_id or "")
+        report = CapabilityReport.of(portal.capabilities)
+        admin = report.admin_user_id or portal.user_id or conn.user_id or ""
         channel = notification_feature(self.manifest)
         reason = ""
         if channel is None:
             reason = f"the app declares no feature using {NOTIFY_METHOD}"
-        elif feature_status(caps, channel) != Status.AVAILABLE:
+        elif report.status(channel) != Status.AVAILABLE:
             reason = f"the {channel} feature ({NOTIFY_METHOD}) is not known available"
         elif not admin:
             reason = "no administrator known"

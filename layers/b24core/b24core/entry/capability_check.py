@@ -8,6 +8,7 @@ from typing import Any
 
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
+from b24core.capabilities.report import CapabilityReport
 from b24core.capabilities.runner import CapabilityRunner
 from b24core.entry import wiring as runtime
 from b24core.portals.model import Portal
@@ -59,25 +60,16 @@ def handle_capability_event(event: dict[str, Any], context: Any = None) -> dict[
     return {"error": "unknown_action"}
 
 
-def newly_available(previous: dict[str, Any], report: dict[str, Any]) -> list[str]:
-    """Features this check found available that the previous one did not."""
-    before = previous.get("features") or {}
-    return sorted(
-        name
-        for name, info in (report.get("features") or {}).items()
-        if info.get("status") == "available" and (before.get(name) or {}).get("status") != "available"
-    )
-
-
 def run_app_hooks(portal: Portal, client: Any, previous: dict[str, Any], report: dict[str, Any]) -> None:
     """``@app.installed`` after an install's check, ``@app.feature_enabled(name)`` for each feature that
     became available. A hook that fails is logged and counted; the check stands."""
     app = runtime.the_app()
     ctx = Context(portal=portal, client=client, storage_factory=runtime.app_storage)
     hooks: list[tuple[str, Any]] = []
-    if report.get("trigger") == "install":
+    now = CapabilityReport.of(report)
+    if now.trigger == "install":
         hooks += [("installed", h) for h in app.hooks.installed]
-    for name in newly_available(previous, report):
+    for name in now.newly_available(CapabilityReport.of(previous)):
         hooks += [(f"feature_enabled:{name}", h) for h in app.hooks.feature_enabled.get(name, [])]
     for kind, hook in hooks:
         try:

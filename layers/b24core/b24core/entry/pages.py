@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from b24core.bitrix.i18n import BOX_MODULES_PATH, BOX_UPDATE_PATH, language_of, texts
 from b24core.capabilities.isolation import describe
-from b24core.capabilities.report import Status
+from b24core.capabilities.report import CapabilityReport, FeatureReport, Status
 from b24core.trust.session import UserSession
 
 BX24_LIBRARY = "https://api.bitrix24.com/api/v1/"
@@ -44,10 +44,10 @@ class InstallOutcome:
 
 
 def decide(report: dict[str, Any] | None) -> InstallOutcome:
-    features = (report or {}).get("features") or {}
+    features = CapabilityReport.of(report).features
     if not features:
         return InstallOutcome(True, "not_checked")
-    statuses = [(bool(f.get("required")), f.get("status")) for f in features.values()]
+    statuses = [(f.required, f.status) for f in features.values()]
     if any(req and st == Status.MISSING for req, st in statuses):
         return InstallOutcome(False, "missing")
     if any(st == Status.UNKNOWN for _, st in statuses):
@@ -61,52 +61,42 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _feature_row(name: str, info: dict[str, Any], t: dict[str, str]) -> str:
-    status = str(info.get("status") or Status.UNKNOWN)
-    label = {
-        Status.AVAILABLE: t["available"],
-        Status.MISSING: t["missing_status"],
-        Status.UNKNOWN: t["unknown"],
-    }.get(Status(status) if status in tuple(Status) else Status.UNKNOWN, t["unknown"])
-    kind = t["required"] if info.get("required") else t["optional"]
-    details = []
-    absent_scopes = list(info.get("scopes_not_on_portal") or [])
+def _feature_row(f: FeatureReport, t: dict[str, str]) -> str:
+    label = {Status.AVAILABLE: t["available"], Status.MISSING: t["missing_status"]}.get(
+        f.status, t["unknown"]
+    )
+    kind = t["required"] if f.required else t["optional"]
     lists = {
-        "lacks_methods": info.get("missing_methods") or [],
-        "lacks_events": info.get("missing_events") or [],
-        "lacks_placements": info.get("missing_placements") or [],
-        "lacks_scopes": [s for s in info.get("missing_scopes") or [] if s not in absent_scopes],
-        "lacks_portal_scopes": absent_scopes,
+        "lacks_methods": f.missing_methods,
+        "lacks_events": f.missing_events,
+        "lacks_placements": f.missing_placements,
+        "lacks_scopes": [s for s in f.missing_scopes if s not in f.scopes_not_on_portal],
+        "lacks_portal_scopes": f.scopes_not_on_portal,
     }
-    for text, names in lists.items():
-        if names:
-            details.append(f"<li>{_e(t[text].format(names=', '.join(names)))}</li>")
-    if status == Status.UNKNOWN and info.get("unknown"):
-        details.append(f"<li>{_e(t['unknown_items'].format(names=', '.join(info['unknown'])))}</li>")
-    description = f"<br><small>{_e(info['description'])}</small>" if info.get("description") else ""
+    details = [
+        f"<li>{_e(t[text].format(names=', '.join(names)))}</li>" for text, names in lists.items() if names
+    ]
+    if f.status == Status.UNKNOWN and f.unknown:
+        details.append(f"<li>{_e(t['unknown_items'].format(names=', '.join(f.unknown)))}</li>")
+    description = f"<br><small>{_e(f.description)}</small>" if f.description else ""
     detail = f"<ul class='details'>{''.join(details)}</ul>" if details else ""
     return (
-        f"<tr data-feature='{_e(name)}' data-status='{_e(status)}'>"
-        f"<td><b>{_e(name)}</b> ({_e(kind)}){description}</td>"
-        f"<td><span class='st {_e(status)}'>{_e(label)}</span>{detail}</td></tr>"
+        f"<tr data-feature='{_e(f.name)}' data-status='{_e(f.status)}'>"
+        f"<td><b>{_e(f.name)}</b> ({_e(kind)}){description}</td>"
+        f"<td><span class='st {_e(f.status)}'>{_e(label)}</span>{detail}</td></tr>"
     )
 
 
-def _todo(features: dict[str, Any], kind: str, portal_url: str, t: dict[str, str]) -> list[str]:
+def _todo(features: dict[str, FeatureReport], kind: str, portal_url: str, t: dict[str, str]) -> list[str]:
     """What the admin must do: updates for what is missing from modules the portal has, the module
     for a feature whose whole module is absent, permissions for scopes the portal has but did not
     grant."""
-    missing = {n: f for n, f in features.items() if f.get("status") == Status.MISSING}
+    missing = [f for f in features.values() if f.status == Status.MISSING]
     if not missing:
         return []
     items: list[str] = []
-    lacks_code = any(
-        f.get("missing_methods") or f.get("missing_events") or f.get("missing_placements")
-        for f in missing.values()
-    )
-    modules = sorted(
-        {str(f["module"]) for f in missing.values() if f.get("module") and f.get("module_missing")}
-    )
+    lacks_code = any(f.lacks_code for f in missing)
+    modules = sorted({f.module for f in missing if f.module and f.module_missing})
     if kind == "box":
         if lacks_code:
             items.append(t["todo_box_update"].format(url=f"{portal_url}{BOX_UPDATE_PATH}"))
@@ -115,20 +105,9 @@ def _todo(features: dict[str, Any], kind: str, portal_url: str, t: dict[str, str
         )
     elif lacks_code:
         # The cloud has every update: what is missing is a tool switched off or not in the plan.
-        lacking = {
-            str(f.get("module") or "?")
-            for f in missing.values()
-            if f.get("missing_methods") or f.get("missing_events") or f.get("missing_placements")
-        }
+        lacking = {f.module or "?" for f in missing if f.lacks_code}
         items.extend(t["todo_cloud_module"].format(module=m) for m in sorted(lacking))
-    not_granted = sorted(
-        {
-            s
-            for f in missing.values()
-            for s in f.get("missing_scopes", [])
-            if s not in (f.get("scopes_not_on_portal") or [])
-        }
-    )
+    not_granted = sorted({s for f in missing for s in f.missing_scopes if s not in f.scopes_not_on_portal})
     if not_granted:
         items.append(t["todo_scopes"].format(names=", ".join(not_granted)))
     return items
@@ -146,14 +125,13 @@ def install_page(
     lang = language_of(language)
     t = texts(lang)
     nonce = secrets.token_urlsafe(16)
-    report = report or {}
-    features: dict[str, Any] = report.get("features") or {}
+    seen = CapabilityReport.of(report)
+    features = seen.features
     outcome = decide(report)
-    kind = str((report.get("kind") or {}).get("kind") or "")
+    kind = seen.kind
     portal_url = portal_url.rstrip("/") or f"https://{domain}"
     rows = "".join(
-        _feature_row(n, f, t)
-        for n, f in sorted(features.items(), key=lambda x: (not x[1].get("required"), x[0]))
+        _feature_row(f, t) for f in sorted(features.values(), key=lambda f: (not f.required, f.name))
     )
     message = t[outcome.state]
     css = {"missing": "msg blocked", "pending": "msg pending", "not_checked": "msg pending"}.get(
@@ -179,8 +157,8 @@ def install_page(
         ]
         items = "".join(f"<li>{_e(i)}</li>" for i in network)
         parts.append(f"<section id='network'><h2>{_e(t['network_title'])}</h2><ul>{items}</ul></section>")
-    isolation = report.get("isolation")
-    if isinstance(isolation, dict) and isolation.get("advice"):
+    isolation = seen.isolation
+    if isolation is not None and isolation.get("advice"):
         # A cloud service the portal cannot reach, and what to do (docs/isolated-boxes.md)
         summary, advice = describe(isolation, lang)
         items = "".join(f"<li>{_e(a)}</li>" for a in advice)
