@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from b24sim.catalog import EVENTS
-from b24sim.crm import iso
+from b24sim.entities import iso
 from b24sim.portal import OfflineRecord
 from b24sim.registry import CallContext, MethodResult, RestError, as_list, as_mapping, method, truthy
 

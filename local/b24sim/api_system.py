@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from b24sim.catalog import METHODS
-from b24sim.crm import iso
+from b24sim.entities import iso
 from b24sim.registry import CallContext, MethodResult, RestError, method, truthy
 
 

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from b24sim.entities import EntitySpec
+from b24sim.entities import EntitySpec, iso
 
 PAGE_SIZE = 50
 
 _PREFIXES = (">=", "<=", "!@", "=%", "%=", "!=", ">", "<", "@", "%", "=", "!")
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
 
 
 def _str(value: Any) -> Any:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from b24sim.crm import iso
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
 
 #: name -> (type, read-only, title)
 Fields = dict[str, tuple[str, bool, str]]

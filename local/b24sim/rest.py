@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from b24sim import api_entities, api_events, api_misc, api_placement, api_system, forms  # noqa: F401  (register handlers)
 from b24sim.catalog import METHODS
-from b24sim.crm import iso
+from b24sim.entities import iso
 from b24sim.registry import HANDLERS, CallContext, MethodResult, RestError, not_found, php_json, truthy
 from b24sim.tokens import AccessToken
 

@@ -12,7 +12,9 @@ start matters) does not pay for importing the framework.
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from b24core.aws.version import VERSION
+
+__version__ = VERSION
 
 _PUBLIC = {
     "B24App": "b24core.app",

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from b24core import __version__
+from b24core.aws.version import VERSION
 from b24core.bitrix.endpoints import GuardedBackend
 from b24core.bitrix.errors import BadResponse, TransportError
 
-USER_AGENT = f"b24-serverless-bundle/{__version__}"
+USER_AGENT = f"b24-serverless-bundle/{VERSION}"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _cache: dict[str, httpx.Client] = {}
 #: The process-wide limits, read from the settings on first use (B24_MAX_RESPONSE_BYTES, and

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from b24core.bitrix.errors import B24Error
 from b24core.capabilities.manifest import LIFECYCLE_EVENTS, Manifest
+from b24core.capabilities.notices import Notice, NoticePlanner, notification_feature
 from b24core.capabilities.placements import page_url, plan_placements
 from b24core.capabilities.report import NOT_FOR_WEBHOOKS, Status, assess, events_not_for_webhooks
 from b24core.capabilities.survey import (
@@ -67,22 +67,6 @@ def is_already_bound(error: Any) -> bool:
     return isinstance(error, dict) and "already" in str(error.get("error_description", "")).lower()
 
 
-# ---------------------------------------------------------------- the whole check (no storage)
-@dataclass(frozen=True)
-class Notice:
-    """A message to the portal's admin; ``marks`` are the feature states it reports."""
-
-    key: str
-    user_id: str
-    message: str
-    tag: str
-    marks: dict[str, str]
-
-
-#: (previous report, features now, admin user id, portal kind) -> notices to send
-NoticePlanner = Callable[[dict[str, Any], dict[str, dict[str, Any]], str, str], list[Notice]]
-
-
 def isolation_notice(
     previous: dict[str, Any],
     features: dict[str, dict[str, Any]],
@@ -93,7 +77,6 @@ def isolation_notice(
     """Tell the admin once why the app now works through a webhook: the portal cannot reach a cloud
     service (found while OAuth failed, so this is the first moment a message can get through)."""
     from b24core.capabilities.isolation import describe
-    from b24core.capabilities.notices import notification_feature
 
     isolation = previous.get("isolation") or {}
     summary, advice = str(isolation.get("summary") or ""), isolation.get("advice") or []

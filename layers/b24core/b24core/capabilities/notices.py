@@ -9,12 +9,13 @@ the next check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from logging import INFO
 from typing import Any
 
 from b24core.aws.logs import log_event
 from b24core.bitrix.i18n import texts
-from b24core.capabilities.check import Notice
 from b24core.capabilities.manifest import Manifest
 from b24core.capabilities.report import Status
 
@@ -94,3 +95,19 @@ def plan_notices(
             )
         )
     return notices
+
+
+# ---------------------------------------------------------------- the whole check (no storage)
+@dataclass(frozen=True)
+class Notice:
+    """A message to the portal's admin; ``marks`` are the feature states it reports."""
+
+    key: str
+    user_id: str
+    message: str
+    tag: str
+    marks: dict[str, str]
+
+
+#: (previous report, features now, admin user id, portal kind) -> notices to send
+NoticePlanner = Callable[[dict[str, Any], dict[str, dict[str, Any]], str, str], list[Notice]]

@@ -19,7 +19,7 @@ from b24core.aws.logs import log_event
 from b24core.bitrix.inbound import claim_from_request
 from b24core.capabilities.report import has_feature
 from b24core.entry import wiring as runtime
-from b24core.entry.install_http import install_service, issue_session, portal_url, verified_session
+from b24core.entry.frames import install_service, issue_session, portal_url, verified_session
 from b24core.entry.pages import app_page, author_page
 from b24core.portals.states import PortalState
 from b24core.worker.handlers import Context, PageUser

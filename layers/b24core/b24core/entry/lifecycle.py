@@ -22,6 +22,7 @@ from b24core.aws import metrics
 from b24core.aws.apigw import HttpError, json_response
 from b24core.aws.logs import log_event
 from b24core.entry import wiring as runtime
+from b24core.entry.frames import start_capability_check
 from b24core.portals.sealing import token_matches
 from b24core.trust.handover import ADOPT, LIFECYCLE
 
@@ -98,7 +99,6 @@ def handle_update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
     """ONAPPUPDATE: verify at the authorization server, keep the new tokens, re-check and re-bind."""
     from b24core.aws.settings import get_settings
     from b24core.bitrix.inbound import claim_from_event
-    from b24core.entry.install_http import start_capability_check
     from b24core.trust.install import InstallService
 
     settings = get_settings()
@@ -121,9 +121,7 @@ def on_handover(event: dict[str, Any]) -> dict[str, Any]:
         return error_response(HttpError(400, "bad_request", "no form"))
     try:
         if event.get("action") == LIFECYCLE:
-            from b24core.entry import lifecycle
-
-            return lifecycle.handle(form, str(event.get("host") or ""))
+            return handle(form, str(event.get("host") or ""))
         if event.get("action") == ADOPT:
             from b24core.tokens.healing import adopt_from_event
 
