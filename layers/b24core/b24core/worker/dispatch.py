@@ -225,13 +225,13 @@ class Worker:
         except (QueryLimitExceeded, OperationTimeLimit, PortalUnavailable, B24Error) as exc:
             return exc
         for key, (mid, obj_key) in zip(commands, chunk, strict=True):
-            obj = answer["result"].get(key)
+            obj = answer.result.get(key)
             if isinstance(obj, dict):
                 plan.events[mid] = replace(plan.events[mid], object=obj)
-                at = read_time(answer["time"].get(key)) if "time" in answer else None
+                at = read_time(answer.time.get(key))
                 if at is not None:
                     marks[obj_key] = at
-            elif _not_found(answer["error"].get(key)):
+            elif _not_found(answer.error.get(key)):
                 plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
             else:
                 plan.failed.add(mid)

@@ -16,13 +16,14 @@ from b24core.capabilities.report import has_feature
 from b24core.events.message import QueuedEvent
 from b24core.portals.app_data import AppStorage
 from b24core.portals.model import Portal
+from b24core.tokens.client import BatchResult
 
 
 class RestClient(Protocol):
     """A portal's REST, as every handler, hook and page gets it (tokens and budget handled)."""
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
-    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], halt: bool = False) -> Any: ...
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], halt: bool = False) -> BatchResult: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class Context:
     """Everything a handler, hook or page gets for one portal."""
 
     portal: Portal
-    client: Any  # a RestClient: the portal's client, or the worker's budgeted wrapper with the same methods
+    #: The portal's REST (a RestClient): its own client, or in the worker the budgeted one; None in
+    #: @app.uninstalled hooks (the tokens are gone).
+    client: Any
     storage_factory: Callable[[str], AppStorage] | None = None
     user: PageUser | None = None
     _storage: AppStorage | None = field(default=None, repr=False)

@@ -65,19 +65,23 @@ class LimitedClient:
         commands: dict[str, tuple[str, dict[str, Any]]],
         halt: bool = False,
         wait_up_to: float | None = None,
-    ) -> dict[str, Any]:
-        """Like PortalClient.batch; ``wait_up_to`` bounds the wait for budget (the worker's read deadline)."""
-        out: dict[str, Any] = {"result": {}, "error": {}, "time": {}}
+    ) -> BatchResult:
+        """Like PortalClient.batch (the same result type); ``wait_up_to`` bounds the wait for budget
+        (the worker's read deadline)."""
+        out = BatchResult()
         items = [(key, (method, self._tagged(params))) for key, (method, params) in commands.items()]
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = dict(items[start : start + BATCH_LIMIT])
             methods = {m for m, _ in chunk.values()}
             self._spend(next(iter(methods)) if len(methods) == 1 else None, wait_up_to)
             answer = self._guard("batch", lambda c=chunk: self.client.batch(c, halt=halt))  # type: ignore[misc]
-            out["result"].update(answer["result"] or {})
-            out["error"].update(answer["error"] or {})
+            out.result.update(answer["result"] or {})
+            out.error.update(answer["error"] or {})
             times = answer["time"] if isinstance(answer, BatchResult) else answer.get("time")
-            out["time"].update(times or {})
+            out.time.update(times or {})
+            if isinstance(answer, BatchResult):
+                out.errors.update(answer.errors)
+                out.requests += answer.requests
         return out
 
     def _guard(self, method: str, fn: Callable[[], Any]) -> Any:
