@@ -130,3 +130,35 @@ def test_the_lead_rotation_assigns_new_leads_in_turn_from_the_admins_settings() 
     ctx.user = PageUser("2", False, "DEFAULT", {}, "en")
     page = rotation.pages["DEFAULT"](ctx)
     assert "id='save'" not in page.body and "disabled" in page.body
+
+
+def test_installed_and_feature_enabled_hooks_run_after_the_check_and_a_failing_hook_is_contained(
+    app: B24App, monkeypatch
+) -> None:
+    from b24core.entry import capability_check
+
+    calls: list[str] = []
+
+    @app.installed
+    def hello(ctx: Context) -> None:
+        calls.append(f"installed:{ctx.portal.member_id}")
+
+    @app.feature_enabled("tasks")
+    def tasks_on(ctx: Context) -> None:
+        calls.append("tasks")
+        raise RuntimeError("the author's bug")
+
+    monkeypatch.setattr(capability_check.runtime, "the_app", lambda: app)
+    monkeypatch.setattr(capability_check.runtime, "app_storage", lambda member_id: InMemoryAppStorage())
+    portal = Portal("m", "d", "https://d/rest/")
+    missing = {"features": {"tasks": {"status": "missing"}, "crm": {"status": "available"}}}
+    found = {
+        "trigger": "recheck",
+        "features": {"tasks": {"status": "available"}, "crm": {"status": "available"}},
+    }
+    capability_check.run_app_hooks(portal, None, {}, {**missing, "trigger": "install"})
+    assert calls == ["installed:m"]  # tasks missing: its hook waits
+    capability_check.run_app_hooks(portal, None, missing, found)  # a box updated: tasks came
+    assert calls == ["installed:m", "tasks"]  # ran once, its failure logged and counted, not raised
+    capability_check.run_app_hooks(portal, None, found, found)
+    assert calls == ["installed:m", "tasks"]  # not again while it stays available
