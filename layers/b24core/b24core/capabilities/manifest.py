@@ -228,7 +228,7 @@ def check_known_names(manifest: Manifest, known: KnownNames) -> None:
                     f"feature {feature.name!r}: method {method!r}{_suggest(method, known.methods)}"
                 )
         for event in feature.events:
-            base = re.sub(r"_\d+$", "", event)  # per-type events: ONCRMDYNAMICITEMADD_147
+            base = re.sub(r"_\d+$", "", event)  # per-type events carry a type id suffix (…ADD_147)
             if event not in known.events and base not in known.events:
                 problems.append(f"feature {feature.name!r}: event {event!r}{_suggest(event, known.events)}")
     if problems:
