@@ -4,28 +4,12 @@ A box without the placement is told so like a missing method, and the rest of th
 
 from __future__ import annotations
 
-import html
-
 from tests.e2e import test_install_page_browser as install_page
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_install_page_browser import SHOTS
+from tests.e2e.test_install_page_browser import SHOTS, open_frame
 
 browser = install_page.browser  # the same module-scoped Chromium fixture
 TAB = "CRM_DEAL_DETAIL_TAB"
-
-
-def open_frame(browser, target: str, form: dict) -> tuple:
-    fields = "".join(
-        f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(str(v))}'>"
-        for k, v in form.items()
-    )
-    page = browser.context.new_page()
-    console: list[str] = []
-    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-    page.set_content(f"<form method='post' action='{html.escape(target)}'>{fields}</form>")
-    with page.expect_navigation(wait_until="load"):
-        page.evaluate("document.forms[0].submit()")
-    return page, console
 
 
 def test_the_deal_tab_shows_an_ordinary_user_the_deals_mirrored_history(

@@ -77,7 +77,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def open_install_frame(browser: Any, sim: Any, domain: str, install_url: str) -> tuple[Any, list[str]]:
     """What the portal does: an iframe POSTs the install form to the installer URL."""
-    target, form = sim.frame_form(domain, install_url)
+    page, console = open_frame(browser, *sim.frame_form(domain, install_url))
+    page.wait_for_function("window.__bx24 && window.__bx24.loaded === true")
+    return page, console
+
+
+def open_frame(browser: Any, target: str, form: dict[str, Any]) -> tuple[Any, list[str]]:
+    """A portal's frame POSTing ``form`` to ``target`` (the app's page, a placement, the installer)."""
     fields = "".join(
         f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(str(v))}'>"
         for k, v in form.items()
@@ -88,7 +94,6 @@ def open_install_frame(browser: Any, sim: Any, domain: str, install_url: str) ->
     page.set_content(f"<form method='post' action='{html.escape(target)}'>{fields}</form>")
     with page.expect_navigation(wait_until="load"):
         page.evaluate("document.forms[0].submit()")
-    page.wait_for_function("window.__bx24 && window.__bx24.loaded === true")
     return page, console
 
 
