@@ -1,0 +1,78 @@
+"""The worker exactly as EventWorkerFunction builds it (``build_worker``: settings, the table, the SQS
+queue, Powertools idempotency): a redelivered record's side effect happens once. test_worker_kill.py
+builds its own idempotency wrapper, so without this test the production wiring could lose its guard
+(``idempotent=None``) and every other test would still pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from b24core.aws.settings import get_settings
+from b24core.entry import wiring
+from b24core.entry.worker import build_worker
+from b24core.events.message import QueuedEvent
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState
+from b24core.worker.handlers import Registry
+
+CACHED = [getattr(wiring, n) for n in dir(wiring) if hasattr(getattr(wiring, n), "cache_clear")]
+
+
+@pytest.fixture
+def deployed_settings(services, monkeypatch) -> Iterator[None]:
+    """The environment template.yaml gives the function, pointed at the local services."""
+    monkeypatch.setenv("TABLE_NAME", services.resources["AppTable"])
+    monkeypatch.setenv("EVENTS_QUEUE_URL", services.resources["EventsQueue"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", services.moto_endpoint)
+    for fn in (get_settings, *CACHED):
+        fn.cache_clear()
+    yield
+    for fn in (get_settings, *CACHED):
+        fn.cache_clear()
+
+
+def _record(member_id: str, deal: int) -> dict:
+    body = QueuedEvent(
+        event="ONCRMDEALUPDATE", member_id=member_id, domain="p", data={"FIELDS": {"ID": str(deal)}}, ts="1"
+    ).to_json()
+    return {
+        "messageId": f"m-{deal}",
+        "receiptHandle": f"rh-{deal}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1",
+    }
+
+
+def test_the_production_worker_runs_a_side_effect_once_for_a_redelivered_record(
+    services, member_id, deployed_settings
+) -> None:
+    wiring.portal_store().save(
+        Portal(member_id, "p.example", "https://p.example/rest/", state=PortalState.ACTIVE)
+    )
+    registry, effects, states = Registry(), [], []
+    registry.on("ONCRMDEALUPDATE")(lambda event, ctx: effects.append(event.object_id))
+    registry.on("ONCRMDEALUPDATE", idempotent=True)(lambda event, ctx: states.append(event.object_id))
+    worker, idempotency = build_worker(registry)
+    context = SimpleNamespace(
+        function_name="EventWorkerFunction",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:EventWorkerFunction",
+        aws_request_id="r1",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
+    idempotency.register_lambda_context(context)
+    for _ in range(2):  # SQS delivers the same record again (a timeout, a crash before the delete)
+        assert worker({"Records": [_record(member_id, 5)]}, context)["batchItemFailures"] == []
+    assert effects == ["5"]  # the guarded handler: once
+    assert states == ["5", "5"]  # the one declared idempotent: each delivery, no guard record
+    assert worker({"Records": [_record(member_id, 6)]}, context)["batchItemFailures"] == []
+    assert effects == ["5", "6"]
