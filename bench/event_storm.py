@@ -19,6 +19,7 @@ Run: .venv/bin/python bench/event_storm.py [--deals 4000 --events 5000 --workers
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -36,6 +37,7 @@ from _common import ROOT, report  # noqa: E402
 from b24core.events.message import QueuedEvent  # noqa: E402
 from b24sim import Simulator  # noqa: E402
 from b24sim.ratelimit import LeakyBucket  # noqa: E402
+from b24stack.aws_calls import ENV_VAR as AWS_CALLS_ENV  # noqa: E402
 from b24stack.stack import LocalStack  # noqa: E402
 
 X, Y = 50, 2.0
@@ -67,6 +69,8 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
             "B24_ALLOW_INSECURE_ENDPOINTS": "1",
             "B24_RATE_X": str(X),
             "B24_RATE_Y": str(y),
+            # Every AWS call the functions make is recorded (b24stack.aws_calls): requests per event.
+            AWS_CALLS_ENV: str(Path(state) / "aws-calls"),
         }
         with LocalStack(
             ROOT,
@@ -121,11 +125,14 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
                 TableName=table, Key={"pk": {"S": f"PORTAL#{portal.member_id}"}, "sk": {"S": "RATE"}}
             )
             sim.calls.clear()
+            worker_log = Path(state) / "aws-calls" / "EventWorkerFunction.jsonl"
+            before = _aws_calls(worker_log)
             t0 = time.monotonic()
             stack.pause_queues(False)
             while mirror_current(ddb, table, portal.member_id, want) < deals:
                 time.sleep(0.5)
             wall = time.monotonic() - t0
+            aws = Counter(c["service"] for c in _aws_calls(worker_log)[len(before) :])
             calls = [c for c in sim.calls if c.domain == portal.domain]
             limited = sum(1 for c in calls if c.error == "QUERY_LIMIT_EXCEEDED")
             methods = dict(Counter(c.method for c in calls))
@@ -156,6 +163,29 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         "requests",
         least,
         "ceil(deals / 50): every deal read once, 50 per batch request",
+        **common,
+    )
+    # The worker's own AWS requests (the event source's receives and deletes, ten records each, are
+    # the queue's: about 0.2 per event on top of the SQS figure).
+    report(
+        "event_storm",
+        f"{name}_dynamodb_requests_per_event",
+        aws["dynamodb"] / events,
+        "requests/event",
+        1.0,
+        "one DynamoDB request per event (bookkeeping: idempotency, read marks, limiter, the app's writes)",
+        target=0.5,
+        dynamodb_requests=aws["dynamodb"],
+        **common,
+    )
+    report(
+        "event_storm",
+        f"{name}_sqs_requests_per_event",
+        aws["sqs"] / events,
+        "requests/event",
+        1.0,
+        "one SQS request per event (the worker's own: events sent back, visibility changes)",
+        sqs_requests=aws["sqs"],
         **common,
     )
     report(
@@ -193,6 +223,13 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         f"{limited} answered QUERY_LIMIT_EXCEEDED (methods: {methods}); "
         f"storm queued in {injected:.1f} s before the clock started"
     )
+
+
+def _aws_calls(path: Path) -> list[dict[str, Any]]:
+    """The calls recorded so far (one JSON line each)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_peer(sim: Simulator, portal: Any, ids: list[int], y: float) -> dict[str, Any]:
