@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from b24core.aws.apigw import HttpError
 from b24core.aws.logs import log_event, remember_secret
+from b24core.bitrix.inbound import EventAuth
 from b24core.events.auth_cache import PortalAuth
 from b24core.events.message import QueuedEvent, strip_tokens
 from b24core.portals.sealing import token_matches
@@ -64,18 +65,17 @@ class EventIntake:
     def _verified(self, form: dict[str, Any]) -> tuple[str, str, bool]:
         """(EVENT, member_id, proven by the outgoing webhook's token) or HttpError."""
         event = form.get("event")
-        auth = form.get("auth")
+        auth = EventAuth.of(form)
         if not isinstance(event, str) or not event or len(event) > _EVENT_NAME_MAX:
             raise HttpError(400, "missing_fields", "missing required field: event")
         if not _EVENT_NAME_RE.match(event):
             raise HttpError(400, "bad_field", "event is not an event name")
-        if not isinstance(auth, dict):
+        if auth is None:
             raise HttpError(401, "missing_auth", "missing auth block")
-        member_id = auth.get("member_id")
-        app_token = auth.get("application_token")
-        if not isinstance(member_id, str) or not member_id or len(member_id) > 64:
+        member_id, app_token = auth.member_id, auth.application_token
+        if not member_id or len(member_id) > 64:
             raise HttpError(401, "missing_auth", "missing auth[member_id]")
-        if not isinstance(app_token, str) or not app_token:
+        if not app_token:
             self._refuse("missing_application_token", event, member_id)
             raise HttpError(401, "missing_application_token", "missing auth[application_token]")
         portal = self.portals.get(member_id)
@@ -97,14 +97,11 @@ class EventIntake:
         return event.upper(), member_id, by_hook
 
     def _webhook_alias(
-        self, auth: dict[str, Any], given: str, event: str, member_id: str
+        self, auth: EventAuth, given: str, event: str, member_id: str
     ) -> tuple[PortalAuth | None, str]:
         """A portal connected only by webhook is stored under an id derived from its REST base (the
         webhook never told us the member_id); its outgoing webhook's events are matched to it there."""
-        endpoint = auth.get("client_endpoint")
-        if not isinstance(endpoint, str) or not endpoint:
-            domain = auth.get("domain")
-            endpoint = f"https://{domain}/rest/" if isinstance(domain, str) and domain else ""
+        endpoint = auth.client_endpoint or (f"https://{auth.domain}/rest/" if auth.domain else "")
         if not endpoint:
             return None, member_id
         from b24core.portals.webhook_ids import webhook_member_id

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from b24core.bitrix.inbound import offered_pair
+from b24core.bitrix.inbound import EventAuth
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.outcomes import RefreshResult
 
@@ -27,9 +27,9 @@ def adopt_from_event(form: dict[str, Any], keeper: TokenKeeper) -> RefreshResult
     pair is worth taking (an unhealthy portal, or a due keep-alive with the same user) and checks it at
     the authorization server first.
     """
-    pair = offered_pair(form)
+    auth = EventAuth.of(form)
+    pair = auth.offered_pair() if auth is not None else None
     if pair is None:
         return None
-    member_id, access, refresh, expires_in = pair
     source = str(form.get("event") or "event").upper()
-    return keeper.adopt(member_id, access, refresh, expires_in, source=source)
+    return keeper.adopt(pair.member_id, pair.access_token, pair.refresh_token, pair.expires_in, source=source)
