@@ -106,6 +106,17 @@ def check(manifest_path: Path, names_path: Path = DEFAULT_OUT) -> list[str]:
     return []
 
 
+def check_catalog(names_path: Path = DEFAULT_OUT) -> list[str]:
+    """The object kinds the bundle ships (capabilities/object_kinds.json) against the docs' names."""
+    sys.path.insert(0, str(ROOT / "layers" / "b24core"))
+    from b24core.capabilities.manifest import KnownNames, ManifestError, check_catalog as catalog_check
+
+    try:
+        return catalog_check(KnownNames.load(names_path))
+    except ManifestError as exc:
+        return [str(exc)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     failed = 0
+    catalog_problems = check_catalog(args.names)
+    for problem in catalog_problems:
+        print(f"object_kinds.json: {problem}", file=sys.stderr)
+    if not catalog_problems:
+        print("object_kinds.json: every list method and event of the shipped object kinds is a known name")
+    failed += bool(catalog_problems)
     for manifest in args.manifest:
         problems = check(manifest, args.names)
         for problem in problems:

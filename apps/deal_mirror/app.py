@@ -1,4 +1,4 @@
-"""The example app: keeps a mirror of each portal's CRM deals, shows a deal's mirrored history in a
+"""The example app: keeps a mirror of each portal's CRM deals (and contacts), shows a deal's mirrored history in a
 tab of the deal card, and registers the calls users start from the CRM.
 
 Each deal event only says THAT a deal changed. ``read="crm.deal.get"`` lets the worker read the deal
@@ -27,6 +27,18 @@ def mirror_deal(event: Event, ctx: Context) -> None:
 def forget_deal(event: Event, ctx: Context) -> None:
     if event.object_id is not None:
         mirror.forget(ctx.storage, event.object_id)
+
+
+@app.event("ONCRMCONTACTADD", "ONCRMCONTACTUPDATE", read="crm.contact.get", idempotent=True)
+def mirror_contact(event: Event, ctx: Context) -> None:
+    if event.object is not None and event.object.get("ID") is not None:
+        mirror.save(ctx.storage, event.object, kind="contact")
+
+
+@app.event("ONCRMCONTACTDELETE")
+def forget_contact(event: Event, ctx: Context) -> None:
+    if event.object_id is not None:
+        mirror.forget(ctx.storage, event.object_id, kind="contact")
 
 
 @app.event("ONEXTERNALCALLSTART")

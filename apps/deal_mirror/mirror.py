@@ -1,7 +1,7 @@
 """The mirror's data, in the app's own storage for a portal (b24core AppStorage).
 
-``deal/{id}`` holds the deal as last read; ``deal/{id}/history/{when}`` one entry per version seen,
-keyed by the deal's own DATE_MODIFY, so a handler that runs twice for one event writes the same
+``deal/{id}`` holds the deal as last read (``contact/{id}`` a contact); ``deal/{id}/history/{when}``
+one entry per version seen, keyed by the object's own DATE_MODIFY, so a handler that runs twice for one event writes the same
 entry again instead of a second one (the handler is declared idempotent).
 """
 
@@ -16,34 +16,34 @@ from b24core import AppStorage
 SHOWN = ("TITLE", "STAGE_ID", "OPPORTUNITY", "CURRENCY_ID", "ASSIGNED_BY_ID")
 
 
-def current_key(deal_id: str) -> str:
-    return f"deal/{deal_id}"
+def current_key(deal_id: str, kind: str = "deal") -> str:
+    return f"{kind}/{deal_id}"
 
 
-def history_prefix(deal_id: str) -> str:
-    return f"deal/{deal_id}/history/"
+def history_prefix(deal_id: str, kind: str = "deal") -> str:
+    return f"{kind}/{deal_id}/history/"
 
 
-def save(storage: AppStorage, deal: dict[str, Any]) -> None:
+def save(storage: AppStorage, deal: dict[str, Any], kind: str = "deal") -> None:
     deal_id = str(deal["ID"])
-    storage.put(current_key(deal_id), deal)
+    storage.put(current_key(deal_id, kind), deal)
     when = str(deal.get("DATE_MODIFY") or "")
-    entry = {k: deal.get(k) for k in SHOWN if k in deal}
-    storage.put(history_prefix(deal_id) + (when or f"t{int(time.time())}"), {"when": when, **entry})
+    entry = {k: deal.get(k) for k in (*SHOWN, "NAME", "LAST_NAME") if k in deal}
+    storage.put(history_prefix(deal_id, kind) + (when or f"t{int(time.time())}"), {"when": when, **entry})
 
 
-def forget(storage: AppStorage, deal_id: str) -> None:
-    storage.delete(current_key(deal_id))
+def forget(storage: AppStorage, deal_id: str, kind: str = "deal") -> None:
+    storage.delete(current_key(deal_id, kind))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    storage.put(history_prefix(deal_id) + f"~deleted-{stamp}", {"when": stamp, "deleted": True})
+    storage.put(history_prefix(deal_id, kind) + f"~deleted-{stamp}", {"when": stamp, "deleted": True})
 
 
-def get(storage: AppStorage, deal_id: str) -> dict[str, Any] | None:
-    return storage.get(current_key(deal_id))
+def get(storage: AppStorage, deal_id: str, kind: str = "deal") -> dict[str, Any] | None:
+    return storage.get(current_key(deal_id, kind))
 
 
-def history(storage: AppStorage, deal_id: str) -> list[dict[str, Any]]:
-    return [value for _, value in storage.items(history_prefix(deal_id))]
+def history(storage: AppStorage, deal_id: str, kind: str = "deal") -> list[dict[str, Any]]:
+    return [value for _, value in storage.items(history_prefix(deal_id, kind))]
 
 
 def history_table(entries: list[dict[str, Any]]) -> str:

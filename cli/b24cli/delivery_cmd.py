@@ -27,7 +27,7 @@ def _when(ts: int | float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
 
 
-def _delivery_store(target: Target) -> Any:
+def delivery_store(target: Target) -> Any:
     from b24core.delivery.store import DynamoDeliveryStore
 
     return DynamoDeliveryStore(target.table_name, target.region, target.dynamodb_endpoint)
@@ -69,18 +69,53 @@ def _invoke(args: argparse.Namespace, target: Target, payload: dict[str, Any]) -
 def view(target: Target, member_id: str) -> dict[str, Any] | None:
     from b24core.delivery.store import as_dict
 
-    state = _delivery_store(target).get(member_id)
+    state = delivery_store(target).get(member_id)
     return as_dict(state) if state is not None else None
+
+
+def audit_view(target: Target, member_id: str) -> dict[str, Any] | None:
+    from b24core.delivery.audit_store import DynamoAuditStore
+
+    state = DynamoAuditStore(target.table_name, target.region, target.dynamodb_endpoint).get(member_id)
+    return state.public_view() if state is not None else None
+
+
+def _audit_rows(target: Target, member_id: str) -> list[tuple[str, str]]:
+    audit = audit_view(target, member_id)
+    if audit is None:
+        return [("change audit", "not started")]
+    last = audit["last"] or {}
+    line = (
+        f"last {_when(audit['last_at'])}: {last.get('judged', 0)} change(s) judged, "
+        f"{last.get('missed', 0) + last.get('deletes_missed', 0)} missed, {last.get('polled', 0)} polled; "
+        f"next {_when(audit['next_at'])}"
+    )
+    rows = [("change audit", line)]
+    rows.append(
+        (
+            "  audit budget",
+            f"every {last.get('every_s', '-')} s, grace {last.get('grace_s', '-')} s: "
+            f"~{last.get('budget_per_hour', '-')} requests/h of the portal's REST budget "
+            f"(this run {last.get('requests', 0)})",
+        )
+    )
+    rows.append(("  missed so far", f"{audit['missed_total']} (last {_when(audit['last_missed_at'])})"))
+    return rows
 
 
 def show_rows(target: Target, member_id: str) -> list[tuple[str, str]]:
     v = view(target, member_id)
     if v is None:
-        return [("delivery", "not probed yet")]
+        return [("delivery", "not probed yet"), *_audit_rows(target, member_id)]
     probe = v["probe"]
     offline = v["offline"]
     mode = v["mode"]
     rows = [("delivery", f"{mode}" + (f" ({v['reason']})" if v["reason"] else ""))]
+    rows.append(("last confirmed", _when(v["last_confirmed_at"])))
+    rows.append(("route switches", f"{v['switches']} (b24app portals route {member_id})"))
+    rows.extend(_audit_rows(target, member_id))
+    if v["auth"] == "webhook":
+        return rows
     last = f"{probe['outcome']}, sent {_when(probe['sent_at'])}"
     if probe["last_arrived_at"]:
         last += f", last arrival {_when(probe['last_arrived_at'])}"
@@ -115,6 +150,31 @@ def show_rows(target: Target, member_id: str) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- commands
+def cmd_route(args: argparse.Namespace) -> int:
+    """The route's switches, oldest first, each with the evidence that made it."""
+    target = find_target(args.stack)
+    state = delivery_store(target).get(args.member_id)
+    if state is None:
+        print(f"b24app: portal {args.member_id} has no delivery route yet", file=sys.stderr)
+        return 1
+    history = [dict(entry) for entry in state.history]
+    if args.json:
+        answer = {"member_id": args.member_id, "mode": str(state.mode), "history": history}
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.member_id}: {state.mode} since {_when(state.mode_changed_at)} ({state.reason or '-'})")
+    if not history:
+        print("  no switch yet")
+    for entry in history:
+        evidence = entry.get("evidence") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(evidence.items()) if v not in ("", None))
+        print(
+            f"  {_when(entry.get('at') or 0)}  {entry.get('from')} -> {entry.get('to')}  "
+            f"{entry.get('reason')}" + (f"  [{shown}]" if shown else "")
+        )
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     target = find_target(args.stack)
     answer = _invoke(args, target, {"action": "probe", "member_id": args.member_id})
@@ -160,6 +220,10 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
 
 
 def register(portals: Any) -> None:
+    p = portals.add_parser("route", help="how a portal's events reach the app: every switch and its evidence")
+    p.add_argument("member_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_route)
     p = portals.add_parser("probe", help="test now whether Bitrix24's event queue reaches the app")
     p.add_argument("member_id")
     p.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the probe (default 15)")

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from b24cli.delivery_cmd import delivery_store
 from b24cli.delivery_cmd import view as delivery_view
 from b24cli.target import Target, find_target
 
@@ -64,7 +65,8 @@ def cmd_connect_webhook(args: argparse.Namespace) -> int:
     except WebhookRefused as exc:
         print(f"b24app: webhook refused: {exc}; nothing was stored", file=sys.stderr)
         return 1
-    view = done.view()
+    route = _route_connected(target, done.portal.member_id, bool(done.connection.outgoing_token))
+    view = {**done.view(), "events_by": EVENTS_BY.get(str(route.mode), str(route.mode))}
     if args.json:
         print(json.dumps(view, indent=2, ensure_ascii=False))
         return 0
@@ -73,6 +75,7 @@ def cmd_connect_webhook(args: argparse.Namespace) -> int:
     print(f"  webhook   {view['incoming_webhook']} (user {view['webhook_user_id']})")
     print(f"  scopes    {', '.join(view['webhook_scopes']) or '-'}")
     print(f"  outgoing  {'token stored' if view['has_outgoing_token'] else 'none'}")
+    print(f"  events    {view['events_by']}")
     print("  REST for this portal now goes through the webhook (no token refresh).")
     return 0
 
@@ -80,65 +83,75 @@ def cmd_connect_webhook(args: argparse.Namespace) -> int:
 def cmd_disconnect_webhook(args: argparse.Namespace) -> int:
     from b24core.trust.webhooks import disconnect
 
-    portals, webhooks = _stores(find_target(args.stack))
+    target = find_target(args.stack)
+    portals, webhooks = _stores(target)
     gone = disconnect(args.member_id, webhooks, portals, log=_log)
     if not gone:
         print(f"portal {args.member_id} has no webhook connected", file=sys.stderr)
         return 1
+    import time
+
+    from b24core.delivery.store import webhook_disconnected
+
+    webhook_disconnected(delivery_store(target), args.member_id, int(time.time()))
     print(f"webhook disconnected from {args.member_id}: its REST goes by OAuth again")
     return 0
 
 
-def events_mode(target: Target, member_id: str, conn: Any) -> str:
+EVENTS_BY = {
+    "webhook": "outgoing webhook",
+    "polling": "change polling",
+    "online": "app events (online)",
+    "pull": "offline queue (pull)",
+    "lossless": "app events and the offline queue (lossless)",
+}
+
+
+def _route_connected(target: Target, member_id: str, outgoing: bool) -> Any:
+    """The portal's delivery route follows the connection, and its change audit starts at once."""
+    import time
+
+    from b24core.delivery.audit_store import DynamoAuditStore, schedule_audit
+    from b24core.delivery.store import webhook_connected
+
+    now = int(time.time())
+    route = webhook_connected(delivery_store(target), member_id, outgoing, now)
+    audits = DynamoAuditStore(target.table_name, target.region, target.dynamodb_endpoint)
+    schedule_audit(audits, member_id, now)
+    return route
+
+
+def events_mode(target: Target, member_id: str) -> str:
     """How this portal's events come (the line ``portals show`` prints)."""
-    delivery = delivery_view(target, member_id)
-    if conn is None:
-        mode = (delivery or {}).get("mode") or "online"
-        return {"online": "app events (online)", "pull": "offline queue (pull)"}.get(mode, str(mode))
-    return str(conn.events_by)
+    mode = str((delivery_view(target, member_id) or {}).get("mode") or "online")
+    return EVENTS_BY.get(mode, mode)
 
 
-def _watchdog(target: Target, member_id: str) -> dict[str, Any]:
-    """What the delivery watchdog last did for this portal (b24core.delivery.watchdog)."""
-    import boto3
-
-    from b24core.delivery.watch_store import DynamoWatchStore
-    from b24core.events.arrivals import DynamoArrivals
-
-    state = DynamoWatchStore(target.table_name, target.region, target.dynamodb_endpoint).get(member_id)
-    client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.dynamodb_endpoint)
-    return {
-        "checked_at": state.checked_at if state else 0,
-        "verdict": state.verdict if state else "unknown",
-        "verdict_at": state.verdict_at if state else 0,
-        "last_event_at": DynamoArrivals(client, target.table_name).last(member_id),
-    }
-
-
-def event_queue(
-    capabilities: dict[str, Any], conn: Any, delivery: dict[str, Any] | None, watch: dict[str, Any] | None
-) -> dict[str, str]:
+def event_queue(capabilities: dict[str, Any], conn: Any, delivery: dict[str, Any] | None) -> dict[str, str]:
     """The event-queue finding of ``portals show``: the finding, its label and how it was learned."""
     from b24core.capabilities.isolation import LABELS, QUEUE_NOT_CHECKED, QueueReach
 
     iso = capabilities.get("isolation") if isinstance(capabilities.get("isolation"), dict) else {}
     recorded = str((iso or {}).get("event_queue") or QueueReach.UNKNOWN)
-    if conn is not None and not conn.watched:
+    route = delivery or {}
+    if conn is not None and not conn.outgoing_token:
         finding, note = str(QueueReach.UNKNOWN), QUEUE_NOT_CHECKED
     elif conn is not None:
-        finding = recorded
-        last = _when((watch or {}).get("last_event_at") or 0)
-        note = {
-            str(QueueReach.UNREACHABLE): (
-                "delivery watchdog: changes made on the portal brought no outgoing-webhook event "
-                f"(found {_when((iso or {}).get('event_queue_at') or 0)}); events come by change polling "
+        if route.get("mode") == "polling":
+            finding = str(QueueReach.UNREACHABLE)
+            note = (
+                "change audit: changes made on the portal brought no outgoing-webhook event "
+                f"(switched {_when(route.get('mode_changed_at') or 0)}); events come by change polling "
                 "until they arrive again"
-            ),
-            str(QueueReach.OK): f"delivery watchdog: outgoing-webhook events arrive (last {last})",
-        }.get(finding, "delivery watchdog: not judged yet (it needs changes older than its grace period)")
-    elif (delivery or {}).get("blocked_since"):
+            )
+        elif route.get("last_confirmed_at"):
+            finding = str(QueueReach.OK)
+            note = f"change audit: outgoing-webhook events arrive (last {_when(route['last_confirmed_at'])})"
+        else:
+            finding, note = recorded, "change audit: not judged yet (it needs changes older than its grace)"
+    elif route.get("blocked_since"):
         finding, note = str(QueueReach.UNREACHABLE), "delivery probe: it did not arrive"
-    elif ((delivery or {}).get("probe") or {}).get("outcome") == "arrived":
+    elif (route.get("probe") or {}).get("outcome") == "arrived":
         finding, note = str(QueueReach.OK), "delivery probe: it arrived"
     else:
         finding, note = recorded, "delivery probe: no finding yet"
@@ -160,12 +173,9 @@ def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = N
     out: dict[str, Any] = {"auth_mode": str(AuthMode.OAUTH if conn is None else AuthMode.WEBHOOK)}
     if conn is not None:
         out.update(conn.public_view())
-    out["events_mode"] = events_mode(target, member_id, conn)
-    watch = _watchdog(target, member_id) if conn is not None and conn.watched else None
-    if watch is not None:
-        out["watchdog"] = watch
+    out["events_mode"] = events_mode(target, member_id)
     if capabilities is not None:
-        out.update(event_queue(capabilities, conn, delivery_view(target, member_id), watch))
+        out.update(event_queue(capabilities, conn, delivery_view(target, member_id)))
     return out
 
 
@@ -177,10 +187,7 @@ def show_rows(target: Target, capabilities: dict[str, Any], member_id: str) -> l
     rows = [("auth mode", v["auth_mode"])]
     if v["auth_mode"] == "webhook":
         rows.append(("incoming webhook", str(v["incoming_webhook"])))
-    events = str(v["events_mode"])
-    if v.get("polling_since"):
-        events += f" (since {_when(v['polling_since'])}: the outgoing webhook's events did not arrive)"
-    rows.append(("events come by", events))
+    rows.append(("events come by", str(v["events_mode"])))
     rows.append(("event queue", f"{v['event_queue_label']} — {v['event_queue_note']}"))
     rows.append(("isolation", summary_line(capabilities, bool(delivery.get("blocked_since")))))
     iso = capabilities.get("isolation")

@@ -1,5 +1,5 @@
-"""ChangePollFunction: change polling for webhook-connected portals cut off from the event queue
-(b24core.delivery.polling); fired by its schedule (default every minute)."""
+"""ChangePollFunction: the change audit of every portal, and change polling of those whose events
+cannot come (b24core.delivery.audit_round); fired by its schedule (default every minute)."""
 
 from typing import Any
 

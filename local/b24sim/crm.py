@@ -6,7 +6,9 @@ Values are kept as strings, as the real API returns them (``"ID": "410"``, ``"OP
 
 from __future__ import annotations
 
+import bisect
 import re
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -42,8 +44,22 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _moment(value: Any) -> float | None:
+    text = str(value or "")
+    if len(text) < 19 or text[10:11] != "T":
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _compare(actual: Any, expected: Any) -> int:
     a, b = _number(actual), _number(expected)
+    if a is not None and b is not None:
+        return (a > b) - (a < b)
+    a, b = _moment(actual), _moment(expected)  # dates compare as moments, whatever their offsets
     if a is not None and b is not None:
         return (a > b) - (a < b)
     sa, sb = str(actual or ""), str(expected or "")
@@ -66,6 +82,17 @@ def _values(expected: Any) -> list[Any]:
 def _condition(key: str, expected: Any) -> Callable[[Mapping[str, Any]], bool]:
     op = next((p for p in _PREFIXES if key.startswith(p)), "")
     field = key[len(op) :].upper()
+    moment = _moment(expected) if op in (">", ">=", "<", "<=") else None
+    if moment is not None:  # a date range: the value is read once, each row's date parsed once
+
+        def dated(deal: Mapping[str, Any]) -> bool:
+            actual = _moment(deal.get(field))
+            if actual is None:
+                return False
+            cmp = (actual > moment) - (actual < moment)
+            return {">": cmp > 0, ">=": cmp >= 0, "<": cmp < 0, "<=": cmp <= 0}[op]
+
+        return dated
 
     def test(deal: Mapping[str, Any]) -> bool:
         actual = deal.get(field)
@@ -93,6 +120,7 @@ class EntityStore:
     def __init__(self, spec: EntitySpec) -> None:
         self.spec = spec
         self._items: dict[int, dict[str, Any]] = {}
+        self._ids: list[int] = []  # sorted: ID ranges are found by bisection, as a database index would
         self._next_id = 1
 
     def __len__(self) -> int:
@@ -104,6 +132,7 @@ class EntityStore:
         item = self.spec.defaults(object_id, user_id, iso(now))
         item.update(_writable(fields, self.spec.fields))
         self._items[object_id] = item
+        self._ids.append(object_id)
         return object_id
 
     def get(self, object_id: int) -> dict[str, Any] | None:
@@ -122,18 +151,50 @@ class EntityStore:
         return True
 
     def delete(self, object_id: int) -> bool:
-        return self._items.pop(object_id, None) is not None
+        if self._items.pop(object_id, None) is None:
+            return False
+        self._ids.pop(bisect.bisect_left(self._ids, object_id))
+        return True
+
+    def touch(self, object_id: int, modified: str) -> bool:
+        """Set an object's modification time as it is (a test's late commit: a transaction that began
+        at ``modified`` and became visible only now)."""
+        item = self._items.get(object_id)
+        if item is None:
+            return False
+        item[self.spec.modified] = modified
+        return True
+
+    def _candidates(self, filter_: Mapping[str, Any]) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
+        """Objects an ID range in the filter allows (by bisection), and the rest of the filter."""
+        low, high = 0, len(self._ids)
+        rest: dict[str, Any] = {}
+        for key, value in filter_.items():
+            op = next((p for p in (">=", "<=", ">", "<") if str(key).startswith(p)), "")
+            bound = _number(value)
+            if op and str(key)[len(op) :].upper() == "ID" and bound is not None:
+                if op in (">", ">="):
+                    side = bisect.bisect_right if op == ">" else bisect.bisect_left
+                    low = max(low, side(self._ids, bound))
+                else:
+                    side = bisect.bisect_right if op == "<=" else bisect.bisect_left
+                    high = min(high, side(self._ids, bound))
+            else:
+                rest[str(key)] = value
+        return (self._items[i] for i in self._ids[low:high]), rest
 
     def query(
         self, filter_: Mapping[str, Any], order: Mapping[str, Any], select: Iterable[str]
     ) -> list[dict[str, Any]]:
         """Filter, sort and project; paging is left to the caller."""
-        tests = [_condition(str(k), v) for k, v in filter_.items()]
-        rows = [d for d in self._items.values() if all(t(d) for t in tests)]
+        candidates, rest = self._candidates(filter_)
+        tests = [_condition(str(k), v) for k, v in rest.items()]
+        rows = [d for d in candidates if all(t(d) for t in tests)]
         keys = [(str(f).upper(), str(d).upper() == "DESC") for f, d in order.items()] or [("ID", False)]
         for field, desc in reversed(keys):
             rows.sort(key=_sort_key(field), reverse=desc)
-        return [_project(d, list(select)) for d in rows]
+        wanted = [str(s).upper() for s in select] or ["*", "UF_*"]
+        return [_project(d, wanted) for d in rows]
 
 
 def _sort_key(field: str) -> Callable[[Mapping[str, Any]], tuple[bool, float, str]]:
@@ -145,8 +206,7 @@ def _sort_key(field: str) -> Callable[[Mapping[str, Any]], tuple[bool, float, st
     return key
 
 
-def _project(deal: Mapping[str, Any], select: list[str]) -> dict[str, Any]:
-    wanted = [str(s).upper() for s in select] or ["*", "UF_*"]
+def _project(deal: Mapping[str, Any], wanted: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"ID": deal["ID"]}
     for key, value in deal.items():
         is_uf = key.startswith("UF_")

@@ -67,16 +67,8 @@ class Settings:
     recheck_soon_s: int = 3600
     # How long the install waits for the capability check before answering the portal's frame.
     check_budget_s: float = 12.0
-    # Change polling of webhook-connected portals: the overlap re-read at the cursor,
-    # how often deletions are reconciled, and the page cap of one round.
-    poll_overlap_s: int = 60
-    poll_reconcile_s: int = 3600
-    poll_max_pages: int = 10
-    # Delivery watchdog of webhook-connected portals with an outgoing webhook (b24core.delivery.watchdog): how
-    # often each is checked, and how old a change must be before its missing event counts against the
-    # cloud event queue.
-    watchdog_interval_s: int = 600
-    watchdog_grace_s: int = 300
+    # The change audit and change polling (b24core.delivery.audit): see AuditPolicy.
+    audit: AuditPolicy = field(default_factory=lambda: AuditPolicy())
     # Token custody (refresh policy, keep-alive sweep, secret cache, metrics): see TokenPolicy.
     tokens: TokenPolicy = field(default_factory=lambda: TokenPolicy())
     # Delivery probe and offline pull (b24core.delivery.probe / offline): see DeliveryPolicy.
@@ -120,11 +112,7 @@ class Settings:
             recheck_interval_s=int(e.get("B24_RECHECK_INTERVAL_S") or 7 * 24 * 3600),
             recheck_soon_s=int(e.get("B24_RECHECK_SOON_S") or 3600),
             check_budget_s=float(e.get("B24_CHECK_BUDGET_S") or 12.0),
-            poll_overlap_s=int(_number(e, "B24_POLL_OVERLAP_S", 60)),
-            poll_reconcile_s=int(_number(e, "B24_POLL_RECONCILE_S", 3600)),
-            poll_max_pages=max(1, int(_number(e, "B24_POLL_MAX_PAGES", 10))),
-            watchdog_interval_s=max(0, int(_number(e, "B24_WATCHDOG_INTERVAL_S", 600))),
-            watchdog_grace_s=max(0, int(_number(e, "B24_WATCHDOG_GRACE_S", 300))),
+            audit=AuditPolicy.from_env(e),
             max_body_bytes=int(e.get("B24_MAX_BODY_BYTES", str(256 * 1024))),
             max_response_bytes=max(64 * 1024, int(_number(e, "B24_MAX_RESPONSE_BYTES", 8 * 1024 * 1024))),
             auth_cache_ttl_s=float(e.get("B24_AUTH_CACHE_TTL_S", "60")),
@@ -211,14 +199,68 @@ DEFAULT_APP_WORLD_URL = "https://dl.bitrix24.com/webhook/app-world.json"
 
 
 @dataclass(frozen=True)
+class AuditPolicy:
+    """How often each portal's changes are audited against what arrived, and what an audit may spend.
+
+    The defaults find a lost event within 10 minutes: a change is judged once it is ``grace_s`` old, by
+    the first audit after that (every ``interval_s``, the schedule ticking each minute).
+    """
+
+    interval_s: int = 300  # a route with events (online, pull, lossless, outgoing webhook)
+    grace_s: int = 120  # how long a change's event may take before it counts as missed
+    poll_interval_s: int = 60  # a polled route: the audit is the delivery
+    poll_grace_s: int = 60  # ... with an outgoing webhook set: how long its events are awaited
+    strikes: int = 2  # consecutive audits with missed changes that switch the route
+    overlap_s: int = 120  # each listing starts this long before the cursor (late commits)
+    max_pages: int = 10  # pages of changes per kind of object per run (one request each)
+    reconcile_s: int = 3600  # how often every ID is listed to find deletions
+    reconcile_requests: int = 20  # requests one reconciliation run may spend per kind (4 = one shard)
+
+    @classmethod
+    def from_env(cls, e: dict[str, str]) -> AuditPolicy:
+        policy = cls(
+            interval_s=int(_number(e, "B24_AUDIT_INTERVAL_S", 300)),
+            grace_s=int(_number(e, "B24_AUDIT_GRACE_S", 120)),
+            poll_interval_s=int(_number(e, "B24_POLL_INTERVAL_S", 60)),
+            poll_grace_s=int(_number(e, "B24_POLL_GRACE_S", 60)),
+            strikes=int(_number(e, "B24_AUDIT_STRIKES", 2)),
+            overlap_s=int(_number(e, "B24_AUDIT_OVERLAP_S", 120)),
+            max_pages=int(_number(e, "B24_AUDIT_MAX_PAGES", 10)),
+            reconcile_s=int(_number(e, "B24_RECONCILE_S", 3600)),
+            reconcile_requests=int(_number(e, "B24_RECONCILE_REQUESTS", 20)),
+        )
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        if min(self.interval_s, self.grace_s, self.poll_interval_s, self.poll_grace_s, self.reconcile_s) < 0:
+            raise ConfigurationError("audit intervals and grace periods must not be negative")
+        if self.strikes < 1:
+            raise ConfigurationError("B24_AUDIT_STRIKES must be at least 1")
+        if self.overlap_s < 2:
+            raise ConfigurationError("B24_AUDIT_OVERLAP_S below 2 s would miss changes of the same second")
+        if not 1 <= self.max_pages <= 200:
+            raise ConfigurationError("B24_AUDIT_MAX_PAGES must be between 1 and 200")
+        if self.reconcile_requests < 4:
+            raise ConfigurationError("B24_RECONCILE_REQUESTS below 4 cannot list one ID shard")
+
+    def requests_per_hour(self, kinds: int, polled: bool = False) -> float:
+        """What the audit of a quiet portal spends of its REST budget per hour (shown by the CLI and
+        the bench): one listing per kind per run, plus the hourly reconciliation's first request."""
+        runs = 3600 / max(1, self.poll_interval_s if polled else self.interval_s)
+        return kinds * (runs + 3600 / max(1, self.reconcile_s))
+
+
+@dataclass(frozen=True)
 class DeliveryPolicy:
     """How the bundle learns whether events reach it, and how it pulls when they do not."""
 
     # A probe (event.test) not answered by ONAPPTEST within this long marks delivery blocked.
     # 0 judges it at the next check (tests).
-    probe_timeout_s: float = 300.0
-    # How often each portal is probed: boxes (firewalls change) more often than the cloud.
-    probe_interval_box_s: int = 3600
+    probe_timeout_s: float = 120.0
+    # How often each portal is probed: boxes (firewalls change) every 5 minutes, so a quiet box's
+    # blocked queue is found within 10 (docs/delivery.md); cloud portals daily.
+    probe_interval_box_s: int = 300
     probe_interval_cloud_s: int = DAY_S
     # A probe that could not be sent (the portal did not answer) is tried again after this long;
     # one sent before the install was finished (BX24.installFinish: no events yet) much sooner.
@@ -242,8 +284,8 @@ class DeliveryPolicy:
     @classmethod
     def from_env(cls, e: dict[str, str]) -> DeliveryPolicy:
         policy = cls(
-            probe_timeout_s=_number(e, "B24_PROBE_TIMEOUT_S", 300.0),
-            probe_interval_box_s=int(_number(e, "B24_PROBE_INTERVAL_BOX_S", 3600)),
+            probe_timeout_s=_number(e, "B24_PROBE_TIMEOUT_S", 120.0),
+            probe_interval_box_s=int(_number(e, "B24_PROBE_INTERVAL_BOX_S", 300)),
             probe_interval_cloud_s=int(_number(e, "B24_PROBE_INTERVAL_CLOUD_S", DAY_S)),
             probe_retry_s=int(_number(e, "B24_PROBE_RETRY_S", 900)),
             probe_soon_s=int(_number(e, "B24_PROBE_SOON_S", 60)),

@@ -59,11 +59,11 @@ TEXT: dict[str, dict[str, str]] = {
         "notify_todo_box": "Install the Bitrix24 updates and enable the modules they need "
         "(admin panel → Marketplace → Platform update).",
         "notify_todo_cloud": "Check that the tools they need are switched on and included in your plan.",
-        "watchdog_blocked": "[b24app] {label}: changes made on the portal{since} did not arrive "
+        "hook_blocked": "[b24app] {label}: changes made on the portal{since} did not arrive "
         "through the outgoing webhook. The app now reads the changes through the incoming webhook "
         "(change polling), so none is lost. {advice}",
-        "watchdog_since": " since {since}",
-        "watchdog_back": "[b24app] Events from the portal arrive again through the outgoing webhook: the "
+        "hook_since": " since {since}",
+        "hook_back": "[b24app] Events from the portal arrive again through the outgoing webhook: the "
         "event queue is reachable. The app stopped polling changes.",
     },
     "ru": {
@@ -116,11 +116,11 @@ TEXT: dict[str, dict[str, str]] = {
         "notify_todo_box": "Установите обновления Битрикс24 и включите нужные модули "
         "(административная панель → Marketplace → Обновление платформы).",
         "notify_todo_cloud": "Проверьте, что нужные инструменты включены и входят в ваш тариф.",
-        "watchdog_blocked": "[b24app] {label}: изменения на портале{since} не пришли через исходящий "
+        "hook_blocked": "[b24app] {label}: изменения на портале{since} не пришли через исходящий "
         "вебхук. Теперь приложение получает изменения через входящий вебхук (опрос изменений), "
         "поэтому ничего не потеряется. {advice}",
-        "watchdog_since": " с {since}",
-        "watchdog_back": "[b24app] События портала снова приходят через исходящий вебхук: очередь "
+        "hook_since": " с {since}",
+        "hook_back": "[b24app] События портала снова приходят через исходящий вебхук: очередь "
         "событий доступна. Приложение перестало опрашивать изменения.",
     },
 }

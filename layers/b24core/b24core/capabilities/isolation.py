@@ -8,9 +8,9 @@ See settings/cloud-and-on-premise/network-access.md.
   offline event fails there.
 * **event queue unreachable**: the delivery probe did not arrive (b24core.delivery.probe); no online
   event — the app's or an outgoing webhook's — can come from this portal. A webhook-connected portal
-  cannot be probed (``event.test`` is application-only): when it has an outgoing webhook, the delivery
-  watchdog (b24core.delivery.watchdog) compares the changes the portal made with the outgoing-webhook events
-  that arrived and records the finding here (``with_queue``).
+  cannot be probed (``event.test`` is application-only): when it has an outgoing webhook, the change
+  audit (b24core.delivery.audit) compares the changes the portal made with the events that arrived,
+  and the route's switch records the finding here (``with_queue``).
 
 The result goes into the capability report (``isolation``), which ``b24app portals show`` and the
 install page read; ``advice`` says what the customer's network admin must open and the alternative.

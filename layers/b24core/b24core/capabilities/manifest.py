@@ -21,11 +21,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from b24core.capabilities.objects import ObjectSpec, ObjectSpecError, catalog, objects_of
+
 #: Events the bundle binds itself for every portal: a feature must not claim them.
 LIFECYCLE_EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
 NOT_BINDABLE = ("ONAPPINSTALL",)
 _FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_FEATURE_KEYS = {"description", "required", "scopes", "methods", "events", "module", "placements"}
+_FEATURE_KEYS = {
+    "description",
+    "required",
+    "scopes",
+    "methods",
+    "events",
+    "module",
+    "placements",
+    "objects",
+}
 _PLACEMENT_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 
 
@@ -54,6 +65,9 @@ class Feature:
     module: str = ""
     #: Placements (widget places in Bitrix24's UI, placement.bind) the feature shows its pages in.
     placements: tuple[Placement, ...] = ()
+    #: Kinds of objects the feature works on, listable by modification time (the change audit and
+    #: change polling list them; b24core.capabilities.objects).
+    objects: tuple[ObjectSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,21 @@ class Manifest:
     def feature(self, name: str) -> Feature | None:
         return next((f for f in self.features if f.name == name), None)
 
+    def objects(self) -> list[ObjectSpec]:
+        """Every listable kind the app's features work on, each once, in the manifest's order."""
+        seen: dict[str, ObjectSpec] = {}
+        for feature in self.features:
+            for spec in feature.objects:
+                seen.setdefault(spec.kind, spec)
+        return list(seen.values())
+
+    def feature_of_object(self, kind: str) -> Feature | None:
+        return next((f for f in self.features if any(o.kind == kind for o in f.objects)), None)
+
+    def object_of_event(self, event: str) -> ObjectSpec | None:
+        """The kind an event is a change of (its add, update or delete event)."""
+        return next((o for o in self.objects() if event.upper() in o.events), None)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Manifest:
         if not isinstance(raw, dict) or not isinstance(raw.get("features"), dict):
@@ -121,6 +150,16 @@ class Manifest:
             events = tuple(e.upper() for e in _names(spec.get("events", []), f"feature {name!r}: 'events'"))
             feature_scopes = _names(spec.get("scopes", []), f"feature {name!r}: 'scopes'")
             placements = _placements(spec.get("placements", []), name)
+            try:
+                objects = objects_of(spec.get("objects", []), f"feature {name!r}")
+            except ObjectSpecError as exc:
+                raise ManifestError(str(exc)) from None
+            unlisted = sorted({o.list_method for o in objects} - set(methods))
+            if unlisted:
+                raise ManifestError(
+                    f"feature {name!r}: its objects are listed with {', '.join(unlisted)}: add it to the "
+                    "feature's 'methods' (the capability check must know the portal has it)"
+                )
             if not methods and not events and not placements:
                 raise ManifestError(f"feature {name!r} names no method, event or placement")
             claimed = sorted(set(events) & {*LIFECYCLE_EVENTS, *NOT_BINDABLE})
@@ -145,6 +184,7 @@ class Manifest:
                     description=str(spec.get("description", "")),
                     module=str(spec.get("module", "")),
                     placements=placements,
+                    objects=objects,
                 )
             )
         title = raw.get("title", "")
@@ -231,11 +271,29 @@ def check_known_names(manifest: Manifest, known: KnownNames) -> None:
             base = re.sub(r"_\d+$", "", event)  # per-type events carry a type id suffix (…ADD_147)
             if event not in known.events and base not in known.events:
                 problems.append(f"feature {feature.name!r}: event {event!r}{_suggest(event, known.events)}")
+        problems += object_problems(feature.objects, known, f"feature {feature.name!r}")
     if problems:
         raise ManifestError(
             "unknown Bitrix24 name(s) in the manifest, not in the REST docs "
             f"({known.source}): " + "; ".join(problems)
         )
+
+
+def object_problems(specs: Iterable[ObjectSpec], known: KnownNames, where: str) -> list[str]:
+    """Names in object specs (the catalog's or a manifest's) that the REST docs do not have."""
+    problems: list[str] = []
+    for spec in specs:
+        if spec.list_method not in known.methods:
+            problems.append(f"{where}: object {spec.kind!r} list method {spec.list_method!r}")
+        for event in spec.events:
+            if event not in known.events:
+                problems.append(f"{where}: object {spec.kind!r} event {event!r}")
+    return problems
+
+
+def check_catalog(known: KnownNames) -> list[str]:
+    """The shipped object kinds (object_kinds.json) against the REST docs."""
+    return object_problems(catalog().values(), known, "object_kinds.json")
 
 
 # ---------------------------------------------------------------- the shipped manifest

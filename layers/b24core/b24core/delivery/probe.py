@@ -154,6 +154,7 @@ class Prober:
             updated = replace(
                 s,
                 last_arrived_at=now,
+                last_confirmed_at=now,
                 probe_outcome=ProbeOutcome.ARRIVED,
                 probe_reason="" if matched else "an earlier or unknown probe arrived",
                 probe_due_at=0,
@@ -299,7 +300,7 @@ def app_world(policy: DeliveryPolicy) -> AppWorld:
 # ---------------------------------------------------------------- telling the admin
 TEXTS = {
     "en": {
-        "blocked": "Events from this Bitrix24 do not reach the app “{app}”: a delivery test sent on {when} "
+        "blocked": "Events from this Bitrix24 do not reach the app “{app}”: events sent on {when} "
         "did not arrive. Nothing is lost — the app now collects the changes itself every minute "
         "(offline events) — but they arrive later than they should.\n"
         "To restore instant delivery, ask your network administrator to let this Bitrix24 exchange "
@@ -308,10 +309,12 @@ TEXTS = {
         "5–10 minutes). Network requirements: {doc}",
         "nodes": "Their current addresses: {nodes}.",
         "no_nodes": "Their current addresses could not be fetched just now.",
+        "back": "Events from this Bitrix24 reach the app “{app}” again: it no longer collects the "
+        "changes itself.",
     },
     "ru": {
-        "blocked": "События этого Битрикс24 не доходят до приложения «{app}»: проверочное событие, "
-        "отправленное {when}, не пришло. Ничего не потеряно — приложение теперь само забирает "
+        "blocked": "События этого Битрикс24 не доходят до приложения «{app}»: события, "
+        "отправленные {when}, не пришли. Ничего не потеряно — приложение теперь само забирает "
         "изменения каждую минуту (офлайн-события), — но они приходят с задержкой.\n"
         "Чтобы вернуть мгновенную доставку, попросите администратора сети разрешить обмен запросами "
         "между этим Битрикс24 и серверами очереди событий Битрикс24 (исходящие соединения к ним и "
@@ -319,6 +322,8 @@ TEXTS = {
         "(проверяйте его раз в 5–10 минут). Требования к сети: {doc}",
         "nodes": "Их текущие адреса: {nodes}.",
         "no_nodes": "Текущие адреса сейчас получить не удалось.",
+        "back": "События этого Битрикс24 снова доходят до приложения «{app}»: оно больше не забирает "
+        "изменения само.",
     },
 }
 NOTIFY_TAG = "b24app.delivery.blocked"
@@ -335,6 +340,12 @@ def blocked_message(state: DeliveryState, world: AppWorld, app_title: str, langu
     return t["blocked"].format(
         app=app_title or "app", when=when, nodes=nodes, url=world.url, doc=NETWORK_DOC_URL
     )
+
+
+def back_message(app_title: str, language: str) -> str:
+    from b24core.bitrix.i18n import language_of
+
+    return TEXTS[language_of(language)]["back"].format(app=app_title or "app")
 
 
 def advice(world: AppWorld) -> dict[str, Any]:

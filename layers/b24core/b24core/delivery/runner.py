@@ -27,11 +27,12 @@ from typing import Any
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
-from b24core.capabilities.notices import log_notice
-from b24core.capabilities.report import CapabilityReport, Status
+from b24core.capabilities.report import CapabilityReport
+from b24core.delivery.audit_round import AuditRound
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
-from b24core.delivery.probe import NOTIFY_TAG, AppWorld, Prober, advice, blocked_message
+from b24core.delivery.probe import AppWorld, Prober, advice
+from b24core.delivery.route import RouteKeeper
 from b24core.delivery.store import (
     DeliveryMode,
     DeliveryState,
@@ -46,8 +47,6 @@ from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore
 
-NOTIFY_METHOD = "im.notify.system.add"
-
 
 @dataclass
 class DeliveryRunner:
@@ -60,7 +59,20 @@ class DeliveryRunner:
     policy: DeliveryPolicy
     default_events_url: str
     world: Callable[[], AppWorld]
+    audits: AuditRound | None = None
     clock: Callable[[], float] = time.time
+    route: RouteKeeper | None = None  # built from the fields above unless given
+
+    def __post_init__(self) -> None:
+        if self.route is None:
+            self.route = RouteKeeper(
+                self.store, self.portals, self.manifest, self.make_client, self.world, self.clock
+            )
+
+    @property
+    def keeper(self) -> RouteKeeper:
+        assert self.route is not None
+        return self.route
 
     # ---- helpers
     def _active(self, member_id: str) -> Portal | None:
@@ -108,6 +120,7 @@ class DeliveryRunner:
         pulled = None
         if switched:
             metrics.emit("DeliveryRestored")
+            self.keeper.announce(portal)
             pulled = self._pull(portal, deadline)  # remove the offline bindings, drain what is left
         return self._view(member_id, pull=pulled.as_dict() if pulled else None)
 
@@ -137,52 +150,41 @@ class DeliveryRunner:
             if missed:
                 counts["judged_missed"] += 1
                 metrics.emit("DeliveryBlocked")
-                self._tell_admin(portal, state)
+                self.keeper.announce(portal)
                 if state.has_offline_work:
                     self._pull(portal, deadline)
             return
+        if self.audits is not None:
+            self.audits.start(member_id)  # portals installed before the audit existed join it here
         self.prober.send(
             self.make_client(portal), member_id, self._events_url(portal, state), self._kind(portal)
         )
         counts["sent"] += 1
 
-    def _tell_admin(self, portal: Portal, state: DeliveryState) -> None:
-        """Once per blocked spell: what the network must let through, in the portal's language. Where
-        the app cannot notify (its notification feature is missing), the reason is kept for
-        ``b24app portals show``."""
-        if state.notified_at:
-            return
-        report = CapabilityReport.of(portal.capabilities)
-        admin = report.admin_user_id or portal.user_id or ""
-        channel = next((f.name for f in self.manifest.features if NOTIFY_METHOD in f.methods), None)
-        reason = ""
-        if channel is None:
-            reason = f"the app declares no feature using {NOTIFY_METHOD}"
-        elif report.status(channel) == Status.MISSING:
-            reason = f"the portal lacks the {channel} feature ({NOTIFY_METHOD})"
-        elif not admin:
-            reason = "no administrator known"
-        else:
-            message = blocked_message(
-                state, self.world(), getattr(self.manifest, "title", ""), portal.language
-            )
-            try:
-                self.make_client(portal).call(
-                    NOTIFY_METHOD, {"USER_ID": admin, "MESSAGE": message, "TAG": NOTIFY_TAG}
-                )
-            except Exception as exc:  # tried again at the next missed probe
-                reason = f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
-        now = int(self.clock())
-        log_notice(portal.member_id, reason)
-        mutate(
-            self.store,
-            portal.member_id,
-            lambda s: replace(s, notified_at=0 if reason else now, notice_reason=reason),
-        )
-
     # ---- pulls
     def _pull(self, portal: Portal, deadline: float | None) -> PullResult:
-        return self.puller.run(self.make_client(portal), portal, self._events(portal), deadline)
+        result = self.puller.run(self.make_client(portal), portal, self._events(portal), deadline)
+        state = self.store.get(portal.member_id)
+        if state is None:
+            return result
+        if result.outcome == "unbound" and state.mode == DeliveryMode.PULL:
+            # Nothing to pull: the change audit polls the portal until the bindings are made.
+            _, changed = self.keeper.switch(
+                portal.member_id,
+                Trigger.BIND_REFUSED,
+                "the portal refused offline bindings",
+                {"detector": "offline bindings", "error": state.bind_error},
+            )
+            if changed:
+                self.keeper.announce(portal)
+        elif state.offline_bound and state.mode == DeliveryMode.POLLING:
+            self.keeper.switch(
+                portal.member_id,
+                Trigger.BIND_MADE,
+                "offline bindings made",
+                {"detector": "offline bindings", "events": list(state.offline_events)},
+            )
+        return result
 
     def pull(self, member_id: str, deadline: float | None = None) -> dict[str, Any]:
         state = self.store.get(member_id)
@@ -267,6 +269,8 @@ class DeliveryRunner:
             ),
         )
         self.prober.send(client, member_id, url, kind, finished if isinstance(finished, bool) else None)
+        if self.audits is not None:
+            self.audits.start(member_id)
 
 
 # ---------------------------------------------------------------- Lambda wiring

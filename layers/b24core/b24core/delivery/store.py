@@ -35,12 +35,15 @@ from b24core.portals.states import IllegalTransition
 from b24core.portals.versioned import InMemoryStateStore, StaleWrite, update
 
 _SAVE_ATTEMPTS = 8
+HISTORY_MAX = 20
 
 
 class DeliveryMode(StrEnum):
     ONLINE = "online"
     PULL = "pull"
     LOSSLESS = "lossless"
+    WEBHOOK = "webhook"  # a webhook-connected portal's outgoing webhook brings its events
+    POLLING = "polling"  # no events expected: the change audit lists every change each minute
 
 
 class ProbeOutcome(StrEnum):
@@ -58,10 +61,42 @@ class Trigger(StrEnum):
     LOSSLESS_ON = "lossless_on"
     LOSSLESS_OFF = "lossless_off"  # while delivery works
     LOSSLESS_OFF_BLOCKED = "lossless_off_blocked"  # while the last probe says delivery is blocked
+    AUDIT_MISSED = "audit_missed"  # the change audit found changes with no event, audit after audit
+    EVENTS_SEEN = "events_seen"  # the audit found a polled portal's changes delivered by events again
+    BIND_REFUSED = "bind_refused"  # the portal refused offline bindings: nothing to pull
+    BIND_MADE = "bind_made"
+    OUTGOING_ON = "outgoing_on"  # a webhook portal's admin set an outgoing webhook
+    OUTGOING_OFF = "outgoing_off"
+    WEBHOOK_GONE = "webhook_gone"  # disconnected: OAuth again, the probe finds out how events come
 
 
 M, T = DeliveryMode, Trigger
 MODE_TRANSITIONS: dict[tuple[DeliveryMode, Trigger], DeliveryMode] = {
+    # the change audit, for every portal
+    (M.ONLINE, T.AUDIT_MISSED): M.PULL,
+    (M.PULL, T.AUDIT_MISSED): M.PULL,
+    (M.LOSSLESS, T.AUDIT_MISSED): M.LOSSLESS,
+    (M.POLLING, T.AUDIT_MISSED): M.POLLING,
+    (M.WEBHOOK, T.AUDIT_MISSED): M.POLLING,
+    (M.WEBHOOK, T.EVENTS_SEEN): M.WEBHOOK,
+    (M.POLLING, T.EVENTS_SEEN): M.WEBHOOK,  # only fired for a portal with an outgoing webhook
+    # offline bindings (OAuth portals): refused ones leave the portal polled until they are made
+    (M.PULL, T.BIND_REFUSED): M.POLLING,
+    (M.LOSSLESS, T.BIND_REFUSED): M.LOSSLESS,
+    (M.POLLING, T.BIND_REFUSED): M.POLLING,
+    (M.POLLING, T.BIND_MADE): M.PULL,
+    (M.PULL, T.BIND_MADE): M.PULL,
+    (M.LOSSLESS, T.BIND_MADE): M.LOSSLESS,
+    (M.POLLING, T.PROBE_MISSED): M.POLLING,
+    (M.POLLING, T.PROBE_ARRIVED): M.ONLINE,
+    (M.POLLING, T.LOSSLESS_ON): M.LOSSLESS,
+    (M.POLLING, T.LOSSLESS_OFF): M.ONLINE,
+    (M.POLLING, T.LOSSLESS_OFF_BLOCKED): M.POLLING,
+    # webhook-connected portals: connected with an outgoing webhook or without, and disconnected
+    **{(m, T.OUTGOING_ON): M.WEBHOOK for m in M},
+    **{(m, T.OUTGOING_OFF): M.POLLING for m in M},
+    **{(m, T.WEBHOOK_GONE): M.ONLINE for m in M},
+    # the delivery probe and the operator (OAuth portals)
     (M.ONLINE, T.PROBE_MISSED): M.PULL,
     (M.PULL, T.PROBE_MISSED): M.PULL,
     (M.LOSSLESS, T.PROBE_MISSED): M.LOSSLESS,
@@ -96,6 +131,17 @@ class DeliveryState:
     events_url: str = ""
     #: False once the portal is gone (uninstalled): out of every schedule until it is installed again.
     active: bool = True
+    #: How the bundle reaches the portal: "oauth" (the app's tokens) or "webhook" (an incoming webhook:
+    #: no delivery probe, no offline queue — those are the app's alone).
+    auth: str = "oauth"
+    #: A webhook-connected portal whose admin set an outgoing webhook: its events are expected.
+    outgoing: bool = False
+    #: The last proof that the platform delivers: a probe arrived, or the audit found events.
+    last_confirmed_at: int = 0
+    #: The route's switches, newest last (at most HISTORY_MAX): when, from, to, why, and the evidence.
+    history: tuple[dict[str, Any], ...] = ()
+    #: The mode the admin was last told about (once per change).
+    told_mode: str = ""
     # ---- probes
     probe_id: str = ""
     probe_sent_at: int = 0
@@ -126,11 +172,39 @@ class DeliveryState:
     version: int = 0
 
     # ---- transitions
-    def on(self, trigger: Trigger, now: int, reason: str = "") -> DeliveryState:
+    def on(
+        self, trigger: Trigger, now: int, reason: str = "", evidence: dict[str, Any] | None = None
+    ) -> DeliveryState:
         target = next_mode(self.mode, trigger)
         if target == self.mode:
             return self
-        return replace(self, mode=target, mode_changed_at=now, reason=reason or str(trigger))
+        entry = {
+            "at": now,
+            "from": str(self.mode),
+            "to": str(target),
+            "trigger": str(trigger),
+            "reason": reason or str(trigger),
+            **({"evidence": evidence} if evidence else {}),
+        }
+        return replace(
+            self,
+            mode=target,
+            mode_changed_at=now,
+            reason=reason or str(trigger),
+            history=(*self.history, entry)[-HISTORY_MAX:],
+        )
+
+    @property
+    def degraded(self) -> bool:
+        """Events are not expected to arrive by themselves (the admin is told why)."""
+        if self.auth == "webhook":
+            return self.mode == DeliveryMode.POLLING and self.outgoing
+        return self.mode in (DeliveryMode.PULL, DeliveryMode.POLLING)
+
+    @property
+    def polled(self) -> bool:
+        """The change audit is the delivery itself: every minute, nothing waits for a grace period."""
+        return self.mode == DeliveryMode.POLLING
 
     @property
     def blocked(self) -> bool:
@@ -138,7 +212,8 @@ class DeliveryState:
 
     @property
     def wants_offline(self) -> bool:
-        return self.mode in (DeliveryMode.PULL, DeliveryMode.LOSSLESS)
+        offline = (DeliveryMode.PULL, DeliveryMode.LOSSLESS, DeliveryMode.POLLING)
+        return self.auth == "oauth" and self.mode in offline
 
     @property
     def has_offline_work(self) -> bool:
@@ -155,7 +230,7 @@ class DeliveryState:
         return self.probe_due_at if self.probe_outcome == ProbeOutcome.PENDING else self.next_probe_at
 
     def index_keys(self) -> tuple[str | None, str | None]:
-        if not self.active:
+        if not self.active or self.auth == "webhook":  # no probe, no offline queue: the audit's alone
             return None, None
         partition = PULL_PARTITION if self.has_offline_work else ONLINE_PARTITION
         return partition, f"{max(0, int(self.due_at)):012d}#{self.member_id}"
@@ -164,7 +239,10 @@ class DeliveryState:
         """What an operator sees (no secrets live here at all)."""
         return {
             "mode": str(self.mode),
+            "auth": self.auth,
             "kind": self.kind,
+            "last_confirmed_at": self.last_confirmed_at,
+            "switches": len(self.history),
             "reason": self.reason,
             "mode_changed_at": self.mode_changed_at,
             "blocked_since": self.blocked_since,
@@ -250,7 +328,7 @@ class InMemoryDeliveryStore(InMemoryStateStore[DeliveryState]):
 
 # ---------------------------------------------------------------- DynamoDB
 _ENUMS: dict[str, Callable[[Any], Any]] = {"mode": DeliveryMode, "probe_outcome": ProbeOutcome}
-_TUPLES = ("offline_events", "pending")
+_TUPLES = ("offline_events", "pending", "history")
 
 
 def _encode(state: DeliveryState) -> str:
@@ -273,6 +351,8 @@ def _decode(member_id: str, text: str, version: int) -> DeliveryState:
                 value = _ENUMS[key](value)
             except ValueError:
                 continue
+        elif key == "history":
+            value = tuple(v for v in value or () if isinstance(v, dict))
         elif key in _TUPLES:
             value = tuple(str(v) for v in value or ())
         values[key] = value
@@ -324,6 +404,32 @@ class DynamoDeliveryStore:
 
     def delete(self, member_id: str) -> None:
         self._model(portal_pk(member_id), DELIVERY_SK).delete()
+
+
+def webhook_connected(store: DeliveryStore, member_id: str, outgoing: bool, now: int) -> DeliveryState:
+    """A portal now reached by an incoming webhook: events by its outgoing webhook, or polled."""
+    trigger = Trigger.OUTGOING_ON if outgoing else Trigger.OUTGOING_OFF
+    why = "connected with an outgoing webhook" if outgoing else "connected without an outgoing webhook"
+
+    def connected(s: DeliveryState) -> DeliveryState:
+        base = replace(s, auth="webhook", outgoing=outgoing, active=True, told_mode="")
+        if s.auth == "webhook" and s.outgoing == outgoing:
+            return replace(base, told_mode=s.told_mode)  # the same connection again: the route stands
+        return replace(base.on(trigger, now, why), told_mode="" if outgoing else str(DeliveryMode.POLLING))
+
+    return mutate(store, member_id, connected)
+
+
+def webhook_disconnected(store: DeliveryStore, member_id: str, now: int) -> DeliveryState:
+    return mutate(
+        store,
+        member_id,
+        lambda s: (
+            replace(s.on(Trigger.WEBHOOK_GONE, now, "webhook disconnected"), auth="oauth", outgoing=False)
+            if s.auth == "webhook"
+            else None
+        ),
+    )
 
 
 def as_dict(state: DeliveryState) -> dict[str, Any]:

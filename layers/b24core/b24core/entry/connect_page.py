@@ -29,6 +29,8 @@ from b24core.aws.settings import Settings
 from b24core.bitrix.errors import AuthError, B24Error
 from b24core.bitrix.webhook import WebhookRefused
 from b24core.capabilities.manifest import load_manifest
+from b24core.delivery.audit_store import schedule_audit
+from b24core.delivery.store import DeliveryMode, webhook_connected
 from b24core.entry import wiring as runtime
 from b24core.entry.pages import content_security_policy
 from b24core.portals.sealing import token_matches
@@ -158,11 +160,17 @@ def _connect(form: dict[str, Any], settings: Settings) -> dict[str, Any]:
             _form(state, portal.domain, f"Refused: {exc}. Nothing was stored."),
             status=status,
         )
+    now = int(time.time())
+    route = webhook_connected(
+        runtime.delivery_store(), done.portal.member_id, bool(done.connection.outgoing_token), now
+    )
+    schedule_audit(runtime.audit_store(), done.portal.member_id, now)  # the audit starts at once
     view = done.view()
+    events_by = "outgoing webhook" if route.mode == DeliveryMode.WEBHOOK else "change polling"
     e = html.escape
     body = (
         f"<p id='result' class='ok'>Connected: the app now reaches <b>{e(str(view['domain']))}</b> through "
         f"the incoming webhook {e(str(view['incoming_webhook']))}.</p>"
-        f"<p id='events_by'>Changes come by: {e(str(view['events_by']))}.</p>"
+        f"<p id='events_by'>Changes come by: {e(events_by)}.</p>"
     )
     return _page("Webhook connected", body)

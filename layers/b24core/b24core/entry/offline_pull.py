@@ -8,6 +8,8 @@ from logging import WARNING
 from typing import Any
 
 from b24core.aws.logs import log_event
+from b24core.delivery.audit import ChangeAudit
+from b24core.delivery.audit_round import AuditRound
 from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import Prober
 from b24core.delivery.runner import DeliveryRunner
@@ -36,7 +38,8 @@ def build_runner() -> DeliveryRunner:
             s.worker_max_wait_s,
         )
 
-    return DeliveryRunner(
+    manifest = load_manifest()
+    runner = DeliveryRunner(
         portals=runtime.portal_store(),
         store=store,
         prober=Prober(store, policy),
@@ -47,11 +50,52 @@ def build_runner() -> DeliveryRunner:
             policy,
         ),
         make_client=make_client,
-        manifest=load_manifest(),
+        manifest=manifest,
         policy=policy,
         default_events_url=runtime.events_url(s),
         world=lambda: app_world(policy),
     )
+    runner.audits = AuditRound(
+        audits=runtime.audit_store(),
+        delivery=store,
+        portals=runtime.portal_store(),
+        route=runner.keeper,
+        make_audit=lambda member_id: ChangeAudit(
+            runtime.seen_marks(),
+            runtime.known_ids(),
+            runtime.queue_writer().send,
+            overlap_s=s.audit.overlap_s,
+            max_pages=s.audit.max_pages,
+            reconcile_every_s=s.audit.reconcile_s,
+            reconcile_requests=s.audit.reconcile_requests,
+            spend=spender(member_id),
+        ),
+        make_client=lambda portal: runtime.portal_client(portal),
+        manifest=manifest,
+        policy=s.audit,
+        probe=runner.probe,
+    )
+    return runner
+
+
+def spender(member_id: str) -> Any:
+    """Takes one request of the portal's REST budget, shared with the event workers (waiting at most
+    ``worker_max_wait_s`` for it), or raises QUERY_LIMIT_EXCEEDED."""
+    from b24core.aws.settings import get_settings
+    from b24core.bitrix.errors import B24Error
+    from b24core.entry import wiring as runtime
+
+    budget, max_wait = runtime.rate_limiter(), get_settings().worker_max_wait_s
+
+    def spend(method: str) -> None:
+        waited = 0.0
+        while (delay := budget.acquire(member_id, method=method)) > 0:
+            if waited + delay > max_wait:
+                raise B24Error("the portal's REST budget is spent for now", code="QUERY_LIMIT_EXCEEDED")
+            time.sleep(delay)  # the shared budget's own wait, bounded by worker_max_wait_s
+            waited += delay
+
+    return spend
 
 
 def _deadline(context: Any, slack_s: float = 8.0) -> float | None:
@@ -70,6 +114,9 @@ def handle_delivery_event(event: dict[str, Any], context: Any = None) -> dict[st
         return runner.pull_due(deadline)
     if action == "probe_due":
         return runner.probe_due(deadline)
+    if action in ("audit_due", "poll_due"):
+        assert runner.audits is not None
+        return runner.audits.due(deadline)
     if not isinstance(member_id, str) or not member_id or len(member_id) > 64:
         return {"error": "unknown_action"}
     if action == "probe":
@@ -82,6 +129,9 @@ def handle_delivery_event(event: dict[str, Any], context: Any = None) -> dict[st
         return runner.set_mode(member_id, str(event.get("mode") or ""), deadline)
     if action == "status":
         return runner.status(member_id)
+    if action == "audit":
+        assert runner.audits is not None
+        return runner.audits.one(member_id, deadline)
     return {"error": "unknown_action"}
 
 

@@ -11,10 +11,9 @@ from b24core.aws.secrets import ClientSecret
 from b24core.aws.settings import Settings, get_settings
 from b24core.bitrix.oauth import AuthServer
 from b24core.capabilities.store import DynamoCapabilityStore
-from b24core.delivery.polling import DynamoPollStore
+from b24core.delivery.audit_store import DynamoAuditStore
+from b24core.delivery.known_ids import DynamoKnownIds
 from b24core.delivery.store import DynamoDeliveryStore
-from b24core.delivery.watch_store import DynamoWatchStore
-from b24core.events.arrivals import DynamoArrivals
 from b24core.events.queue_writer import QueueWriter
 from b24core.portals.app_data import DynamoAppStorage
 from b24core.portals.model import Portal
@@ -25,6 +24,7 @@ from b24core.tokens.client import PortalClient
 from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
 from b24core.worker.limiter import RateLimit, RateLimiter
+from b24core.worker.seen_marks import SeenMarks
 
 
 @lru_cache(maxsize=1)
@@ -56,8 +56,7 @@ def _table() -> tuple[str, str, str | None]:
 lease_store = lru_cache(maxsize=1)(lambda: DynamoLeaseStore(*_table()))
 capability_store = lru_cache(maxsize=1)(lambda: DynamoCapabilityStore(*_table()))
 delivery_store = lru_cache(maxsize=1)(lambda: DynamoDeliveryStore(*_table()))
-poll_store = lru_cache(maxsize=1)(lambda: DynamoPollStore(*_table()))
-watch_store = lru_cache(maxsize=1)(lambda: DynamoWatchStore(*_table()))
+audit_store = lru_cache(maxsize=1)(lambda: DynamoAuditStore(*_table()))
 
 
 @lru_cache(maxsize=1)
@@ -76,8 +75,13 @@ def token_keeper() -> TokenKeeper:
 
 
 @lru_cache(maxsize=1)
-def arrivals() -> DynamoArrivals:
-    return DynamoArrivals(boto_client("dynamodb"), get_settings().table_name)
+def known_ids() -> DynamoKnownIds:
+    return DynamoKnownIds(boto_client("dynamodb"), get_settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def seen_marks() -> SeenMarks:
+    return SeenMarks(boto_client("dynamodb"), get_settings().table_name)
 
 
 @lru_cache(maxsize=1)

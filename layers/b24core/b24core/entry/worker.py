@@ -56,6 +56,15 @@ def _idempotency() -> Any:
     return wrap, config
 
 
+def _kind_of() -> Any:
+    """An event's listable kind of object (the manifest's ``objects``), or None."""
+    from b24core.capabilities.manifest import load_manifest
+
+    manifest = load_manifest()
+    kinds = {event: spec.kind for spec in manifest.objects() for event in spec.events}
+    return kinds.get
+
+
 def build_worker(registry: Registry) -> tuple[Worker, Any]:
     """The worker and the idempotency config (register the Lambda context on it per invocation)."""
     wrap, config = _idempotency()
@@ -75,5 +84,7 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         marks=ReadMarks(runtime.boto_client("dynamodb"), get_settings().table_name),
         connector=get_settings().delivery.auth_connector,
         portal_budget_s=budget,
+        seen=runtime.seen_marks(),
+        kind_of=_kind_of(),
     )
     return worker, config

@@ -17,7 +17,6 @@ from b24core.aws.apigw import HttpError, error_response, json_response, parse_ev
 from b24core.aws.logs import log_event
 from b24core.aws.settings import get_settings
 from b24core.bitrix.inbound import read_form
-from b24core.events.arrivals import ArrivalMarks, DynamoArrivals
 from b24core.events.auth_cache import AuthCache, DynamoAuthReader
 from b24core.events.intake import EventIntake
 from b24core.events.sqs import EnqueueFailed, SqsSink
@@ -41,9 +40,7 @@ def _intake() -> EventIntake:
     quick = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
     reader = DynamoAuthReader(session.client("dynamodb", config=quick), settings.table_name)
     sink = SqsSink(session.client("sqs", config=quick), settings.events_queue_url)
-    # Outgoing-webhook arrivals for the delivery watchdog: no read, at most one write per portal a minute.
-    marks = ArrivalMarks(DynamoArrivals(reader.client, settings.table_name))
-    return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink, arrivals=marks)
+    return EventIntake(AuthCache(reader, ttl_s=settings.auth_cache_ttl_s), sink)
 
 
 def auth_cache() -> AuthCache:

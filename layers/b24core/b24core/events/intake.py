@@ -44,18 +44,11 @@ class Accepted:
     member_id: str
 
 
-class ArrivalMarker(Protocol):
-    def seen(self, member_id: str) -> None:
-        """An outgoing-webhook event of this portal was just stored (b24core.events.arrivals)."""
-        ...
-
-
 @dataclass(eq=False)  # a service, compared by identity
 class EventIntake:
     portals: PortalLookup
     sink: EventSink
     clock: Callable[[], float] = time.time
-    arrivals: ArrivalMarker | None = None
 
     def verify(self, form: dict[str, Any]) -> tuple[str, str]:
         """Return (EVENT, member_id) of an event that proved itself, or raise HttpError."""
@@ -113,13 +106,11 @@ class EventIntake:
         return None, member_id
 
     def accept(self, form: dict[str, Any]) -> Accepted:
-        event, member_id, by_hook = self._verified(form)
+        event, member_id, _by_hook = self._verified(form)
         message = strip_tokens(form, int(self.clock()))
         if message.member_id != member_id:  # matched through the webhook alias
             message = replace(message, member_id=member_id)
         self.sink.send(message)
-        if by_hook and self.arrivals is not None:  # stored: the cloud queue delivers for this portal
-            self.arrivals.seen(member_id)
         return Accepted(event=event, member_id=member_id)
 
     @staticmethod

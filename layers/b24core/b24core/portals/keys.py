@@ -18,13 +18,13 @@ REFRESH_LEASE_SK = "LEASE#refresh"  # at most one refresh of its tokens at a tim
 PULL_LEASE_SK = "LEASE#pull"  # at most one pull of its offline queue at a time
 RATE_SK = "RATE"  # its REST budget, shared by every worker (worker/limiter.py)
 READ_PREFIX = "READ#"  # READ#method#id: the portal time an object was last read (worker/read_marks.py)
+SEEN_PREFIX = "SEEN#"  # SEEN#kind#id: the newest change of an object the worker got (worker/seen_marks.py)
+AUDIT_SK = "AUDIT"  # the change audit's cursors per kind of object (delivery/audit_store.py)
+IDS_PREFIX = "IDS#"  # IDS#kind#shard: IDs of a kind the audit knows, by range (delivery/known_ids.py)
 WEBHOOK_SK = "WEBHOOK"  # an incoming-webhook connection (portals/webhook_store.py)
-POLL_SK = "POLL"  # change polling's cursors (delivery/polling.py)
-WATCH_SK = "WATCHDOG"  # the delivery watchdog's state (delivery/watch_store.py)
 APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_data.py)
 
 # ---------------------------------------------------------------- partitions of their own
-ARRIVAL_SK = "ARRIVAL"  # pk=ARRIVAL#member_id: the only item the events function writes
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
 SWEEP_LEASE_SK = "LEASE#sweep"
 IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
@@ -34,19 +34,20 @@ REFRESH_INDEX_PK = "REFRESH"  # portals with a live refresh token, by keep-alive
 RECHECK_INDEX_PK = "RECHECK"  # portals by capability re-check due time
 PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by next pull
 ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
-POLL_PARTITION = "WEBHOOK#poll"  # webhook-connected portals whose changes are polled
-OUTGOING_PARTITION = "WEBHOOK#outgoing"  # those whose events come by outgoing webhook (watched)
+AUDIT_PARTITION = "DELIVERY#audit"  # portals by when their change audit is next due
 
 
 def portal_pk(member_id: str) -> str:
     return f"PORTAL#{member_id}"
 
 
-def arrival_pk(member_id: str) -> str:
-    """A partition of its own: the events function may write only these items (template.yaml's
-    dynamodb:LeadingKeys condition), never a portal record."""
-    return f"ARRIVAL#{member_id}"
-
-
 def read_sk(method: str, object_id: str) -> str:
     return f"{READ_PREFIX}{method}#{object_id}"
+
+
+def seen_sk(kind: str, object_id: int) -> str:
+    return f"{SEEN_PREFIX}{kind}#{object_id}"
+
+
+def ids_sk(kind: str, shard: int) -> str:
+    return f"{IDS_PREFIX}{kind}#{shard:08d}"

@@ -1,6 +1,6 @@
 """One versioned JSON state per portal, in an item beside its record (pk=PORTAL#member_id, sk=KIND).
 
-Change polling (sk=POLL) and the delivery watchdog (sk=WATCHDOG) each keep such a state. Rounds may
+The change audit (sk=AUDIT) keeps such a state, indexed by when it is due. Rounds may
 overlap (a slow Lambda, a retried schedule), so a state is saved only over the version it was read at
 (pynamodb's VersionAttribute); the loser gets ``StaleWrite`` and its round ends without moving anything.
 The state's own shape stays with its owner: it gives ``encode``/``decode`` for the JSON body.
@@ -48,10 +48,12 @@ class DynamoStateStore(Generic[S]):
         table_name: str,
         region: str,
         host: str | None = None,
+        index: Callable[[S], tuple[str | None, str | None]] | None = None,
     ) -> None:
         self.kind = kind
         self.encode = encode
         self.decode = decode
+        self.index = index
         self.model = state_model(table_name, region, host)
 
     def get(self, member_id: str) -> S | None:
@@ -62,7 +64,10 @@ class DynamoStateStore(Generic[S]):
         return self.decode(member_id, json.loads(item.state), int(item.version or 0))
 
     def save(self, state: S) -> S:
-        item = self.model(portal_pk(state.member_id), self.kind, member_id=state.member_id)
+        gsi1pk, gsi1sk = self.index(state) if self.index else (None, None)
+        item = self.model(
+            portal_pk(state.member_id), self.kind, member_id=state.member_id, gsi1pk=gsi1pk, gsi1sk=gsi1sk
+        )
         item.state = json.dumps(self.encode(state), sort_keys=True)
         if state.version:
             item.version = state.version
@@ -73,6 +78,16 @@ class DynamoStateStore(Generic[S]):
                 raise StaleWrite(state.member_id) from None
             raise
         return replace(state, version=int(item.version or 0))
+
+    def due(self, partition: str, now: int, limit: int = 100) -> list[str]:
+        """member_ids in an index partition whose sort key (``%012d#member_id``) is due at ``now``."""
+        items = self.model.index.query(
+            partition, self.model.gsi1sk < f"{now + 1:012d}", limit=limit, page_size=limit
+        )
+        return [str(i.member_id) for i in items]
+
+    def delete(self, member_id: str) -> None:
+        self.model(portal_pk(member_id), self.kind).delete()
 
 
 __all__ = ["DynamoStateStore", "StateItem", "state_model"]

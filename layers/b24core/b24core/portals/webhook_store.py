@@ -1,5 +1,5 @@
 """Where incoming-webhook connections live: one item beside the portal's record (sk=WEBHOOK), sealed
-like tokens, indexed by how the portal's changes reach the app (gsi1: polled, or by outgoing webhook)."""
+like tokens. How the portal's changes reach the app is its delivery route's business (delivery/)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from pynamodb.exceptions import PutError
 
 from b24core.aws.logs import remember_secret
 from b24core.bitrix.webhook import IncomingWebhook
-from b24core.portals.keys import OUTGOING_PARTITION, POLL_PARTITION, WEBHOOK_SK, portal_pk
+from b24core.portals.keys import WEBHOOK_SK, portal_pk
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.state_items import StateItem, state_model
 from b24core.portals.versioned import InMemoryStateStore, StaleWrite
-
-#: gsi1 partition of the webhook-connected portals whose changes are polled (no outgoing webhook, or
 
 
 class AuthMode(StrEnum):
@@ -37,25 +35,7 @@ class WebhookConnection:
     outgoing_token: str = field(default="", repr=False)
     scopes: tuple[str, ...] = ()
     connected_at: int = 0
-    #: Set when the delivery watchdog switched an outgoing-webhook portal to change polling because its
-    #: events stopped arriving (b24core.delivery.watchdog); 0 while events come by the outgoing webhook.
-    polling_since: int = 0
-    polling_reason: str = ""
     version: int = 0
-
-    @property
-    def polled(self) -> bool:
-        """Without an outgoing webhook, or while its events do not arrive, changes come by polling."""
-        return not self.outgoing_token or bool(self.polling_since)
-
-    @property
-    def events_by(self) -> str:
-        return "change polling" if self.polled else "outgoing webhook"
-
-    @property
-    def watched(self) -> bool:
-        """An outgoing webhook is set: the delivery watchdog checks that its events arrive."""
-        return bool(self.outgoing_token)
 
     @property
     def incoming(self) -> IncomingWebhook:
@@ -69,9 +49,6 @@ class WebhookConnection:
             "webhook_user_id": self.user_id,
             "webhook_scopes": list(self.scopes),
             "has_outgoing_token": bool(self.outgoing_token),
-            "events_by": self.events_by,
-            "polling_since": self.polling_since,
-            "polling_reason": self.polling_reason,
             "webhook_connected_at": self.connected_at,
         }
 
@@ -83,12 +60,6 @@ class WebhookStore(Protocol):
 
     def delete(self, member_id: str) -> None: ...
 
-    def polled_members(self, limit: int = 1000) -> list[str]: ...
-
-    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
-        """Connections with an outgoing webhook (polled meanwhile or not), for the delivery watchdog."""
-        ...
-
 
 class InMemoryWebhookStore(InMemoryStateStore[WebhookConnection]):
     """Same contract as the DynamoDB store, for tests."""
@@ -96,14 +67,6 @@ class InMemoryWebhookStore(InMemoryStateStore[WebhookConnection]):
     def delete(self, member_id: str) -> None:
         with self._lock:
             self._items.pop(member_id, None)
-
-    def polled_members(self, limit: int = 1000) -> list[str]:
-        with self._lock:
-            return sorted(m for m, c in self._items.items() if c.polled)[:limit]
-
-    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
-        with self._lock:
-            return [c for _, c in sorted(self._items.items()) if c.watched][:limit]
 
 
 class DynamoWebhookStore:
@@ -130,16 +93,8 @@ class DynamoWebhookStore:
             "outgoing_token": hash_token(conn.outgoing_token),
             "scopes": list(conn.scopes),
             "connected_at": conn.connected_at,
-            "polling_since": conn.polling_since,
-            "polling_reason": conn.polling_reason,
         }
-        item = self.model(
-            portal_pk(conn.member_id),
-            WEBHOOK_SK,
-            member_id=conn.member_id,
-            gsi1pk=POLL_PARTITION if conn.polled else OUTGOING_PARTITION,
-            gsi1sk=conn.member_id,
-        )
+        item = self.model(portal_pk(conn.member_id), WEBHOOK_SK, member_id=conn.member_id)
         item.state = json.dumps(state, sort_keys=True)
         if conn.version:
             item.version = conn.version
@@ -157,21 +112,6 @@ class DynamoWebhookStore:
         except self.model.DoesNotExist:
             return
 
-    def polled_members(self, limit: int = 1000) -> list[str]:
-        """Through gsi1, never a scan (the schedule runs every minute)."""
-        return [i.member_id for i in self.model.index.query(POLL_PARTITION, limit=limit)][:limit]
-
-    def watched(self, limit: int = 1000) -> list[WebhookConnection]:
-        """Both gsi1 partitions (the index projects the whole item): outgoing-webhook portals, and the
-        polled ones among them that the watchdog switched to polling."""
-        out: list[WebhookConnection] = []
-        for partition in (OUTGOING_PARTITION, POLL_PARTITION):
-            for item in self.model.index.query(partition, limit=limit):
-                conn = _connection(item, self.codec)
-                if conn.watched:
-                    out.append(conn)
-        return out[:limit]
-
 
 def _connection(item: StateItem, codec: TokenCodec) -> WebhookConnection:
     raw = json.loads(item.state)
@@ -183,8 +123,6 @@ def _connection(item: StateItem, codec: TokenCodec) -> WebhookConnection:
         outgoing_token=str(raw.get("outgoing_token") or ""),
         scopes=tuple(raw.get("scopes") or ()),
         connected_at=int(raw.get("connected_at") or 0),
-        polling_since=int(raw.get("polling_since") or 0),
-        polling_reason=str(raw.get("polling_reason") or ""),
         version=int(item.version or 0),
     )
     remember_secret(conn.code)

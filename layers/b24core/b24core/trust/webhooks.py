@@ -30,7 +30,7 @@ from b24core.portals.model import Portal
 from b24core.portals.sealing import hash_token
 from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore
-from b24core.portals.versioned import StaleWrite, update
+from b24core.portals.versioned import update
 from b24core.portals.webhook_ids import webhook_member_id
 from b24core.portals.webhook_store import AuthMode, WebhookConnection, WebhookStore
 
@@ -118,10 +118,6 @@ def connect(
         portal = _set_webhook_token(portals, portal.member_id, outgoing_token)
     current = webhooks.get(portal.member_id)
     token = outgoing_token or (current.outgoing_token if current else "")
-    # A watchdog's switch to polling stands while the outgoing webhook stays the same one.
-    keep_mode = (
-        current is not None and bool(token) and hash_token(current.outgoing_token) == hash_token(token)
-    )
     conn = WebhookConnection(
         member_id=portal.member_id,
         base=hook.base,
@@ -130,8 +126,6 @@ def connect(
         outgoing_token=token,
         scopes=scopes,
         connected_at=now,
-        polling_since=current.polling_since if current is not None and keep_mode else 0,
-        polling_reason=current.polling_reason if current is not None and keep_mode else "",
         version=current.version if current else 0,
     )
     saved = webhooks.save(conn)
@@ -184,41 +178,3 @@ def disconnect(
         "webhook disconnected", {"member_id": member_id, "auth_mode_from": "webhook", "auth_mode_to": "oauth"}
     )
     return True
-
-
-def switch_events(
-    member_id: str,
-    webhooks: WebhookStore,
-    *,
-    polling: bool,
-    reason: str,
-    by: str,
-    now: int | None = None,
-    log: Callable[[str, dict[str, Any]], None] | None = None,
-) -> WebhookConnection | None:
-    """Switch an outgoing-webhook portal's events to change polling (``polling``) or back to the
-    outgoing webhook: an explicit, logged operation. The outgoing webhook's token is kept either way,
-    so its events are still accepted (and show when the queue delivers again). Returns the switched
-    connection, or ``None`` when nothing was switched: no outgoing webhook, or already in that mode."""
-    for _ in range(8):
-        conn = webhooks.get(member_id)
-        if conn is None or not conn.outgoing_token or bool(conn.polling_since) == polling:
-            return None
-        since = int(time.time() if now is None else now) if polling else 0
-        switched = replace(conn, polling_since=since, polling_reason=reason if polling else "")
-        try:
-            saved = webhooks.save(switched)
-        except StaleWrite:
-            continue
-        (log or _log)(
-            "events mode switched",
-            {
-                "member_id": member_id,
-                "events_from": conn.events_by,
-                "events_to": saved.events_by,
-                "reason": reason,
-                "by": by,
-            },
-        )
-        return saved
-    raise StaleWrite(member_id)

@@ -31,7 +31,8 @@ from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
-from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, read_time
+from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, event_time, read_time
+from b24core.worker.seen_marks import Seen, SeenKey, SeenMarks
 
 MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
@@ -65,6 +66,9 @@ class Worker:
     marks: ReadMarks | None = None
     connector: str = ""
     portal_budget_s: float = 8.0
+    #: What arrived per object (the change audit's evidence), and the listable kind of an event.
+    seen: SeenMarks | None = None
+    kind_of: Callable[[str], str | None] = lambda event: None
 
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
@@ -133,6 +137,7 @@ class Worker:
                 if previous is not None:
                     plan.skip[previous] = "coalesced"
                 latest[key] = mid
+        self._mark_seen(plan)
         for member_id, mids in by_portal.items():
             pending = [m for m in mids if m not in plan.skip]
             started = time.monotonic()
@@ -153,6 +158,22 @@ class Worker:
             finally:
                 self._spend_time(member_id, started)
         return plan
+
+    def _mark_seen(self, plan: Plan) -> None:
+        """Every event of a listable kind arrived: one write per portal for the whole batch."""
+        if self.seen is None:
+            return
+        marks: dict[str, dict[SeenKey, Seen]] = {}
+        for ev in plan.events.values():
+            kind, object_id, at = self.kind_of(ev.name), ev.object_id, event_time(ev.ts)
+            if kind is None or object_id is None or not object_id.isdigit() or at is None:
+                continue
+            key = (kind, int(object_id))
+            seen = Seen.of(at, ev.source, ev.name.endswith("DELETE"))
+            portal = marks.setdefault(ev.member_id, {})
+            portal[key] = portal[key].merged(seen) if key in portal else seen
+        for member_id, portal_marks in marks.items():
+            self.seen.mark(member_id, portal_marks)
 
     def _spend_time(self, member_id: str, started: float) -> None:
         self._spent[member_id] = self._spent.get(member_id, 0.0) + (time.monotonic() - started)

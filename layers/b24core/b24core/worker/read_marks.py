@@ -51,61 +51,67 @@ def covered(ts: str, last_read: float | None) -> bool:
     return changed is not None and last_read is not None and last_read >= changed + 1 + MARGIN_S
 
 
-class ReadMarks:
+class MarkTable:
+    """Small per-object items of a portal's partition, read and written in DynamoDB batches."""
+
     def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
 
-    @staticmethod
-    def _key(member_id: str, key: ObjectKey) -> dict[str, Any]:
-        method, object_id = key
-        return {"pk": {"S": portal_pk(member_id)}, "sk": {"S": read_sk(method, object_id)}}
+    def get_many(self, member_id: str, sks: Iterable[str], attributes: str) -> dict[str, dict[str, Any]]:
+        """The items with these sort keys (raw DynamoDB attributes), by sort key; missing ones left out."""
+        found: dict[str, dict[str, Any]] = {}
+        keys = list(dict.fromkeys(sks))
+        pk = {"S": portal_pk(member_id)}
+        for start in range(0, len(keys), _GET_LIMIT):
+            batch_keys = [{"pk": pk, "sk": {"S": sk}} for sk in keys[start : start + _GET_LIMIT]]
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": batch_keys, "ProjectionExpression": f"sk, {attributes}"}
+            }
+            for _ in range(_ATTEMPTS):
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    found[item["sk"]["S"]] = item
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
 
+    def put_many(self, member_id: str, items: Mapping[str, dict[str, Any]]) -> None:
+        """Put items (sort key -> attributes) unconditionally, with the marks' time to live."""
+        expires = str(int(time.time()) + TTL_S)
+        pk = {"S": portal_pk(member_id)}
+        puts = [
+            {"PutRequest": {"Item": {"pk": pk, "sk": {"S": sk}, **attrs, "ttl": {"N": expires}}}}
+            for sk, attrs in items.items()
+        ]
+        for start in range(0, len(puts), _PUT_LIMIT):
+            request = {self.table_name: puts[start : start + _PUT_LIMIT]}
+            for _ in range(_ATTEMPTS):
+                answer = self.client.batch_write_item(RequestItems=request)
+                request = answer.get("UnprocessedItems") or {}
+                if not request:
+                    break
+
+
+class ReadMarks(MarkTable):
     def last_reads(self, member_id: str, keys: Iterable[ObjectKey]) -> dict[ObjectKey, float]:
-        wanted = {self._key(member_id, k)["sk"]["S"]: k for k in keys}
+        wanted = {read_sk(method, object_id): (method, object_id) for method, object_id in keys}
         found: dict[ObjectKey, float] = {}
-        sks = list(wanted)
         try:
-            for start in range(0, len(sks), _GET_LIMIT):
-                pk = {"S": portal_pk(member_id)}
-                batch_keys = [{"pk": pk, "sk": {"S": sk}} for sk in sks[start : start + _GET_LIMIT]]
-                request = {
-                    self.table_name: {
-                        "Keys": batch_keys,
-                        "ProjectionExpression": "sk, t",
-                    }
-                }
-                for _ in range(_ATTEMPTS):
-                    answer = self.client.batch_get_item(RequestItems=request)
-                    for item in answer.get("Responses", {}).get(self.table_name, []):
-                        key = wanted.get(item["sk"]["S"])
-                        if key is not None and "t" in item:
-                            found[key] = float(item["t"]["N"])
-                    request = answer.get("UnprocessedKeys") or {}
-                    if not request:
-                        break
+            for sk, item in self.get_many(member_id, wanted, "t").items():
+                if sk in wanted and "t" in item:
+                    found[wanted[sk]] = float(item["t"]["N"])
         except Exception as exc:  # marks only save reads; without them every event is read
             _warn("read marks unavailable", member_id, exc)
         return found
 
     def mark(self, member_id: str, reads: Mapping[ObjectKey, float]) -> None:
-        expires = str(int(time.time()) + TTL_S)
-        puts = [
-            {
-                "PutRequest": {
-                    "Item": {**self._key(member_id, key), "t": {"N": repr(at)}, "ttl": {"N": expires}}
-                }
-            }
-            for key, at in reads.items()
-        ]
         try:
-            for start in range(0, len(puts), _PUT_LIMIT):
-                request = {self.table_name: puts[start : start + _PUT_LIMIT]}
-                for _ in range(_ATTEMPTS):
-                    answer = self.client.batch_write_item(RequestItems=request)
-                    request = answer.get("UnprocessedItems") or {}
-                    if not request:
-                        break
+            self.put_many(
+                member_id,
+                {read_sk(method, oid): {"t": {"N": repr(at)}} for (method, oid), at in reads.items()},
+            )
         except Exception as exc:
             _warn("read marks not written", member_id, exc)
 
