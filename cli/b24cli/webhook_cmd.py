@@ -173,7 +173,7 @@ def view(target: Target, member_id: str, capabilities: dict[str, Any] | None = N
     out: dict[str, Any] = {"auth_mode": str(AuthMode.OAUTH if conn is None else AuthMode.WEBHOOK)}
     if conn is not None:
         out.update(conn.public_view())
-    out["events_mode"] = events_mode(target, member_id)
+    out["events_mode"] = out["events_by"] = events_mode(target, member_id)
     if capabilities is not None:
         out.update(event_queue(capabilities, conn, delivery_view(target, member_id)))
     return out

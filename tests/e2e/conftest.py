@@ -62,12 +62,14 @@ def stack_env(sim: Simulator, port: int) -> dict[str, str]:
         "B24_APP_WORLD_URL": sim.app_world_url,
         "B24_PROBE_TIMEOUT_S": "0",
         "B24_PROBE_SOON_S": "0",
-        # Change polling (docs/isolated-boxes.md): deletions are reconciled every 2 s instead of hourly.
-        "B24_POLL_RECONCILE_S": "2",
-        # The delivery watchdog checks at every fired poll round; a change's event is
-        # awaited 30 s of the portal's clock (tests move the simulator's clock instead of waiting).
-        "B24_WATCHDOG_INTERVAL_S": "0",
-        "B24_WATCHDOG_GRACE_S": "30",
+        # The change audit (docs/delivery.md) runs at every fired round, polled or not; a change's event
+        # is awaited 30 s of the portal's clock (tests move the simulator's clock instead of waiting), an
+        # outgoing webhook's 30 s too; deletions are reconciled every 2 s instead of hourly.
+        "B24_AUDIT_INTERVAL_S": "0",
+        "B24_POLL_INTERVAL_S": "0",
+        "B24_AUDIT_GRACE_S": "30",
+        "B24_POLL_GRACE_S": "30",
+        "B24_RECONCILE_S": "2",
         # Every function logs every request it gets, as an operator debugging would switch on: the logs'
         # redaction must then still keep every token out (test_zz_no_secrets_in_logs.py checks it).
         "POWERTOOLS_LOGGER_LOG_EVENT": "true",

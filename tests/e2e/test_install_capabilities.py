@@ -51,6 +51,7 @@ def test_a_cloud_portal_gets_every_feature_and_the_check_costs_one_request(sim, 
     assert resp.status_code == 200 and "BX24.installFinish()" in resp.text
     assert features(store, portal.member_id) == {
         "crm": "available",
+        "contacts": "available",
         "deal_tab": "available",
         "telephony": "available",
         "notifications": "available",
@@ -62,13 +63,16 @@ def test_a_cloud_portal_gets_every_feature_and_the_check_costs_one_request(sim, 
     assert len(trust) == 1 and trust[0].was_batch  # the installer is an administrator: one request
     binds = [c for c in calls if set(c.sub_methods) == {"event.bind", "placement.bind"}]
     assert len(checks) == 1 and checks[0].was_batch and set(checks[0].sub_methods) == SURVEY_METHODS
-    assert len(binds) == 1 and binds[0].subcalls == 7  # six events and the deal tab, in one request
+    assert len(binds) == 1 and binds[0].subcalls == 10  # nine events and the deal tab, in one request
     # (the delivery probe of the events issue sends its own `event.bind ONAPPTEST` + `event.test` batch)
     bound = {b.event for b in portal.bindings if b.handler == f"{stack.gateway_url}/events"}
     assert bound - {"ONAPPTEST"} == {  # ONAPPTEST: the delivery probe's own binding
         "ONCRMDEALADD",
         "ONCRMDEALUPDATE",
         "ONCRMDEALDELETE",
+        "ONCRMCONTACTADD",
+        "ONCRMCONTACTUPDATE",
+        "ONCRMCONTACTDELETE",
         "ONEXTERNALCALLSTART",
         "ONAPPUNINSTALL",
         "ONAPPUPDATE",
@@ -198,7 +202,7 @@ def test_without_the_method_list_method_get_is_asked_for_each_needed_method(sim,
     assert report["features"]["telephony"]["missing_methods"] == ["telephony.externalcall.register"]
     probe, fallback = [c for c in sim.calls_for(box.domain) if set(c.sub_methods) != TRUST_METHODS][:2]
     assert set(probe.sub_methods) == SURVEY_METHODS
-    assert set(fallback.sub_methods) == {"method.get"} and fallback.subcalls == 5  # the manifest's methods
+    assert set(fallback.sub_methods) == {"method.get"} and fallback.subcalls == 7  # the manifest's methods
 
 
 def test_the_admin_is_told_once_when_a_feature_is_missing_and_once_when_it_comes(

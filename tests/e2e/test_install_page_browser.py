@@ -118,6 +118,7 @@ def test_a_complete_cloud_install_shows_every_feature_and_calls_install_finish(
         }
         assert rows == {
             "crm": "available",
+            "contacts": "available",
             "deal_tab": "available",
             "telephony": "available",
             "notifications": "available",

@@ -154,15 +154,16 @@ def test_box_cut_off_from_both_services_is_served_by_change_polling(
     def poll() -> dict:
         return stack.fire_schedule("ChangePollFunction", "Poll")
 
-    assert poll()["polled"] >= 1
+    assert poll()["audited"] >= 1
     deal = box.ui_deal_add({"TITLE": "Polled"})
-    poll()
-    wait_for(lambda: (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Polled", what="add")
-    box.ui_deal_update(deal, {"TITLE": "Polled again"})
-    for _ in range(2):  # within two polling periods
-        poll()
+    # Listed once its second is over on the portal: the next rounds send it.
     wait_for(
-        lambda: (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Polled again", what="update"
+        lambda: poll() and (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Polled", what="add"
+    )
+    box.ui_deal_update(deal, {"TITLE": "Polled again"})
+    wait_for(
+        lambda: poll() and (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Polled again",
+        what="update",
     )
     box.ui_deal_delete(deal)
     # Deletions come by reconciliation (every 2 s in this stack): keep polling until it is due.
@@ -192,9 +193,9 @@ QUEUE_UNREACHABLE = "event queue unreachable"
 DEAL_EVENTS = ["ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"]
 
 
-def _switched(watched: dict, member_id: str) -> str | None:
-    """Where the watchdog switched this portal's events in a round (``None``: it did not)."""
-    return next((s["to"] for s in watched["switched"] if s["member_id"] == member_id), None)
+def _switched(round_: dict, member_id: str) -> str | None:
+    """Where the audit round switched this portal's route (``None``: it did not)."""
+    return next((s["to"] for s in round_["switched"] if s["member_id"] == member_id), None)
 
 
 def _shown(cli, member_id: str) -> dict:
@@ -203,7 +204,7 @@ def _shown(cli, member_id: str) -> dict:
     return json.loads(out)
 
 
-def test_watchdog_finds_the_blocked_queue_of_an_outgoing_webhook_portal_and_polls_what_was_missed(
+def test_the_audit_sends_what_a_blocked_outgoing_webhook_missed_and_switches_the_route_to_polling(
     sim, stack, store, install_url, events_url, mirror, cli
 ):
     box = sim.add_portal(profile="box", queue_blocked=True)
@@ -230,26 +231,15 @@ def test_watchdog_finds_the_blocked_queue_of_an_outgoing_webhook_portal_and_poll
     kept = box.ui_deal_add({"TITLE": "Made while blocked"})
     gone = box.ui_deal_add({"TITLE": "Deleted later"})
     box.ui_deal_update(kept, {"TITLE": "Changed while blocked"})
-    # Within the grace period: their events may still come, so no verdict and no switch yet.
-    watched = poll()["watchdog"]
-    assert box.member_id not in watched["verdicts"] and _switched(watched, box.member_id) is None
-    assert _shown(cli, box.member_id)["events_by"] == "outgoing webhook"
+    # Within the grace period: their events may still come, so nothing is judged yet.
+    first = poll()
+    assert first["missed"] == 0 and _switched(first, box.member_id) is None
     assert mirror.get(box.member_id, str(kept)) is None  # nothing came: the queue is blocked
 
     sim.clock.advance(31)  # past the grace period (30 s of the portal's clock in this stack)
-    watched = poll()["watchdog"]
-    assert watched["verdicts"][box.member_id] == "event_queue_unreachable"
-    assert _switched(watched, box.member_id) == "change polling"
-    shown = _shown(cli, box.member_id)
-    assert shown["event_queue"] == "event_queue_unreachable"
-    assert shown["event_queue_label"] == QUEUE_UNREACHABLE
-    assert shown["events_by"] == "change polling" and shown["polling_since"] > 0
-    assert shown["capabilities"]["isolation"]["event_queue"] == "event_queue_unreachable"
-    assert shown["capabilities"]["isolation"]["auth_server"] == "authorization_server_unreachable_from_portal"
-    code, out = cli("portals", "show", box.member_id)
-    assert QUEUE_UNREACHABLE in out and "change polling" in out and token not in out
-
-    # The changes made before the switch reach the mirror by polling (the same round started it).
+    missed = poll()
+    assert missed["missed"] == 2 and _switched(missed, box.member_id) is None  # one strike: no switch yet
+    # ...but nothing waits for a verdict: what was missed is sent at once.
     wait_for(
         lambda: (mirror.get(box.member_id, str(kept)) or {}).get("TITLE") == "Changed while blocked",
         what="the missed add and update",
@@ -258,31 +248,51 @@ def test_watchdog_finds_the_blocked_queue_of_an_outgoing_webhook_portal_and_poll
         lambda: (mirror.get(box.member_id, str(gone)) or {}).get("TITLE") == "Deleted later",
         what="the other missed add",
     )
+    box.ui_deal_update(gone, {"TITLE": "Still no event"})
+    sim.clock.advance(31)
+    second = poll()
+    assert second["missed"] == 1 and _switched(second, box.member_id) == "polling"  # the second strike
+    shown = _shown(cli, box.member_id)
+    assert shown["event_queue"] == "event_queue_unreachable"
+    assert shown["event_queue_label"] == QUEUE_UNREACHABLE
+    assert shown["events_by"] == "change polling"
+    assert shown["capabilities"]["isolation"]["event_queue"] == "event_queue_unreachable"
+    assert shown["capabilities"]["isolation"]["auth_server"] == "authorization_server_unreachable_from_portal"
+    code, out = cli("portals", "show", box.member_id)
+    assert QUEUE_UNREACHABLE in out and "change polling" in out and token not in out
+    code, out = cli("portals", "route", box.member_id, "--json")
+    switch = json.loads(out)["history"][-1]
+    assert (switch["from"], switch["to"], switch["trigger"]) == ("webhook", "polling", "audit_missed")
+    assert switch["evidence"]["detector"] == "change audit" and switch["evidence"]["strikes"] == 2
+    wait_for(
+        lambda: (mirror.get(box.member_id, str(gone)) or {}).get("TITLE") == "Still no event",
+        what="the second missed update",
+    )
     box.ui_deal_delete(gone)
     wait_for(lambda: poll() and mirror.get(box.member_id, str(gone)) is None, what="delete by reconciliation")
 
     # The admin was told once, through the incoming webhook; more rounds and a re-check add nothing.
-    assert _switched(poll()["watchdog"], box.member_id) is None
+    assert _switched(poll(), box.member_id) is None
     assert cli("portals", "recheck", box.member_id)[0] == 0
     told = [n for n in box.notifications if QUEUE_UNREACHABLE in n["message"]]
     assert len(told) == 1 and "app-world.json" in told[0]["message"]
     assert not [d for d in sim.deliveries if d.portal == box.domain and d.outcome == "delivered"]
 
-    # The network admin opens the queue: events arrive again, and the watchdog switches back.
+    # The network admin opens the queue: events arrive again, and the route goes back to them.
     box.queue_blocked = False
     box.ui_deal_update(kept, {"TITLE": "Queue open"})
     wait_for(lambda: (mirror.get(box.member_id, str(kept)) or {}).get("TITLE") == "Queue open", what="event")
     sim.clock.advance(31)
-    watched = poll()["watchdog"]
-    assert _switched(watched, box.member_id) == "outgoing webhook"
+    back = poll()
+    assert _switched(back, box.member_id) == "webhook"
     shown = _shown(cli, box.member_id)
     assert shown["event_queue"] == "ok" and shown["events_by"] == "outgoing webhook"
-    assert shown["watchdog"]["last_event_at"] > 0
+    assert shown["delivery"]["last_confirmed_at"] > 0
     assert len([n for n in box.notifications if QUEUE_UNREACHABLE in n["message"]]) == 1
     assert len([n for n in box.notifications if "arrive again" in n["message"]]) == 1
 
 
-def test_watchdog_says_ok_and_keeps_the_outgoing_webhook_when_events_arrive(
+def test_the_audit_keeps_the_outgoing_webhook_when_its_events_arrive(
     sim, stack, store, install_url, events_url, mirror, cli
 ):
     box = sim.add_portal(profile="box")  # the queue is open
@@ -295,8 +305,8 @@ def test_watchdog_says_ok_and_keeps_the_outgoing_webhook_when_events_arrive(
     assert code == 0, out
     box.restore_method("im.notify.system.add")
     assert cli("portals", "recheck", box.member_id)[0] == 0
-    first = stack.fire_schedule("ChangePollFunction", "Poll")["watchdog"]  # nothing changed: no verdict
-    assert box.member_id not in first["verdicts"]
+    first = stack.fire_schedule("ChangePollFunction", "Poll")  # nothing changed: nothing judged
+    assert first["missed"] == 0
 
     deal = box.ui_deal_add({"TITLE": "Delivered"})
     box.ui_deal_update(deal, {"TITLE": "Delivered again"})
@@ -304,12 +314,11 @@ def test_watchdog_says_ok_and_keeps_the_outgoing_webhook_when_events_arrive(
         lambda: (mirror.get(box.member_id, str(deal)) or {}).get("TITLE") == "Delivered again", what="events"
     )
     sim.clock.advance(31)
-    watched = stack.fire_schedule("ChangePollFunction", "Poll")["watchdog"]
-    assert watched["verdicts"][box.member_id] == "ok" and _switched(watched, box.member_id) is None
+    audited = stack.fire_schedule("ChangePollFunction", "Poll")
+    assert audited["missed"] == 0 and _switched(audited, box.member_id) is None
     shown = _shown(cli, box.member_id)
     assert shown["event_queue"] == "ok" and shown["events_by"] == "outgoing webhook"
-    assert shown["polling_since"] == 0 and shown["watchdog"]["verdict"] == "ok"
-    assert shown["capabilities"]["isolation"]["event_queue"] == "ok"
+    assert shown["delivery"]["last_confirmed_at"] > 0 and shown["delivery"]["switches"] == 1
     assert not [n for n in box.notifications if "event queue" in n["message"]]
 
 

@@ -431,3 +431,30 @@ def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_gua
         assert worker({"Records": [event]}, None)["batchItemFailures"] == []
     assert ran == ["state", "effect", "state"]  # the side effect once, the idempotent handler each time
     assert [p["idempotent"] for p in guarded] == [False, False]  # only the guarded ones went through it
+
+
+def test_every_event_of_a_listable_kind_is_marked_seen_once_per_batch_with_its_source():
+    from dataclasses import replace as _replace
+
+    from b24core.worker.seen_marks import InMemorySeenMarks, Seen
+
+    client = FakeClient(deals={"7": {"ID": "7"}, "8": {"ID": "8"}})
+    worker, _seen, _ = make(client)
+    marks = InMemorySeenMarks()
+    worker.seen, worker.kind_of = marks, {"ONCRMDEALUPDATE": "crm.deal", "ONCRMDEALDELETE": "crm.deal"}.get
+    polled = json.loads(record(40, "ONCRMDEALUPDATE", 8)["body"])
+    polled["source"] = "poll"
+    records = [
+        record(10, "ONCRMDEALUPDATE", 7),
+        record(30, "ONCRMDEALUPDATE", 7),  # the newest change of 7 counts
+        {**record(40, "ONCRMDEALUPDATE", 8), "body": json.dumps(polled), "messageId": "msg-p"},
+        record(50, "ONCRMDEALDELETE", 9),
+        record(60, "ONEXTERNALCALLSTART", 1),  # not a listable kind: no mark
+    ]
+    worker.prefetch(records)
+    assert marks.items == {
+        ("m1", ("crm.deal", 7)): Seen(30.0, 30.0, 0.0),
+        ("m1", ("crm.deal", 8)): Seen(40.0, 0.0, 0.0),  # the bundle's own polling proves no delivery
+        ("m1", ("crm.deal", 9)): Seen(50.0, 50.0, 50.0),
+    }
+    assert _replace(Seen(1, 2, 3)).merged(Seen(3, 1, 0)) == Seen(3, 2, 3)

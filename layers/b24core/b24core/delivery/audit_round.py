@@ -150,6 +150,9 @@ class AuditRound:
         }
         saved = self._save(state, feeds, result, polled, shown)
         switched = self._decide(portal, route, saved, result)
+        if switched:  # the new route's own pace from now on (a polled route: the next minute)
+            now_polled = switched == str(DeliveryMode.POLLING)
+            self._later(member_id, self.policy.poll_interval_s if now_polled else self.policy.interval_s)
         return {
             "member_id": member_id,
             "audited": True,

@@ -92,6 +92,8 @@ class RouteKeeper:
             self._record_isolation(portal.member_id, state)
         message = self._message(portal, state)
         reason = self._send(portal, state, message)
+        if state.auth == "webhook" and not reason:
+            self._mark_told(portal.member_id)
         now = int(self.clock())
         log_notice(portal.member_id, reason, by="delivery route", mode=mode)
         mutate(
@@ -142,6 +144,22 @@ class RouteKeeper:
         except Exception as exc:  # tried again at the next detector's run
             return f"{NOTIFY_METHOD} failed: {type(exc).__name__}"
         return ""
+
+    def _mark_told(self, member_id: str) -> None:
+        """The capability check's isolation notice says the same: it stays quiet for this finding."""
+
+        def told(portal: Portal | None) -> Portal | None:
+            if portal is None:
+                return None
+            caps = dict(portal.capabilities or {})
+            summary = str((caps.get("isolation") or {}).get("summary") or "")
+            notified = dict(caps.get("notified") or {})
+            if notified.get("isolation") == summary:
+                return None
+            caps["notified"] = {**notified, "isolation": summary}
+            return replace(portal, capabilities=caps)
+
+        update(lambda: self.portals.get(member_id), self.portals.save, told, member_id)
 
     def _record_isolation(self, member_id: str, state: DeliveryState) -> None:
         """A webhook portal's finding about the event queue, in its capability report (the install
