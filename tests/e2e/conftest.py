@@ -111,8 +111,8 @@ class MirrorReader:
     def storage(self, member_id: str) -> DynamoAppStorage:
         return DynamoAppStorage(self._db, self._table, member_id)
 
-    def get(self, member_id: str, deal_id: str) -> dict[str, Any] | None:
-        return deal_mirror.get(self.storage(member_id), deal_id)
+    def get(self, member_id: str, deal_id: str, kind: str = "deal") -> dict[str, Any] | None:
+        return deal_mirror.get(self.storage(member_id), deal_id, kind)
 
     def history(self, member_id: str, deal_id: str) -> list[dict[str, Any]]:
         return deal_mirror.history(self.storage(member_id), deal_id)

@@ -164,7 +164,8 @@ class Prober:
                 notice_reason="",
                 next_probe_at=now + interval_for(s.kind, self.policy),
             )
-            return updated.on(Trigger.PROBE_ARRIVED, now, "a delivery probe arrived")
+            evidence = {"detector": "delivery probe", "sent_at": s.probe_sent_at, "arrived_at": now}
+            return updated.on(Trigger.PROBE_ARRIVED, now, "a delivery probe arrived", evidence)
 
         state = mutate(self.store, member_id, seen)
         changed = bool(before) and before[0].mode != state.mode
@@ -199,7 +200,12 @@ class Prober:
                 blocked_since=s.blocked_since or now,
                 next_probe_at=now + interval_for(s.kind, self.policy),
             )
-            return updated.on(Trigger.PROBE_MISSED, now, "the delivery probe did not arrive")
+            evidence = {
+                "detector": "delivery probe",
+                "sent_at": s.probe_sent_at,
+                "timeout_s": int(self.policy.probe_timeout_s),
+            }
+            return updated.on(Trigger.PROBE_MISSED, now, "the delivery probe did not arrive", evidence)
 
         state = mutate(self.store, member_id, verdict)
         if judged[0]:
