@@ -377,3 +377,33 @@ def test_a_portal_of_200000_deals_is_polled_and_reconciled_across_runs_within_th
     assert a.run().total("requests") == 1  # a quiet portal after the burst: one listing request
     assert sorted(int(i) for _, i in sink.take()) == list(range(3, 200_001, 1000))
     assert _largest_item(services, member_id) < 400_000 / 2  # every item far below DynamoDB's 400 KB
+
+
+def test_a_spent_budget_ends_a_run_early_and_keeps_what_it_reconciled(sim, box):
+    from b24core.bitrix.errors import QueryLimitExceeded
+
+    sink = Sink()
+    a, _ = auditor(sim, box, sink, reconcile_requests=40)
+    with sim.lock:
+        for _ in range(3 * SHARD):  # three shards of IDs
+            box.deals.add({"TITLE": "bulk"}, 1, sim.clock.now() - 3600)
+    a.run()
+    a.audit.reconcile_every_s = 0
+    allowance = {"left": 0}
+
+    def spend(method: str) -> None:  # the shared budget: a few requests a run, then spent
+        if allowance["left"] <= 0:
+            raise QueryLimitExceeded("spent")
+        allowance["left"] -= 1
+
+    a.audit.spend = spend
+    froms = []
+    for _ in range(6):
+        allowance["left"] = 6  # one listing + one shard (4) + one more request that finds it spent
+        result = a.run()
+        assert result.kinds[0].budget_spent or result.kinds[0].reconciled
+        froms.append(a.feeds["crm.deal"].reconcile_from)
+        if result.kinds[0].reconciled:
+            break
+    assert froms[:3] == [SHARD, 2 * SHARD, 3 * SHARD]  # a shard a run, none redone, none skipped
+    assert a.feeds["crm.deal"].reconcile_from == -1 and sink.take() == []

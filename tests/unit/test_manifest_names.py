@@ -93,3 +93,58 @@ def test_per_type_events_are_accepted():
 def test_bad_shapes_are_rejected_with_a_clear_message(spec, message):
     with pytest.raises(ManifestError, match=message):
         manifest(**spec)
+
+
+def test_the_shipped_object_kinds_name_only_real_list_methods_and_events():
+    from b24core.capabilities.manifest import check_catalog
+    from b24core.capabilities.objects import catalog
+
+    assert set(catalog()) == {"crm.deal", "crm.lead", "crm.contact", "crm.company", "tasks.task"}
+    assert check_catalog(KnownNames.load(NAMES)) == []
+    assert (
+        catalog()["tasks.task"].row_modified == "changedDate"
+        and catalog()["tasks.task"].result_key == "tasks"
+    )
+
+
+def test_a_features_objects_come_from_the_catalog_or_in_full_and_are_checked():
+    from b24core.capabilities.manifest import object_problems
+
+    m = manifest(
+        crm={
+            "scopes": ["crm"],
+            "methods": ["crm.deal.list", "crm.item.list"],
+            "events": ["ONCRMDEALADD"],
+            "objects": [
+                "crm.deal",
+                {
+                    "kind": "crm.invoice",
+                    "list": "crm.item.list",
+                    "add": "onCrmDynamicItemAdd",
+                    "update": "ONCRMDYNAMICITEMUPDATE",
+                    "delete": "ONCRMDYNAMICITEMDELETE",
+                    "modified": "updatedTime",
+                },
+            ],
+        }
+    )
+    assert [o.kind for o in m.objects()] == ["crm.deal", "crm.invoice"]
+    assert m.object_of_event("ONCRMDEALUPDATE").kind == "crm.deal"
+    assert m.objects()[1].add == "ONCRMDYNAMICITEMADD" and m.objects()[1].modified == "updatedTime"
+    assert object_problems(m.objects(), KnownNames.load(NAMES), "x") == []
+    with pytest.raises(ManifestError, match=r"crm\.deal\.list: add it to the feature's 'methods'"):
+        manifest(crm={"scopes": ["crm"], "methods": ["crm.deal.get"], "objects": ["crm.deal"]})
+    with pytest.raises(ManifestError, match=r"unknown object kind 'crm\.dael'"):
+        manifest(crm={"scopes": ["crm"], "methods": ["crm.deal.list"], "objects": ["crm.dael"]})
+    with pytest.raises(ManifestError, match="needs add"):
+        manifest(crm={"scopes": ["crm"], "methods": ["x.list"], "objects": [{"kind": "x", "list": "x.list"}]})
+    bad = manifest(
+        crm={
+            "scopes": ["crm"],
+            "methods": ["crm.deal.lst"],
+            "objects": [{"kind": "d", "list": "crm.deal.lst", "add": "A", "update": "B", "delete": "C"}],
+        }
+    )
+    assert "object 'd' list method 'crm.deal.lst'" in " ".join(
+        object_problems(bad.objects(), KnownNames.load(NAMES), "x")
+    )

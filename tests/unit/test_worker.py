@@ -458,3 +458,22 @@ def test_every_event_of_a_listable_kind_is_marked_seen_once_per_batch_with_its_s
         ("m1", ("crm.deal", 9)): Seen(50.0, 50.0, 50.0),
     }
     assert _replace(Seen(1, 2, 3)).merged(Seen(3, 1, 0)) == Seen(3, 2, 3)
+
+
+def test_an_event_sent_back_after_its_read_is_read_again_when_it_returns(monkeypatch):
+    """A read whose event was not handled (the portal's share of the invocation was spent) leaves no
+    read mark: otherwise the returning event would find itself "covered" and never reach a handler."""
+    marks = FakeMarks()
+    client = FakeClient({"1": {"ID": "1"}, "2": {"ID": "2"}}, now=1000.0)
+    worker, seen, requeued = make(client, marks=marks)
+    monkeypatch.setattr(worker, "_over_budget", lambda member_id: True)
+    out = worker({"Records": [record(900, "ONCRMDEALUPDATE", 1), record(901, "ONCRMDEALUPDATE", 2)]}, None)
+    assert out["batchItemFailures"] == [] and seen == [] and len(requeued) == 2
+    assert marks.t == {}  # read, but not handled: no mark
+    monkeypatch.setattr(worker, "_over_budget", lambda member_id: False)
+    back = [
+        {**record(900 + i, "ONCRMDEALUPDATE", i + 1), "body": body} for i, (body, _) in enumerate(requeued)
+    ]
+    worker({"Records": back}, None)
+    assert sorted(s[1] for s in seen) == ["1", "2"]  # read again and handled
+    assert set(marks.t) == {("m1", ("crm.deal.get", "1")), ("m1", ("crm.deal.get", "2"))}

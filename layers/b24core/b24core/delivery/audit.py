@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from b24core.bitrix.errors import LimitError
 from b24core.capabilities.objects import PAGE, ObjectSpec
 from b24core.delivery.audit_store import BOUNDARY_MAX, Feed
 from b24core.delivery.known_ids import SHARD, KnownIds, shard_of
@@ -75,6 +76,7 @@ class KindResult:
     requests: int = 0
     reconcile_requests: int = 0  # of ``requests``: those of the reconciliation
     incomplete: bool = False  # the page cap, the budget, the deadline or SQS stopped it early
+    budget_spent: bool = False
     reconciled: bool = False  # a reconciliation finished in this run
     first_missed_at: float = 0.0  # portal clock
 
@@ -160,11 +162,16 @@ class ChangeAudit:
             kind = KindResult(spec.kind)
             result.kinds.append(kind)
             feed = out.get(spec.kind, Feed())
-            feed = ctx.changes(spec, feed, kind, since)
-            if spec.delete in wanted and ctx.reconcile_due(feed):
-                before = kind.requests
-                feed = ctx.reconcile(spec, feed, kind)
-                kind.reconcile_requests = kind.requests - before
+            try:
+                feed = ctx.changes(spec, feed, kind, since)
+                if spec.delete in wanted and ctx.reconcile_due(feed):
+                    before = kind.requests
+                    feed = ctx.reconcile(spec, feed, kind)
+                    kind.reconcile_requests = kind.requests - before
+            except LimitError:  # the portal's budget is spent: what was done is kept, the rest waits
+                kind.incomplete = kind.budget_spent = True
+                out[spec.kind] = ctx.progress.get(spec.kind, feed)
+                break
             out[spec.kind] = feed
         return out, result
 
@@ -179,6 +186,8 @@ class _Run:
     grace_s: float
     polling: bool
     deadline: float | None
+    #: Where a reconciliation stood before a request that found the budget spent.
+    progress: dict[str, Feed] = field(default_factory=dict)
 
     def _late(self) -> bool:
         return self.deadline is not None and self.audit.monotonic() > self.deadline
@@ -314,6 +323,7 @@ class _Run:
         budget = self.audit.reconcile_requests
         shards = self.audit.known.shards(self.member_id, spec.kind)
         while budget > 0 and not self._late():
+            self.progress[spec.kind] = feed
             low = feed.reconcile_from
             shard = shard_of(low)
             known = self.audit.known.shard(self.member_id, spec.kind, shard) if shard in shards else set()

@@ -200,7 +200,7 @@ class AuditRound:
                 feeds=feeds,
                 active=True,
                 last_at=now,
-                next_at=now + (RETRY_SOON_S if result.incomplete else every),
+                next_at=now + (min(RETRY_SOON_S, every) if result.incomplete else every),
                 strikes=strikes,
                 missed_total=s.missed_total + missed,
                 last_missed_at=now if missed else s.last_missed_at,

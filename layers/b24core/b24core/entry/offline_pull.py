@@ -82,7 +82,7 @@ def spender(member_id: str) -> Any:
     """Takes one request of the portal's REST budget, shared with the event workers (waiting at most
     ``worker_max_wait_s`` for it), or raises QUERY_LIMIT_EXCEEDED."""
     from b24core.aws.settings import get_settings
-    from b24core.bitrix.errors import B24Error
+    from b24core.bitrix.errors import QueryLimitExceeded
     from b24core.entry import wiring as runtime
 
     budget, max_wait = runtime.rate_limiter(), get_settings().worker_max_wait_s
@@ -91,7 +91,7 @@ def spender(member_id: str) -> Any:
         waited = 0.0
         while (delay := budget.acquire(member_id, method=method)) > 0:
             if waited + delay > max_wait:
-                raise B24Error("the portal's REST budget is spent for now", code="QUERY_LIMIT_EXCEEDED")
+                raise QueryLimitExceeded("the portal's REST budget is spent for now")
             time.sleep(delay)  # the shared budget's own wait, bounded by worker_max_wait_s
             waited += delay
 

@@ -49,6 +49,8 @@ class Plan:
     skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
     failed: set[str] = field(default_factory=set)
     portals: dict[str, Portal] = field(default_factory=dict)
+    #: Reads done in this batch, per portal: (object, read time) by the messageId whose read it was.
+    reads: dict[str, dict[str, tuple[ObjectKey, float]]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)  # a service, compared by identity
@@ -89,7 +91,9 @@ class Worker:
         response = process_partial_response(
             event=event, record_handler=self.handle_record, processor=processor, context=context
         )
-        self._back_off(event.get("Records") or [], list(response.get("batchItemFailures") or []))
+        failures = list(response.get("batchItemFailures") or [])
+        self._mark_reads(self._plan, failures)
+        self._back_off(event.get("Records") or [], failures)
         return dict(response)
 
     def _back_off(self, records: list[dict[str, Any]], failures: list[Any]) -> None:
@@ -159,6 +163,21 @@ class Worker:
                 self._spend_time(member_id, started)
         return plan
 
+    def _mark_reads(self, plan: Plan, failures: list[Any]) -> None:
+        """Read marks only for reads whose events were handled here: an event sent back (deferred,
+        held, failed) must be read again when it returns, or the mark would make it skip itself."""
+        if self.marks is None:
+            return
+        failed = {f["itemIdentifier"] for f in failures} | plan.failed
+        for member_id, reads in plan.reads.items():
+            done = {
+                key: at
+                for mid, (key, at) in reads.items()
+                if mid not in failed and plan.skip.get(mid) not in ("deferred", "held")
+            }
+            if done:
+                self.marks.mark(member_id, done)
+
     def _mark_seen(self, plan: Plan) -> None:
         """Every event of a listable kind arrived: one write per portal for the whole batch."""
         if self.seen is None:
@@ -201,25 +220,21 @@ class Worker:
         client = self._client(portal)
         items = list(reads.items())
         chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
-        marks: dict[ObjectKey, float] = {}
+        marks = plan.reads.setdefault(member_id, {})
         started = time.monotonic()
-        try:
-            for n, chunk in enumerate(chunks):
-                if n and time.monotonic() - started > self.portal_budget_s:
-                    rest = [mid for later in chunks[n:] for mid, _ in later]
-                    self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S)
-                    metrics.emit("EventsDeferred", reason="portal_slow")
-                    return
-                if n and self._hold_for_packing(plan, member_id, chunk):
-                    break
-                stopped = self._read_chunk(plan, client, member_id, chunk, marks)
-                if stopped is not None:
-                    rest = [mid for later in chunks[n:] for mid, _ in later]
-                    self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
-                    return
-        finally:
-            if marks and self.marks is not None:
-                self.marks.mark(member_id, marks)
+        for n, chunk in enumerate(chunks):
+            if n and time.monotonic() - started > self.portal_budget_s:
+                rest = [mid for later in chunks[n:] for mid, _ in later]
+                self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S)
+                metrics.emit("EventsDeferred", reason="portal_slow")
+                return
+            if n and self._hold_for_packing(plan, member_id, chunk):
+                break
+            stopped = self._read_chunk(plan, client, member_id, chunk, marks)
+            if stopped is not None:
+                rest = [mid for later in chunks[n:] for mid, _ in later]
+                self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
+                return
 
     def _skip_covered(self, plan: Plan, member_id: str, reads: dict[str, tuple[str, str]]) -> None:
         """Drop reads that an earlier batch's read already covered (see read_marks)."""
@@ -237,7 +252,7 @@ class Worker:
         client: LimitedClient,
         member_id: str,
         chunk: list[tuple[str, tuple[str, str]]],
-        marks: dict[ObjectKey, float],
+        marks: dict[str, tuple[ObjectKey, float]],
     ) -> Exception | None:
         """One `batch` request of up to 50 reads; returns what stopped the reads, or None."""
         commands = {f"r{i}": (method, {"id": oid}) for i, (_mid, (method, oid)) in enumerate(chunk)}
@@ -251,7 +266,7 @@ class Worker:
                 plan.events[mid] = replace(plan.events[mid], object=obj)
                 at = read_time(answer.time.get(key))
                 if at is not None:
-                    marks[obj_key] = at
+                    marks[mid] = (obj_key, at)
             elif _not_found(answer.error.get(key)):
                 plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
             else:
