@@ -109,7 +109,8 @@ def check(manifest_path: Path, names_path: Path = DEFAULT_OUT) -> list[str]:
 def check_catalog(names_path: Path = DEFAULT_OUT) -> list[str]:
     """The object kinds the bundle ships (capabilities/object_kinds.json) against the docs' names."""
     sys.path.insert(0, str(ROOT / "layers" / "b24core"))
-    from b24core.capabilities.manifest import KnownNames, ManifestError, check_catalog as catalog_check
+    from b24core.capabilities.manifest import KnownNames, ManifestError
+    from b24core.capabilities.manifest import check_catalog as catalog_check
 
     try:
         return catalog_check(KnownNames.load(names_path))

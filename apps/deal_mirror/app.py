@@ -1,5 +1,5 @@
-"""The example app: keeps a mirror of each portal's CRM deals (and contacts), shows a deal's mirrored history in a
-tab of the deal card, and registers the calls users start from the CRM.
+"""The example app: keeps a mirror of each portal's CRM deals (and contacts), shows a deal's mirrored
+history in a tab of the deal card, and registers the calls users start from the CRM.
 
 Each deal event only says THAT a deal changed. ``read="crm.deal.get"`` lets the worker read the deal
 for us — once per deal however many updates arrived, up to 50 deals per `batch` call — and hand it

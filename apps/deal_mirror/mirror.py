@@ -1,8 +1,8 @@
 """The mirror's data, in the app's own storage for a portal (b24core AppStorage).
 
 ``deal/{id}`` holds the deal as last read (``contact/{id}`` a contact); ``deal/{id}/history/{when}``
-one entry per version seen, keyed by the object's own DATE_MODIFY, so a handler that runs twice for one event writes the same
-entry again instead of a second one (the handler is declared idempotent).
+one entry per version seen, keyed by the object's own DATE_MODIFY, so a handler that runs twice for
+one event writes the same entry again instead of a second one (the handler is declared idempotent).
 """
 
 from __future__ import annotations

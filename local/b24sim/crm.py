@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from b24sim.entities import EntitySpec, iso

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from b24core.delivery.store import DeliveryMode, DynamoDeliveryStore, ProbeOutcome
+from b24core.delivery.modes import DeliveryMode, ProbeOutcome
+from b24core.delivery.store import DynamoDeliveryStore
 from tests.e2e.conftest import wait_for
 
 FN = "OfflinePullFunction"

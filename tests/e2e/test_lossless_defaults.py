@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from b24core.delivery.store import DeliveryMode, DynamoDeliveryStore, ProbeOutcome
+from b24core.delivery.modes import DeliveryMode, ProbeOutcome
+from b24core.delivery.store import DynamoDeliveryStore
 from b24sim import Simulator
 from b24stack.stack import LocalStack
 from tests.e2e.conftest import CLIENT_ID, ROOT, MirrorReader, free_port, wait_for

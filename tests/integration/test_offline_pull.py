@@ -13,16 +13,10 @@ from typing import Any
 import pytest
 
 from b24core.aws.settings import DeliveryPolicy
+from b24core.delivery.modes import DeliveryMode, ProbeOutcome
 from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import Prober
-from b24core.delivery.store import (
-    DeliveryMode,
-    DeliveryState,
-    DynamoDeliveryStore,
-    ProbeOutcome,
-    StaleWrite,
-    mutate,
-)
+from b24core.delivery.store import DeliveryState, DynamoDeliveryStore, StaleWrite, mutate
 from b24core.events.message import QueuedEvent
 from b24core.events.queue_writer import QueueWriter
 from b24core.events.signals import probe_id_from

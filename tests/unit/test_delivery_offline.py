@@ -11,9 +11,10 @@ import pytest
 from b24core.aws.settings import DeliveryPolicy
 from b24core.bitrix.errors import QueryLimitExceeded
 from b24core.capabilities.manifest import load_manifest
+from b24core.delivery.modes import DeliveryMode
 from b24core.delivery.offline import OfflinePuller, to_message
 from b24core.delivery.offline_bind import feature_events
-from b24core.delivery.store import DeliveryMode, DeliveryState, InMemoryDeliveryStore, mutate
+from b24core.delivery.store import DeliveryState, InMemoryDeliveryStore, mutate
 from b24core.events.message import QueuedEvent
 from b24core.events.queue_writer import QueueWriter
 from b24core.portals.keys import portal_pk

@@ -11,18 +11,11 @@ import pytest
 from b24core.aws.apigw import HttpError
 from b24core.aws.settings import ConfigurationError, DeliveryPolicy, Settings
 from b24core.capabilities.manifest import load_manifest
+from b24core.delivery.modes import DeliveryMode, ProbeOutcome, Trigger, next_mode
 from b24core.delivery.offline import OfflinePuller
 from b24core.delivery.probe import AppWorld, AppWorldCache, Prober, blocked_message
 from b24core.delivery.runner import DeliveryRunner
-from b24core.delivery.store import (
-    DeliveryMode,
-    DeliveryState,
-    InMemoryDeliveryStore,
-    ProbeOutcome,
-    Trigger,
-    mutate,
-    next_mode,
-)
+from b24core.delivery.store import DeliveryState, InMemoryDeliveryStore, mutate
 from b24core.events import signals as delivery
 from b24core.events.queue_writer import QueueWriter
 from b24core.portals.store import InMemoryPortalStore

@@ -11,17 +11,16 @@ import pytest
 from b24core.aws import metrics
 from b24core.aws.settings import AuditPolicy
 from b24core.capabilities.manifest import load_manifest
-from b24core.delivery.audit import AuditResult, KindResult
+from b24core.delivery.audit_cursor import AuditResult, KindResult
 from b24core.delivery.audit_round import AuditRound, wanted_objects
 from b24core.delivery.audit_store import InMemoryAuditStore, schedule_audit
+from b24core.delivery.modes import DeliveryMode, Trigger
 from b24core.delivery.probe import AppWorld
 from b24core.delivery.route import RouteKeeper
 from b24core.delivery.store import (
     HISTORY_MAX,
-    DeliveryMode,
     DeliveryState,
     InMemoryDeliveryStore,
-    Trigger,
     webhook_connected,
     webhook_disconnected,
 )

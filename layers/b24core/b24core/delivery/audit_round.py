@@ -27,10 +27,12 @@ from b24core.aws.logs import log_event
 from b24core.aws.settings import AuditPolicy
 from b24core.capabilities.objects import ObjectSpec
 from b24core.capabilities.report import Status, feature_status
-from b24core.delivery.audit import AuditResult, ChangeAudit
+from b24core.delivery.audit import ChangeAudit
+from b24core.delivery.audit_cursor import AuditResult
 from b24core.delivery.audit_store import AuditState, AuditStore, schedule_audit
+from b24core.delivery.modes import DeliveryMode, Trigger
 from b24core.delivery.route import RouteKeeper
-from b24core.delivery.store import DeliveryMode, DeliveryState, DeliveryStore, Trigger, mutate
+from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
 from b24core.portals.keys import AUDIT_PARTITION
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState

@@ -38,8 +38,9 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event, logger
 from b24core.aws.settings import DeliveryPolicy
 from b24core.bitrix.values import as_epoch, is_digits
+from b24core.delivery.modes import DeliveryMode
 from b24core.delivery.offline_bind import error_code, is_budget, reconcile_bindings
-from b24core.delivery.store import DeliveryMode, DeliveryState, DeliveryStore, mutate
+from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
 from b24core.events.message import QueuedEvent
 from b24core.events.queue_writer import QueueWriter
 from b24core.portals.keys import PULL_LEASE_SK, portal_pk

@@ -25,13 +25,8 @@ from typing import Any
 
 from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
-from b24core.delivery.store import (
-    DeliveryState,
-    DeliveryStore,
-    ProbeOutcome,
-    Trigger,
-    mutate,
-)
+from b24core.delivery.modes import ProbeOutcome, Trigger
+from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
 from b24core.events.signals import PROBE_EVENT, PROBE_PARAM
 
 NETWORK_DOC_URL = "https://apidocs.bitrix24.com/settings/cloud-and-on-premise/network-access.html"

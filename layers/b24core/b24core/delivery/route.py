@@ -22,8 +22,9 @@ from b24core.bitrix.i18n import language_of, texts
 from b24core.capabilities.isolation import ADVICE, ADVICE_RU, LABELS, LABELS_RU, QueueReach, with_queue
 from b24core.capabilities.notices import log_notice, notification_feature
 from b24core.capabilities.report import CapabilityReport, Status
+from b24core.delivery.modes import Trigger
 from b24core.delivery.probe import NOTIFY_TAG, AppWorld, back_message, blocked_message
-from b24core.delivery.store import DeliveryState, DeliveryStore, Trigger, mutate
+from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
 from b24core.portals.model import Portal
 from b24core.portals.store import PortalStore
 from b24core.portals.versioned import update

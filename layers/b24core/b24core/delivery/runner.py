@@ -29,19 +29,12 @@ from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.capabilities.report import CapabilityReport
 from b24core.delivery.audit_round import AuditRound
+from b24core.delivery.modes import DeliveryMode, ProbeOutcome, Trigger
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
 from b24core.delivery.probe import AppWorld, Prober, advice
 from b24core.delivery.route import RouteKeeper
-from b24core.delivery.store import (
-    DeliveryMode,
-    DeliveryState,
-    DeliveryStore,
-    ProbeOutcome,
-    Trigger,
-    as_dict,
-    mutate,
-)
+from b24core.delivery.store import DeliveryState, DeliveryStore, as_dict, mutate
 from b24core.portals.keys import ONLINE_PARTITION, PULL_PARTITION
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState

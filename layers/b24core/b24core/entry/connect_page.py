@@ -30,7 +30,8 @@ from b24core.bitrix.errors import AuthError, B24Error
 from b24core.bitrix.webhook import WebhookRefused
 from b24core.capabilities.manifest import load_manifest
 from b24core.delivery.audit_store import schedule_audit
-from b24core.delivery.store import DeliveryMode, webhook_connected
+from b24core.delivery.modes import DeliveryMode
+from b24core.delivery.store import webhook_connected
 from b24core.entry import wiring as runtime
 from b24core.entry.pages import content_security_policy
 from b24core.portals.sealing import token_matches
