@@ -190,3 +190,16 @@ def test_a_portal_without_listable_objects_or_gone_leaves_the_schedule():
 @pytest.mark.parametrize("kinds,polled,expected", [(1, False, 13.0), (2, True, 122.0)])
 def test_the_audits_request_budget_per_hour_is_what_the_settings_say(kinds, polled, expected):
     assert AuditPolicy().requests_per_hour(kinds, polled) == expected
+
+
+def test_each_portal_of_a_round_gets_its_own_share_of_time():
+    import time
+
+    from b24core.delivery.audit_round import PORTAL_SHARE_S
+
+    rnd, _delivery, audits, *_rest, fake = round_for([found()])
+    schedule_audit(audits, "m", 0)
+    before = time.monotonic()
+    rnd.due()  # no deadline for the whole round: the portal still gets only its share
+    deadline = fake.calls[0]["deadline"]
+    assert deadline is not None and before < deadline <= time.monotonic() + PORTAL_SHARE_S
