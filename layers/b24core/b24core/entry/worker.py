@@ -9,6 +9,7 @@ from b24core.entry import wiring as runtime
 from b24core.portals.keys import IDEMPOTENCY_PK
 from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
+from b24core.worker.health import PortalHealth
 from b24core.worker.read_marks import ReadMarks
 
 
@@ -86,5 +87,6 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         portal_budget_s=budget,
         seen=runtime.seen_marks(),
         kind_of=_kind_of(),
+        health=PortalHealth(runtime.boto_client("dynamodb"), s.table_name),
     )
     return worker, config

@@ -72,7 +72,9 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
             return json_response(200, delivery.on_delivery_event(name, member_id, form))
         accepted = intake.accept(form)
     except HttpError as err:
-        _count("EventsRejected", err.code)
+        # A 5xx is an event Bitrix24 will not send again (a delivery signal not handed over, say): it
+        # counts with the events the queue did not take, under the alarm for events not stored.
+        _count("EventsNotStored" if err.status >= 500 else "EventsRejected", err.code)
         return error_response(err)
     except EnqueueFailed:
         _count("EventsNotStored", "queue_unavailable")

@@ -22,6 +22,7 @@ SEEN_PREFIX = "SEEN#"  # SEEN#kind#id: the newest change of an object the worker
 AUDIT_SK = "AUDIT"  # the change audit's cursors per kind of object (delivery/audit_store.py)
 IDS_PREFIX = "IDS#"  # IDS#kind#shard: IDs of a kind the audit knows, by range (delivery/known_ids.py)
 WEBHOOK_SK = "WEBHOOK"  # an incoming-webhook connection (portals/webhook_store.py)
+HEALTH_SK = "HEALTH"  # when its events were last received and processed (worker/health.py)
 APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_data.py)
 
 # ---------------------------------------------------------------- partitions of their own

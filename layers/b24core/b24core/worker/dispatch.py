@@ -20,7 +20,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
@@ -31,6 +30,7 @@ from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
+from b24core.worker.outcomes import DEFERRED, report
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, event_time, read_time
 from b24core.worker.seen_marks import Seen, SeenKey, SeenMarks
 
@@ -71,6 +71,8 @@ class Worker:
     #: What arrived per object (the change audit's evidence), and the listable kind of an event.
     seen: SeenMarks | None = None
     kind_of: Callable[[str], str | None] = lambda event: None
+    #: Per-portal last received/processed times for ``portals show`` (worker/health.py).
+    health: Any = None
 
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
@@ -94,6 +96,7 @@ class Worker:
         failures = list(response.get("batchItemFailures") or [])
         self._mark_reads(self._plan, failures)
         self._back_off(event.get("Records") or [], failures)
+        report(self._plan, event.get("Records") or [], failures, self.registry, self.health)
         return dict(response)
 
     def _back_off(self, records: list[dict[str, Any]], failures: list[Any]) -> None:
@@ -150,7 +153,6 @@ class Worker:
             except Exception as exc:  # whatever one portal answered, only its own events fail
                 undecided = [m for m in pending if m not in plan.skip]
                 plan.failed.update(undecided)
-                metrics.emit("EventsFailed", reason="portal_answer")
                 log_event(
                     WARNING,
                     "events of one portal could not be prepared",
@@ -173,7 +175,7 @@ class Worker:
             done = {
                 key: at
                 for mid, (key, at) in reads.items()
-                if mid not in failed and plan.skip.get(mid) not in ("deferred", "held")
+                if mid not in failed and plan.skip.get(mid) not in DEFERRED
             }
             if done:
                 self.marks.mark(member_id, done)
@@ -225,8 +227,7 @@ class Worker:
         for n, chunk in enumerate(chunks):
             if n and time.monotonic() - started > self.portal_budget_s:
                 rest = [mid for later in chunks[n:] for mid, _ in later]
-                self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S)
-                metrics.emit("EventsDeferred", reason="portal_slow")
+                self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
             if n and self._hold_for_packing(plan, member_id, chunk):
                 break
@@ -320,7 +321,9 @@ class Worker:
         wait = self.limiter.wait_for(member_id, cost=float(max(1, requests)))
         return int(min(MAX_DELAY_S, max(1.0, wait + 1.0)))
 
-    def _defer(self, plan: Plan, mids: list[str], delay: int, hold: bool = False) -> None:
+    def _defer(
+        self, plan: Plan, mids: list[str], delay: int, hold: bool = False, why: str = "deferred"
+    ) -> None:
         now = int(time.time())
         extra = 1 if hold else 0
         bodies = [
@@ -338,7 +341,7 @@ class Worker:
             if i in failed:
                 plan.failed.add(mid)  # not requeued: SQS brings the original back (visibility backoff)
             else:
-                plan.skip[mid] = "held" if hold else "deferred"
+                plan.skip[mid] = "held" if hold else why
 
     # ---- step 2: per record (Powertools), dispatch what was planned
     def handle_record(self, record: SQSRecord) -> None:
@@ -356,7 +359,7 @@ class Worker:
             log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
         if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
-            self._defer(plan, [mid], SLOW_PORTAL_DELAY_S)
+            self._defer(plan, [mid], SLOW_PORTAL_DELAY_S, why="portal_slow")
             if mid not in plan.failed:
                 return
             raise RuntimeError("event could not be sent back; it will be retried")

@@ -1,0 +1,112 @@
+"""What became of each event of a worker batch, counted once per batch: the worker's metrics.
+
+A partial batch response hides per-event outcomes from Lambda's own metrics (a failed event is not a
+function error), so the worker reports them itself, as EMF metrics named as nouns in past tense:
+
+- ``EventsReceived``: records in the batch (the denominator of the failure-rate alarm);
+- ``EventsHandled``: dispatched to the app's handlers, which returned;
+- ``EventsSkipped{reason}``: done without a handler call by design (``coalesced`` with a later event
+  of the same object, ``read_since`` an earlier read, ``object_gone``, ``no_handler``);
+- ``EventsDeferred{reason}``: sent back delayed (``budget`` spent, ``held`` to pack reads,
+  ``portal_slow`` over its share of the invocation); they come back as new messages;
+- ``EventsDropped{reason}``: given up on purpose (``malformed``, ``portal_not_active``,
+  ``portal_unavailable``);
+- ``EventsFailed{reason}`` and ``EventsFailed`` (no reason, for the alarm's rate): left to SQS to
+  retry (``not_prepared``: its portal's reads failed; ``handler_error``); after ``maxReceiveCount``
+  receives the DLQ takes it.
+
+One metric line per (name, reason) per batch, not per event: cheap at a storm's volume.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from b24core.aws import metrics
+
+DEFERRED = frozenset({"deferred", "held", "portal_slow"})
+DROPPED = frozenset({"malformed", "portal_not_active", "portal_unavailable"})
+_DEFER_REASON = {"deferred": "budget", "held": "held", "portal_slow": "portal_slow"}
+
+
+@dataclass
+class BatchOutcome:
+    """Counts per (metric, reason) and, per portal, the newest intake time of an event it finished."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    received: int = 0
+    #: member_id -> newest ``received_at`` of the portal's events that are done (handled/skipped/dropped)
+    processed: dict[str, int] = field(default_factory=dict)
+
+    def total(self, name: str) -> int:
+        return sum(n for (metric, _reason), n in self.counts.items() if metric == name)
+
+
+def judge(
+    records: Iterable[tuple[str, str | None, int]],
+    skip: dict[str, str],
+    failed: set[str],
+    prepared_failed: set[str],
+    has_handlers: Callable[[str], bool],
+    event_names: dict[str, str],
+) -> BatchOutcome:
+    """``records``: (messageId, member_id or None when unreadable, received_at) of each record."""
+    out = BatchOutcome()
+    for mid, member_id, received_at in records:
+        out.received += 1
+        if mid in failed:
+            out.counts["EventsFailed", "not_prepared" if mid in prepared_failed else "handler_error"] += 1
+            continue
+        reason = skip.get(mid, "")
+        if reason in DEFERRED:
+            out.counts["EventsDeferred", _DEFER_REASON[reason]] += 1
+            continue
+        if reason in DROPPED:
+            out.counts["EventsDropped", reason] += 1
+        elif reason:
+            out.counts["EventsSkipped", reason] += 1
+        elif not has_handlers(event_names.get(mid, "")):
+            out.counts["EventsSkipped", "no_handler"] += 1
+        else:
+            out.counts["EventsHandled", ""] += 1
+        if member_id:
+            out.processed[member_id] = max(out.processed.get(member_id, 0), received_at)
+    return out
+
+
+def emit(outcome: BatchOutcome) -> None:
+    """One EMF line per (metric, reason); failures also without a reason (the alarm's numerator)."""
+    if outcome.received:
+        metrics.emit("EventsReceived", outcome.received)
+    for (name, reason), count in sorted(outcome.counts.items()):
+        if reason:
+            metrics.emit(name, count, reason=reason)
+        else:
+            metrics.emit(name, count)
+    failed = outcome.total("EventsFailed")
+    if failed:
+        metrics.emit("EventsFailed", failed)
+
+
+def report(plan: Any, records: list[dict[str, Any]], failures: list[Any], registry: Any, health: Any) -> None:
+    """The worker's batch (its Plan, the records, the partial-batch failures) as metrics, and each
+    portal's last received/processed times (``health``: worker/health.py, or None)."""
+    rows = []
+    for record in records:
+        mid = str(record.get("messageId"))
+        message = plan.messages.get(mid)
+        rows.append((mid, message.member_id if message else None, message.received_at if message else 0))
+    outcome = judge(
+        rows,
+        plan.skip,
+        {f["itemIdentifier"] for f in failures},
+        plan.failed,
+        lambda name: bool(registry.handlers_for(name)),
+        {mid: ev.name for mid, ev in plan.events.items()},
+    )
+    emit(outcome)
+    if health is not None and outcome.processed:
+        health.record(outcome.processed)

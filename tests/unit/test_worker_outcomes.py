@@ -1,0 +1,134 @@
+"""The worker's own metrics (what became of each event of a batch) and each portal's health times."""
+
+from __future__ import annotations
+
+from b24core.aws.metrics import record_metrics
+from b24core.portals.model import Portal
+from b24core.portals.states import PortalState
+from b24core.worker.dispatch import Worker
+from b24core.worker.handlers import Registry
+from b24core.worker.health import InMemoryPortalHealth, PortalHealth
+from tests.unit.test_worker import PORTAL, FakeClient, FakeLimiter, make, record
+
+
+def _worker(client, health=None, limiter=None, load_portal=None):
+    reg = Registry()
+
+    @reg.on("ONCRMDEALUPDATE", fetch="crm.deal.get")
+    def upsert(event, ctx):
+        if event.object_id == "2":
+            raise ValueError("handler bug")
+
+    return Worker(
+        reg,
+        load_portal=load_portal or (lambda m: PORTAL),
+        make_client=lambda p: client,
+        limiter=limiter or FakeLimiter(),
+        requeue=lambda bodies, d: set(),
+        max_wait_s=1.0,
+        wait=lambda s: None,
+        health=health,
+    )
+
+
+def test_a_batch_counts_each_event_once_as_handled_skipped_dropped_or_failed_by_reason():
+    worker = _worker(FakeClient({"1": {"ID": "1"}, "2": {"ID": "2"}}))
+    bad = record(9, "ONCRMDEALUPDATE", 9)
+    bad["body"] = "not json"
+    records = [
+        record(1, "ONCRMDEALUPDATE", 1),  # coalesced into the next one
+        record(2, "ONCRMDEALUPDATE", 1),  # handled
+        record(3, "ONCRMDEALUPDATE", 2),  # its handler raises: failed
+        record(4, "ONCRMDEALUPDATE", 5),  # deal 5 is gone: skipped
+        record(5, "ONCRMLEADADD", 5),  # nobody handles it
+        bad,  # unreadable: dropped
+    ]
+    with record_metrics() as seen:
+        out = worker({"Records": records}, None)
+    assert out["batchItemFailures"] == [{"itemIdentifier": "msg-3"}]
+    assert seen.total("EventsReceived") == 6
+    assert seen.total("EventsHandled") == 1
+    assert seen.total("EventsSkipped", reason="coalesced") == 1
+    assert seen.total("EventsSkipped", reason="object_gone") == 1
+    assert seen.total("EventsSkipped", reason="no_handler") == 1
+    assert seen.total("EventsDropped", reason="malformed") == 1
+    assert seen.total("EventsFailed", reason="handler_error") == 1
+    # The alarm's numerator: the same failures once more without a reason, nothing else counted twice.
+    assert seen.counts[("EventsFailed", ())] == 1
+    assert seen.total("EventsDeferred") == 0
+
+
+def test_events_sent_back_for_a_spent_budget_count_as_deferred_not_failed_or_handled():
+    client = FakeClient({"1": {"ID": "1"}})
+    worker, _seen, requeued = make(client, limiter=FakeLimiter(budget=0))
+    with record_metrics() as seen:
+        worker({"Records": [record(1, "ONCRMDEALUPDATE", 1)]}, None)
+    assert len(requeued) == 1
+    assert seen.total("EventsDeferred", reason="budget") == 1
+    assert seen.total("EventsHandled") == 0 and seen.total("EventsFailed") == 0
+
+
+def test_a_portal_whose_reads_break_counts_its_events_as_failed_not_prepared():
+    worker = _worker(FakeClient(error=RuntimeError("portal answered garbage")))
+    with record_metrics() as seen:
+        out = worker({"Records": [record(1, "ONCRMDEALUPDATE", 1)]}, None)
+    assert out["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert seen.total("EventsFailed", reason="not_prepared") == 1
+
+
+def test_events_of_an_uninstalled_portal_are_dropped_with_their_reason():
+    gone = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", state=PortalState.DELETED)
+    worker = _worker(FakeClient({}), load_portal=lambda m: gone)
+    with record_metrics() as seen:
+        worker({"Records": [record(1, "ONCRMDEALUPDATE", 1)]}, None)
+    assert seen.total("EventsDropped", reason="portal_not_active") == 1
+
+
+def test_each_portal_gets_its_newest_finished_events_intake_time_once_per_batch():
+    health = InMemoryPortalHealth()
+    worker = _worker(FakeClient({"1": {"ID": "1"}, "2": {"ID": "2"}, "3": {"ID": "3"}}), health=health)
+    worker(
+        {
+            "Records": [
+                record(100, "ONCRMDEALUPDATE", 1),
+                record(300, "ONCRMDEALUPDATE", 2),  # failed: not processed, its time is not taken
+                record(200, "ONCRMDEALUPDATE", 3, member_id="m2"),
+            ]
+        },
+        None,
+    )
+    assert health.items["m1"].last_received_at == 100
+    assert health.items["m2"].last_received_at == 200
+    assert health.items["m1"].last_processed_at > 0
+
+
+class _Dynamo:
+    def __init__(self, fail=False):
+        self.updates: list[dict] = []
+        self.fail = fail
+
+    def update_item(self, **kw):
+        if self.fail:
+            raise RuntimeError("throttled")
+        self.updates.append(kw)
+
+
+def test_a_warm_worker_writes_a_portals_health_at_most_once_a_minute():
+    now = [1000.0]
+    dynamo = _Dynamo()
+    store = PortalHealth(dynamo, "t", clock=lambda: now[0])
+    assert store.record({"m1": 990, "m2": 995}) == 2
+    now[0] += 30
+    assert store.record({"m1": 1020}) == 0  # within the minute: no write
+    now[0] += 31
+    assert store.record({"m1": 1050}) == 1
+    assert [u["Key"]["pk"]["S"] for u in dynamo.updates] == ["PORTAL#m1", "PORTAL#m2", "PORTAL#m1"]
+    assert dynamo.updates[-1]["ExpressionAttributeValues"][":r"] == {"N": "1050"}
+
+
+def test_a_failed_health_write_never_fails_the_batch_and_is_tried_again_next_batch():
+    dynamo = _Dynamo(fail=True)
+    store = PortalHealth(dynamo, "t", clock=lambda: 1000.0)
+    assert store.record({"m1": 990}) == 0
+    dynamo.fail = False
+    assert store.record({"m1": 990}) == 1
