@@ -132,3 +132,21 @@ def test_a_failed_health_write_never_fails_the_batch_and_is_tried_again_next_bat
     assert store.record({"m1": 990}) == 0
     dynamo.fail = False
     assert store.record({"m1": 990}) == 1
+
+
+def test_an_event_failing_its_last_receive_is_counted_and_logged_as_dead_lettered(caplog):
+    from b24core.worker.outcomes import MAX_RECEIVES
+
+    worker = _worker(FakeClient({"2": {"ID": "2"}}))
+    last = record(3, "ONCRMDEALUPDATE", 2)
+    last["attributes"] = {"ApproximateReceiveCount": str(MAX_RECEIVES)}
+    earlier = record(4, "ONCRMDEALUPDATE", 2, member_id="m2")
+    earlier["attributes"] = {"ApproximateReceiveCount": "1"}
+    with record_metrics() as seen, caplog.at_level("WARNING"):
+        out = worker({"Records": [last, earlier]}, None)
+    assert len(out["batchItemFailures"]) == 2
+    assert seen.total("EventsDeadLettered") == 1  # only the one on its last receive
+    dead = [r for r in caplog.records if getattr(r, "outcome", None) == "dead_lettered"]
+    assert [(r.member_id, r.event) for r in dead] == [("m1", "ONCRMDEALUPDATE")]
+    failed = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    assert {r.reason for r in failed} == {"ValueError"}  # the handler's error type, never its text

@@ -30,7 +30,7 @@ from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
-from b24core.worker.outcomes import DEFERRED, report
+from b24core.worker.outcomes import DEFERRED, log_failed, report
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, event_time, read_time
 from b24core.worker.seen_marks import Seen, SeenKey, SeenMarks
 
@@ -372,6 +372,9 @@ class Worker:
                 self._run_handlers(payload={"mid": mid, "idempotent": True})
             if False in kinds:
                 self._dispatch(payload={"message": json.loads(record.body), "mid": mid, "idempotent": False})
+        except Exception as exc:  # SQS retries it; the line says which portal, event and error type
+            log_failed(ev.member_id, ev.name, exc)
+            raise
         finally:
             self._spend_time(ev.member_id, started)
 

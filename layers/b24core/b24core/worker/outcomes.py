@@ -13,7 +13,9 @@ function error), so the worker reports them itself, as EMF metrics named as noun
   ``portal_unavailable``);
 - ``EventsFailed{reason}`` and ``EventsFailed`` (no reason, for the alarm's rate): left to SQS to
   retry (``not_prepared``: its portal's reads failed; ``handler_error``); after ``maxReceiveCount``
-  receives the DLQ takes it.
+  receives the DLQ takes it;
+- ``EventsDeadLettered``: failed on their last receive (``MAX_RECEIVES``): the DLQ takes them, and
+  each is logged at ERROR with its portal and event (the saved query "dead-lettered events").
 
 One metric line per (name, reason) per batch, not per event: cheap at a storm's volume.
 """
@@ -23,12 +25,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from logging import ERROR, WARNING
 from typing import Any
 
 from b24core.aws import metrics
+from b24core.aws.logs import log_event
 
 DEFERRED = frozenset({"deferred", "held", "portal_slow"})
 DROPPED = frozenset({"malformed", "portal_not_active", "portal_unavailable"})
+#: EventsQueue's RedrivePolicy maxReceiveCount in template.yaml (a unit test holds the two together).
+MAX_RECEIVES = 5
 _DEFER_REASON = {"deferred": "budget", "held": "held", "portal_slow": "portal_slow"}
 
 
@@ -108,5 +114,41 @@ def report(plan: Any, records: list[dict[str, Any]], failures: list[Any], regist
         {mid: ev.name for mid, ev in plan.events.items()},
     )
     emit(outcome)
+    _dead_lettered(plan, records, {f["itemIdentifier"] for f in failures})
     if health is not None and outcome.processed:
         health.record(outcome.processed)
+
+
+def _dead_lettered(plan: Any, records: list[dict[str, Any]], failed: set[str]) -> None:
+    """Failed on the last receive: say so now, the DLQ will not (one line per such event; rare)."""
+    count = 0
+    for record in records:
+        mid = str(record.get("messageId"))
+        receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+        if mid not in failed or receives < MAX_RECEIVES:
+            continue
+        count += 1
+        message = plan.messages.get(mid)
+        log_event(
+            ERROR,
+            "event failed its last receive; the DLQ takes it",
+            "dispatch",
+            message.member_id if message else None,
+            "dead_lettered",
+            event=message.event if message else "unreadable",
+            receive_count=receives,
+        )
+    if count:
+        metrics.emit("EventsDeadLettered", count)
+
+
+def log_failed(member_id: str, event: str, exc: Exception) -> None:
+    log_event(
+        WARNING,
+        "handler failed; the event will be retried",
+        "dispatch",
+        member_id,
+        "failed",
+        error=exc,
+        event=event,
+    )
