@@ -150,3 +150,63 @@ def test_an_event_failing_its_last_receive_is_counted_and_logged_as_dead_lettere
     assert [(r.member_id, r.event) for r in dead] == [("m1", "ONCRMDEALUPDATE")]
     failed = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
     assert {r.reason for r in failed} == {"ValueError"}  # the handler's error type, never its text
+
+
+def _emf(out: str) -> list[tuple[str, list[str]]]:
+    import json
+
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    return [
+        # "service" comes from POWERTOOLS_SERVICE_NAME (template.yaml's Globals), unset in unit tests
+        (
+            m["Name"],
+            sorted(
+                d for ds in doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in ds if d != "service"
+            ),
+        )
+        for doc in lines
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    ]
+
+
+def test_an_event_the_queue_did_not_take_counts_as_not_stored_with_and_without_its_reason(
+    monkeypatch, capsys
+):
+    import json
+    from pathlib import Path
+
+    from b24core.events import http
+    from b24core.events.sqs import EnqueueFailed
+
+    class Intake:
+        def accept(self, form):
+            raise EnqueueFailed("queue down")
+
+    monkeypatch.setattr(http, "_intake", lambda: Intake())
+    sample = json.loads((Path(__file__).parents[2] / "events/events_oncrmdealupdate.json").read_text())
+    answer = http.handle_event(sample)
+    assert answer["statusCode"] == 503
+    assert _emf(capsys.readouterr().out) == [
+        ("EventsNotStored", ["reason"]),
+        ("EventsNotStored", []),  # what EventsNotStoredAlarm watches
+    ]
+
+
+def test_a_5xx_answer_at_intake_counts_as_not_stored_and_a_4xx_as_rejected(monkeypatch, capsys):
+    from b24core.aws.apigw import HttpError
+    from b24core.events import http
+
+    http._count("EventsRejected", "application_token_mismatch")
+    assert _emf(capsys.readouterr().out) == [("EventsRejected", ["reason"])]
+
+    class Intake:
+        def accept(self, form):
+            raise HttpError(503, "delivery_not_recorded", "try again")
+
+    import json
+    from pathlib import Path
+
+    monkeypatch.setattr(http, "_intake", lambda: Intake())
+    sample = json.loads((Path(__file__).parents[2] / "events/events_oncrmdealupdate.json").read_text())
+    assert http.handle_event(sample)["statusCode"] == 503
+    assert [name for name, _ in _emf(capsys.readouterr().out)] == ["EventsNotStored", "EventsNotStored"]

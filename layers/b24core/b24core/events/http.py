@@ -94,6 +94,9 @@ def _count(metric: str, reason: str) -> None:
     metrics.add_dimension(name="reason", value=reason)
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
+    if metric == "EventsNotStored":  # once more without a reason: what EventsNotStoredAlarm watches
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        metrics.flush_metrics()
 
 
 def _update(form: dict[str, Any], request_host: str) -> dict[str, Any]:
