@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from b24cli import capabilities_cmd, delivery_cmd, events_cmd, tokens_cmd, webhook_cmd
+from b24cli import capabilities_cmd, delivery_cmd, events_cmd, health_cmd, tokens_cmd, webhook_cmd
 from b24cli.target import TargetError, find_target
 
 
@@ -61,12 +61,13 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         return 1
     view = portal.public_view()
     history = capabilities_cmd.history_for(find_target(args.stack), portal.member_id)
+    health = health_cmd.view(find_target(args.stack), portal.member_id)
     if args.json:
         delivery = delivery_cmd.view(find_target(args.stack), portal.member_id)
         auth = webhook_cmd.view(find_target(args.stack), portal.member_id, view.get("capabilities") or {})
         print(
             json.dumps(
-                {**view, **auth, "capability_history": history, "delivery": delivery},
+                {**view, **auth, "capability_history": history, "delivery": delivery, "health": health},
                 indent=2,
                 ensure_ascii=False,
             )
@@ -89,6 +90,7 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         *capabilities_cmd.capability_rows(view.get("capabilities") or {}, history),
         *delivery_cmd.show_rows(find_target(args.stack), portal.member_id),
         *webhook_cmd.show_rows(find_target(args.stack), view.get("capabilities") or {}, portal.member_id),
+        *health_cmd.show_rows(health),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -210,3 +210,39 @@ def test_a_5xx_answer_at_intake_counts_as_not_stored_and_a_4xx_as_rejected(monke
     sample = json.loads((Path(__file__).parents[2] / "events/events_oncrmdealupdate.json").read_text())
     assert http.handle_event(sample)["statusCode"] == 503
     assert [name for name, _ in _emf(capsys.readouterr().out)] == ["EventsNotStored", "EventsNotStored"]
+
+
+class _Dlq:
+    """SQS's DLQ in memory: receive hides messages until their visibility is given back."""
+
+    def __init__(self, members):
+        import json
+
+        self.msgs = {
+            f"id{i}": json.dumps({"v": 1, "event": "ONCRMDEALADD", "member_id": m, "domain": "d"})
+            for i, m in enumerate(members)
+        }
+        self.hidden: set[str] = set()
+
+    def receive_message(self, QueueUrl, MaxNumberOfMessages, **kw):
+        free = [k for k in self.msgs if k not in self.hidden][:MaxNumberOfMessages]
+        self.hidden.update(free)
+        return {"Messages": [{"MessageId": k, "ReceiptHandle": k, "Body": self.msgs[k]} for k in free]}
+
+    def change_message_visibility(self, QueueUrl, ReceiptHandle, VisibilityTimeout):
+        self.hidden.discard(ReceiptHandle)
+
+    def get_queue_attributes(self, QueueUrl, AttributeNames):
+        return {"Attributes": {"ApproximateNumberOfMessages": str(len(self.msgs) - len(self.hidden))}}
+
+
+def test_a_portals_dlq_count_looks_at_a_bounded_number_of_messages_says_when_capped_and_hides_none():
+    from b24core.worker.redrive import count_for_portal
+
+    dlq = _Dlq(["m1", "m2", "m1"] * 10)
+    whole = count_for_portal(dlq, "url", "m1", limit=100)
+    assert (whole.portal, whole.scanned, whole.capped) == (20, 30, False)
+    assert dlq.hidden == set()  # every message looked at is visible again
+    capped = count_for_portal(dlq, "url", "m1", limit=12)
+    assert (capped.portal, capped.scanned, capped.capped) == (8, 12, True)
+    assert dlq.hidden == set()
