@@ -76,3 +76,24 @@ def test_the_production_worker_runs_a_side_effect_once_for_a_redelivered_record(
     assert states == ["5", "5"]  # the one declared idempotent: each delivery, no guard record
     assert worker({"Records": [_record(member_id, 6)]}, context)["batchItemFailures"] == []
     assert effects == ["5", "6"]
+
+
+def test_the_production_worker_records_a_portals_last_received_and_processed_times(
+    services, member_id, deployed_settings
+) -> None:
+    from b24core.worker.health import PortalHealth
+
+    wiring.portal_store().save(
+        Portal(member_id, "p.example", "https://p.example/rest/", state=PortalState.ACTIVE)
+    )
+    registry = Registry()
+    registry.on("ONCRMDEALUPDATE", idempotent=True)(lambda event, ctx: None)
+    worker, _idempotency = build_worker(registry)
+    reader = PortalHealth(wiring.boto_client("dynamodb"), get_settings().table_name)
+    assert reader.get(member_id) is None
+    record = _record(member_id, 7)
+    record["body"] = record["body"].replace('"received_at":0', '"received_at":1700000000')
+    assert worker({"Records": [record]}, None)["batchItemFailures"] == []
+    health = reader.get(member_id)
+    assert health is not None and health.last_received_at == 1700000000
+    assert health.last_processed_at > 1700000000
