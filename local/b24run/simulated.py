@@ -40,8 +40,10 @@ class SimulatorHook(Hook):
             "B24_APP",  # the app to run (apps/<name>), e.g. B24_APP=lead_rotation.app:app make run
         )
         stack.env_overrides.update({k: os.environ[k] for k in passthrough if os.environ.get(k)})
-        if os.environ.get("B24_CLIENT_ID") or args.no_simulator:
+        if os.environ.get("B24_CLIENT_ID"):
             return
+        if args.no_simulator:  # template.yaml has no default client_id: a real portal needs the real one
+            raise SystemExit("b24run: --no-simulator needs B24_CLIENT_ID (the app's client_id from Bitrix24)")
         self.sim = Simulator(CLIENT_ID, secrets.token_hex(16)).start()
         public = f"http://{stack.host}:{stack.port}" if stack.port else ""
         stack.env_overrides.update(
