@@ -60,6 +60,13 @@ class SimulatorHook(Hook):
     def after_ready(self, stack: LocalStack) -> None:
         if self.sim is None:
             return
+        # The simulator's secret also sits where AWS keeps it (SSM, on the moto server), so
+        # `b24app doctor` checks a local stack exactly as a deployed one.
+        name = stack.resolver.parameter_value("B24ClientSecretParameter") if stack.resolver else ""
+        if name:
+            stack.client("ssm").put_parameter(
+                Name=name, Value=self.sim._client_secret, Type="SecureString", Overwrite=True
+            )
         install_url = f"{stack.gateway_url}/install"
         cloud = self.sim.add_portal(profile="cloud", member_id=CLOUD_MEMBER)
         box = self.sim.add_portal(profile="box", member_id=BOX_MEMBER)
