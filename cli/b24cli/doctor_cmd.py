@@ -185,7 +185,7 @@ def check_schedules(info: StackInfo) -> Check:
     return Check("schedules", OK, f"{len(schedules)} enabled{info.schedule_note}")
 
 
-def check_auth_server(info: StackInfo, timeout_s: float = 10.0) -> Check:
+def check_auth_server(info: StackInfo, timeout_s: float = 10.0, http: Any = None) -> Check:
     """A refresh with a made-up refresh token and no secret: a working server answers a documented
     OAuth error (settings/oauth/error-codes.md: invalid_client / invalid_grant / invalid_request)."""
     import httpx
@@ -200,7 +200,7 @@ def check_auth_server(info: StackInfo, timeout_s: float = 10.0) -> Check:
         "refresh_token": "b24app-doctor-probe",
     }
     try:
-        resp = httpx.get(f"{base}/oauth/token/", params=params, timeout=timeout_s)
+        resp = (http or httpx).get(f"{base}/oauth/token/", params=params, timeout=timeout_s)
         payload = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
         return Check("auth server", FAIL, f"{base} did not answer: {type(exc).__name__}", fix)
@@ -278,6 +278,13 @@ def _delivery_check(info: StackInfo, member_id: str) -> Check:
             WARN,
             line + ": events do not reach the app, changes are fetched instead",
             f"b24app portals show {member_id} says what its admin must open",
+        )
+    if not v["last_confirmed_at"] and v["mode"] == "online":
+        return Check(
+            "delivery",
+            WARN,
+            line + ": no event has been seen to arrive yet",
+            f"b24app portals probe {member_id} --wait 120",
         )
     return Check("delivery", OK, line)
 
