@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import ClientError
 
-from b24cli.doctor_cmd import FAIL, OK, check_auth_server, check_secret
+from b24cli.doctor_cmd import FAIL, OK, check_auth_server, check_schedules, check_secret
 from b24cli.doctor_env import StackInfo
 from b24cli.target import Target
 
@@ -79,3 +79,42 @@ def test_an_auth_server_that_does_not_answer_or_answers_no_oauth_error_fails():
     assert page.status == FAIL
     token = check_auth_server(info, http=_server(lambda r: httpx.Response(200, json={"access_token": "a"})))
     assert token.status == FAIL
+
+
+class FakeCfn:
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_stack_resources"
+        return self
+
+    def paginate(self, StackName: str) -> list[dict[str, Any]]:
+        assert StackName == "prod"
+        return [
+            {
+                "StackResourceSummaries": [
+                    {"ResourceType": "AWS::Scheduler::Schedule", "PhysicalResourceId": "prod-Sweep-1"},
+                    {"ResourceType": "AWS::Lambda::Function", "PhysicalResourceId": "prod-F"},
+                    {"ResourceType": "AWS::Scheduler::Schedule", "PhysicalResourceId": "prod-Probe-2"},
+                ]
+            }
+        ]
+
+
+class FakeScheduler:
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states = states
+
+    def get_schedule(self, Name: str) -> dict[str, Any]:
+        return {"Name": Name, "State": self.states[Name]}
+
+
+def _aws_info(states: dict[str, str]) -> StackInfo:
+    info = StackInfo(Target("T", "us-east-1", None, "stack prod"), {}, stack_name="prod")
+    info._clients.update({"cloudformation": FakeCfn(), "scheduler": FakeScheduler(states)})
+    return info
+
+
+def test_a_deployed_stacks_schedules_are_read_from_eventbridge_scheduler_and_a_disabled_one_fails():
+    ok = check_schedules(_aws_info({"prod-Sweep-1": "ENABLED", "prod-Probe-2": "ENABLED"}))
+    assert ok.status == OK and "2 enabled" in ok.detail
+    off = check_schedules(_aws_info({"prod-Sweep-1": "ENABLED", "prod-Probe-2": "DISABLED"}))
+    assert off.status == FAIL and "prod-Probe-2" in off.detail and "ENABLED" in off.fix
