@@ -8,7 +8,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from b24cli import capabilities_cmd, delivery_cmd, events_cmd, health_cmd, tokens_cmd, webhook_cmd
+from b24cli import (
+    capabilities_cmd,
+    delivery_cmd,
+    doctor_cmd,
+    events_cmd,
+    health_cmd,
+    tokens_cmd,
+    webhook_cmd,
+)
 from b24cli.target import TargetError, find_target
 
 
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhook_cmd.register(portals)
     events_cmd.register(sub)
     tokens_cmd.register(sub)
+    doctor_cmd.register(sub)
     _app_commands(sub)
     return parser
 

@@ -40,8 +40,10 @@ class SimulatorHook(Hook):
             "B24_APP",  # the app to run (apps/<name>), e.g. B24_APP=lead_rotation.app:app make run
         )
         stack.env_overrides.update({k: os.environ[k] for k in passthrough if os.environ.get(k)})
-        if os.environ.get("B24_CLIENT_ID") or args.no_simulator:
+        if os.environ.get("B24_CLIENT_ID"):
             return
+        if args.no_simulator:  # template.yaml has no default client_id: a real portal needs the real one
+            raise SystemExit("b24run: --no-simulator needs B24_CLIENT_ID (the app's client_id from Bitrix24)")
         self.sim = Simulator(CLIENT_ID, secrets.token_hex(16)).start()
         public = f"http://{stack.host}:{stack.port}" if stack.port else ""
         stack.env_overrides.update(
@@ -58,6 +60,13 @@ class SimulatorHook(Hook):
     def after_ready(self, stack: LocalStack) -> None:
         if self.sim is None:
             return
+        # The simulator's secret also sits where AWS keeps it (SSM, on the moto server), so
+        # `b24app doctor` checks a local stack exactly as a deployed one.
+        name = stack.resolver.parameter_value("B24ClientSecretParameter") if stack.resolver else ""
+        if name:
+            stack.client("ssm").put_parameter(
+                Name=name, Value=self.sim._client_secret, Type="SecureString", Overwrite=True
+            )
         install_url = f"{stack.gateway_url}/install"
         cloud = self.sim.add_portal(profile="cloud", member_id=CLOUD_MEMBER)
         box = self.sim.add_portal(profile="box", member_id=BOX_MEMBER)

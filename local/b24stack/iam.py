@@ -74,6 +74,8 @@ def requests_of(function: str, line: dict[str, Any], region: str, account: str) 
     elif service == "kms" and "KeyId" in line:
         key = str(line["KeyId"])
         resources.append(key if key.startswith("arn:") else arn("kms", f"key/{key}"))
+    elif service == "sns" and ("TopicArn" in line or "TargetArn" in line):
+        resources.append(str(line.get("TopicArn") or line.get("TargetArn")))
     elif service == "secretsmanager" and "SecretId" in line:
         resources.append(arn("secretsmanager", f"secret:{line['SecretId']}"))
     return [Call(function, action, r) for r in resources or ["*"]]
@@ -158,8 +160,23 @@ def allowed(statements: list[dict[str, Any]], action: str, resource: str) -> boo
     return any(s.get("Effect") == "Allow" and _applies(s, action, resource) for s in statements)
 
 
-def denied_calls(calls: list[Call], roles: dict[str, list[dict[str, Any]]]) -> list[Call]:
-    return [c for c in calls if not allowed(roles.get(c.function, []), c.action, c.resource)]
+def denied_calls(
+    calls: list[Call],
+    roles: dict[str, list[dict[str, Any]]],
+    key_policies: dict[str, list[dict[str, Any]]] | None = None,
+    account: str = "",
+) -> list[Call]:
+    """Calls the role does not allow; a KMS call on a key of ``key_policies`` also needs the key's
+    policy to let the account's IAM decide (b24stack.kms_implied.key_policy_delegates)."""
+    from .kms_implied import key_policy_delegates
+
+    policies = key_policies or {}
+    return [
+        c
+        for c in calls
+        if not allowed(roles.get(c.function, []), c.action, c.resource)
+        or (c.resource in policies and not key_policy_delegates(policies[c.resource], c.action, account))
+    ]
 
 
 def wildcard_grants(roles: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:

@@ -289,10 +289,19 @@ class LocalStack:
             "logs_dir": str(self.logs_dir),
             "template": str(self.template_path),
             "pid": os.getpid(),
+            # The template's parameters as this stack resolved them (`b24app doctor` checks the OAuth
+            # server and the secret's SSM name with them). None holds a secret: the secret is a name.
+            "parameters": self._parameter_values(),
         }
         tmp = self.stack_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2))
         tmp.replace(self.stack_file)
+
+    def _parameter_values(self) -> dict[str, Any]:
+        resolver = self.resolver
+        if resolver is None:
+            return {}
+        return {name: resolver.parameter_value(name) for name in self.template.parameters}
 
     # -- building functions and wiring events ------------------------------------------------
 

@@ -1,13 +1,17 @@
 """Runs after the other e2e tests: every AWS call each function made during the run is allowed by
 that function's role, as the SAM translator builds it from template.yaml (the local stack enforces no
 IAM, so without this a missing grant first shows in a real account). Also: no grant on "*" for an
-action that supports resource-level permissions."""
+action that supports resource-level permissions. A call on a table, queue or topic encrypted with a
+customer managed key also needs the KMS actions AWS performs as the caller (b24stack.kms_implied),
+granted by the role and delegated to IAM by the key's policy."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from b24stack.iam import denied_calls, read_calls, role_statements, wildcard_grants
+from b24stack.kms_implied import encrypted_resources, implied_kms_calls, key_policies
+from b24stack.template import parse_template
 from tests.e2e.conftest import ROOT
 
 
@@ -34,3 +38,20 @@ def test_every_recorded_aws_call_is_allowed_by_the_functions_role(stack):
 def test_no_role_grants_a_resource_level_action_on_every_resource(stack):
     roles = role_statements(ROOT / "template.yaml", stack.resolver)
     assert wildcard_grants(roles) == []
+
+
+def test_every_call_on_an_encrypted_resource_may_use_its_key(stack):
+    """DynamoDB decrypts the table key as the caller: a role without kms:Decrypt on TableKey fails
+    every table call in AWS, though the local stack (which encrypts nothing) never notices."""
+    calls = _calls(stack)
+    template = parse_template((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    encrypted = encrypted_resources(template, stack.resolver.resolve)
+    assert any(":table/" in arn for arn in encrypted), "the table is encrypted with the stack's own key"
+    implied = implied_kms_calls(calls, encrypted)
+    assert {"InstallFunction", "EventsFunction", "EventWorkerFunction"} <= {c.function for c in implied}
+    roles = role_statements(ROOT / "template.yaml", stack.resolver)
+    policies = key_policies(template, stack.resolver.resolve)
+    denied = denied_calls(implied, roles, policies, stack.resolver.account_id)
+    assert denied == [], "not allowed in AWS (the key of an encrypted resource):\n" + "\n".join(
+        f"  {c.function}: {c.action} on {c.resource}" for c in denied
+    )

@@ -11,7 +11,7 @@ from b24core.tokens.sweep import Sweep, census, emit_census
 
 
 def handle_sweep_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """TokenRefreshFunction: ``{"action": "sweep" | "refresh" | "census", ...}``."""
+    """TokenRefreshFunction: ``{"action": "sweep" | "refresh" | "census" | "smoke", ...}``."""
     from b24core.aws.settings import get_settings
 
     settings = get_settings()
@@ -31,6 +31,13 @@ def handle_sweep_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
         report = census(store, settings.tokens, int(time.time()))
         emit_census(report)
         return report
+    if action == "smoke":  # b24app doctor --portal: one REST call with the stored token, no refresh
+        from b24core.tokens.smoke import smoke_test
+
+        member_id = event.get("member_id")
+        if not isinstance(member_id, str) or not member_id:
+            return {"error": "member_id_required"}
+        return smoke_test(store.get(member_id), int(time.time()))
     if action == "due":
         return Sweep(store, keeper, runtime.lease_store(), settings.tokens).due_count()
     if action != "sweep":
