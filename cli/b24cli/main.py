@@ -90,6 +90,8 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         *delivery_cmd.show_rows(find_target(args.stack), portal.member_id),
         *webhook_cmd.show_rows(find_target(args.stack), view.get("capabilities") or {}, portal.member_id),
     ]
+    if view.get("newer_release"):  # docs/upgrading.md: this release reads it but never saves it
+        rows.append(("written by a newer release", f"{view['newer_release']} (left untouched; skipped)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:{width}}  {value}")
