@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 
 import boto3
 import pytest
 
 from b24core.aws.settings import get_settings
+from b24core.delivery.store import DeliveryState
 from b24core.entry import wiring
 from b24core.entry.worker import build_worker
 from b24core.events.message import MESSAGE_VERSION, QueuedEvent
-from b24core.portals.keys import PORTAL_SK, portal_pk
+from b24core.portals.keys import DELIVERY_SK, PORTAL_SK, portal_pk
 from b24core.portals.model import Portal
 from b24core.portals.schema import NewerItem
 from b24core.portals.states import PortalState, TokenState
@@ -114,12 +116,44 @@ def test_a_record_with_an_unknown_token_state_survives_a_read_save_cycle(service
     assert portal is not None and portal.token_state == TokenState.REAUTH_REQUIRED
     assert "token_state=frozen_by_policy" in portal.newer_release
     with pytest.raises(NewerItem):
-        store.save(replace_state(portal))
+        store.save(older_code_changes(portal))
     assert [p.member_id for p in store.list_all(limit=10_000) if p.member_id == member_id] == [member_id]
     after = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
     assert after == before  # nothing downgraded, the newer attribute kept
 
 
-def replace_state(portal: Portal) -> Portal:
+def older_code_changes(portal: Portal) -> Portal:
     """What older code would do with it: a transition of its own, then a save."""
     return portal.with_token_state(TokenState.ACTIVE)
+
+
+def test_no_versioned_save_overwrites_an_item_a_newer_schema_wrote(services, member_id, deployed):
+    """The write guard itself (a condition on ``schema``), not only the flag a read sets: a record whose
+    values this release knows but whose schema is newer, and a delivery item, are left as they are."""
+    store = wiring.portal_store()
+    saved = store.save(Portal(member_id, "p.example", "https://p.example/rest/", state=PortalState.ACTIVE))
+    delivery = wiring.delivery_store()
+    delivery.save(DeliveryState(member_id))
+    ddb = boto3.client("dynamodb", endpoint_url=services.dynamodb_endpoint, region_name="us-east-1")
+    table = services.resources["AppTable"]
+    keys = [{"pk": {"S": portal_pk(member_id)}, "sk": {"S": sk}} for sk in (PORTAL_SK, DELIVERY_SK)]
+    for key in keys:  # a newer release saved both (its version bumps as any save's would)
+        ddb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET #s = :s, future = :f",
+            ExpressionAttributeNames={"#s": "schema"},
+            ExpressionAttributeValues={":s": {"N": "2"}, ":f": {"S": "kept"}},
+        )
+    before = [ddb.get_item(TableName=table, Key=k, ConsistentRead=True)["Item"] for k in keys]
+    current = store.get(member_id)
+    assert current is not None and current.newer_release == "schema=2"
+    # Built by older code from what it knew, at the version it read: still refused, and not as StaleWrite.
+    with pytest.raises(NewerItem):
+        store.save(replace(saved, newer_release="", version=current.version, domain="older.example"))
+    state = delivery.get(member_id)
+    assert state is not None
+    with pytest.raises(NewerItem):
+        delivery.save(state)
+    after = [ddb.get_item(TableName=table, Key=k, ConsistentRead=True)["Item"] for k in keys]
+    assert after == before

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
@@ -20,8 +20,9 @@ from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.schema import ITEM_SCHEMA, NewerItem, newer_than_this, read_enum
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
+from b24core.portals.state_items import save_versioned
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.versioned import InMemoryStateStore, StaleWrite
+from b24core.portals.versioned import InMemoryStateStore
 
 
 @dataclass(frozen=True)
@@ -225,12 +226,7 @@ class DynamoPortalStore:
         item = self._item(portal)
         if portal.version:
             item.version = portal.version  # pynamodb saves only if the stored version still equals it
-        try:
-            item.save()
-        except PutError as exc:
-            if _is_conditional_failure(exc):
-                raise StaleWrite(portal.member_id) from None
-            raise
+        save_versioned(item, portal.member_id)  # StaleWrite, or NewerItem over a newer release's record
         # What get() would read back: the application and webhook tokens only as their hashes.
         return replace(
             portal,
@@ -280,8 +276,3 @@ class DynamoPortalStore:
             self._model(portal_pk(member_id), PORTAL_SK).delete()
         except DeleteError:
             raise
-
-
-def _is_conditional_failure(exc: Exception) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause == "ConditionalCheckFailedException"
