@@ -145,3 +145,15 @@ def test_a_stopped_walk_goes_on_where_it_stopped():
     # a rollback to the old manifest starts a walk of its own
     back = Rollout(Crashing(portals, pages=10), caps, MANIFEST.fingerprint, page_size=3).advance(now=200)
     assert back["done"] and back["marked"] == 1  # only "current" was checked with the other one
+
+
+def test_a_record_of_a_newer_release_is_neither_asked_nor_bound():
+    portals, caps, clock = InMemoryPortalStore(), InMemoryCapabilityStore(), Clock()
+    box = ScriptedPortal("m1.example")
+    portals._items["m1"] = portal("m1", newer_release="schema=2")
+    caps.schedule_recheck("m1", int(clock.now))
+    runner = runner_for(NEXT, portals, caps, box, clock)
+    assert runner.check("m1", HANDLER, trigger="manual") == {"error": "newer_release", "member_id": "m1"}
+    assert runner.recheck_due(HANDLER)["skipped"] == 1
+    # Left for the newer release, and out of the way of the other due portals meanwhile.
+    assert box.requests == [] and caps.recheck_due_at("m1") == int(clock.now) + HOUR

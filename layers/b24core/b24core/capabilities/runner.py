@@ -67,6 +67,8 @@ class CapabilityRunner:
         self, member_id: str, events_url: str, trigger: str = "manual", budget_s: float | None = None
     ) -> dict[str, Any]:
         portal = self.portals.get(member_id)
+        if portal is not None and portal.newer_release:  # its report could not be saved: ask nothing
+            return {"error": "newer_release", "member_id": member_id}
         if portal is None or portal.state != PortalState.ACTIVE:
             return {"error": "portal_not_active", "member_id": member_id}
         previous = dict(portal.capabilities or {})
@@ -148,9 +150,12 @@ class CapabilityRunner:
             if deadline is not None and time.monotonic() > deadline:
                 break
             portal = self.portals.get(member_id)
-            if portal is None or portal.state != PortalState.ACTIVE or portal.newer_release:
-                if portal is None or not portal.newer_release:  # a newer release's: its own schedule
-                    self.caps.schedule_recheck(member_id, None)
+            if portal is not None and portal.newer_release:  # kept for the newer release, out of the way
+                self.caps.schedule_recheck(member_id, now + self.recheck_soon_s)
+                skipped += 1
+                continue
+            if portal is None or portal.state != PortalState.ACTIVE:
+                self.caps.schedule_recheck(member_id, None)
                 skipped += 1
                 continue
             wait = self.budget(member_id, CHECK_COST) if self.budget is not None else 0.0
