@@ -100,6 +100,8 @@ def cmd_portals_show(args: argparse.Namespace) -> int:
         *webhook_cmd.show_rows(find_target(args.stack), view.get("capabilities") or {}, portal.member_id),
         *health_cmd.show_rows(health),
     ]
+    if view.get("newer_release"):  # docs/upgrading.md: this release reads it but never saves it
+        rows.append(("written by a newer release", f"{view['newer_release']} (left untouched; skipped)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:{width}}  {value}")

@@ -187,6 +187,11 @@ class Resolver:
             return self.parameter_value(name)
         if name in self.refs:
             return self.refs[name]
+        base, _, suffix = name.partition(".")
+        if suffix == "Alias" and self.template.resource_type(base) == FUNCTION_TYPE:
+            # SAM's reference to a function's AutoPublishAlias: the alias ARN (one local version).
+            alias = self.template.function_properties(base).get("AutoPublishAlias") or "live"
+            return self.arn("lambda", f"function:{self.physical_name(base)}:{self.resolve_str(alias)}")
         rtype = self.template.resource_type(name)
         if rtype in (TABLE_TYPE, FUNCTION_TYPE):
             return self.physical_name(name)

@@ -187,11 +187,14 @@ def test_a_failing_handler_fails_only_its_own_record():
     assert out["batchItemFailures"] == [{"itemIdentifier": "msg-2"}]
 
 
-def test_malformed_messages_are_dropped_not_retried_forever():
-    worker, seen, _ = make(FakeClient({}))
+def test_unreadable_messages_are_failed_for_the_dlq_not_deleted():
+    worker, seen, _ = make(FakeClient({"1": {"ID": "1"}}))
     rec = record(1, "ONCRMDEALUPDATE", 1)
     rec["body"] = "not json"
-    assert worker({"Records": [rec]}, None)["batchItemFailures"] == []
+    assert worker({"Records": [rec, record(2, "ONCRMDEALUPDATE", 1)]}, None)["batchItemFailures"] == [
+        {"itemIdentifier": "msg-1"}
+    ]
+    assert seen == [("ONCRMDEALUPDATE", "1", {"ID": "1"})]  # the readable one is handled
 
 
 class FakeMarks:

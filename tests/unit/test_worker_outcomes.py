@@ -41,20 +41,21 @@ def test_a_batch_counts_each_event_once_as_handled_skipped_dropped_or_failed_by_
         record(3, "ONCRMDEALUPDATE", 2),  # its handler raises: failed
         record(4, "ONCRMDEALUPDATE", 5),  # deal 5 is gone: skipped
         record(5, "ONCRMLEADADD", 5),  # nobody handles it
-        bad,  # unreadable: dropped
+        bad,  # unreadable: failed for the DLQ, never deleted
     ]
     with record_metrics() as seen:
         out = worker({"Records": records}, None)
-    assert out["batchItemFailures"] == [{"itemIdentifier": "msg-3"}]
+    assert sorted(f["itemIdentifier"] for f in out["batchItemFailures"]) == ["msg-3", "msg-9"]
     assert seen.total("EventsReceived") == 6
     assert seen.total("EventsHandled") == 1
     assert seen.total("EventsSkipped", reason="coalesced") == 1
     assert seen.total("EventsSkipped", reason="object_gone") == 1
     assert seen.total("EventsSkipped", reason="no_handler") == 1
-    assert seen.total("EventsDropped", reason="malformed") == 1
+    assert seen.total("EventsDropped") == 0
+    assert seen.total("EventsFailed", reason="malformed") == 1
     assert seen.total("EventsFailed", reason="handler_error") == 1
     # The alarm's numerator: the same failures once more without a reason, nothing else counted twice.
-    assert seen.counts[("EventsFailed", ())] == 1
+    assert seen.counts[("EventsFailed", ())] == 2
     assert seen.total("EventsDeferred") == 0
 
 

@@ -12,12 +12,13 @@ template`` and a unit test) against a list derived from the official REST docs.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,14 @@ class Manifest:
     custom_methods: tuple[str, ...] = ()
     #: The app's name as its users know it (admin notifications).
     title: str = ""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What the app asks of a portal, as a short hash: a portal checked and bound with another
+        fingerprint is re-checked and re-bound (docs/upgrading.md). The title and descriptions only
+        word notices, but a re-check also refreshes those, so everything counts."""
+        canonical = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def events(self) -> list[str]:
         return sorted({e for f in self.features for e in f.events})

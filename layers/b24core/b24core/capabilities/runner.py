@@ -5,7 +5,8 @@ Events it accepts:
 
 * ``{"action": "check", "member_id": M, "events_url": U, "trigger": "install|update|manual",
   "budget_s": S}`` — check now; the answer is the report (no secrets in it);
-* ``{"action": "recheck_due"}`` — the schedule: portals whose re-check is due, through the index.
+* ``{"action": "recheck_due"}`` — the schedule: portals whose re-check is due, through the index; after
+  a manifest change first every portal checked with another manifest (b24core.capabilities.rollout).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from b24core.capabilities.report import (
     next_check_at,
     unknown_report,
 )
+from b24core.capabilities.rollout import FINGERPRINT, Rollout, checked_with
 from b24core.capabilities.store import CapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
@@ -37,7 +39,9 @@ from b24core.portals.store import PortalStore
 from b24core.portals.versioned import update
 from b24core.tokens.client import PortalClient
 
-TRIGGERS = ("install", "update", "schedule", "manual")
+#: Requests one check costs at most: the survey batch and the bind/notify batch.
+CHECK_COST = 2.0
+TRIGGERS = ("install", "update", "schedule", "manual", "manifest")
 
 
 @dataclass
@@ -56,11 +60,15 @@ class CapabilityRunner:
     diagnose: Callable[[PortalClient, Exception], dict[str, Any] | None] | None = None
     #: The app's hooks (installed, feature_enabled) after a check is saved: portal, client, before, after.
     on_checked: Callable[[Portal, PortalClient, dict[str, Any], dict[str, Any]], None] | None = None
+    #: Spend a re-check's requests from the portal's REST budget: 0 when spent, else seconds to wait.
+    budget: Callable[[str, float], float] | None = None
 
     def check(
         self, member_id: str, events_url: str, trigger: str = "manual", budget_s: float | None = None
     ) -> dict[str, Any]:
         portal = self.portals.get(member_id)
+        if portal is not None and portal.newer_release:  # its report could not be saved: ask nothing
+            return {"error": "newer_release", "member_id": member_id}
         if portal is None or portal.state != PortalState.ACTIVE:
             return {"error": "portal_not_active", "member_id": member_id}
         previous = dict(portal.capabilities or {})
@@ -89,6 +97,10 @@ class CapabilityRunner:
         if "isolation" not in report and getattr(client, "webhook", None) and previous.get("isolation"):
             report["isolation"] = previous["isolation"]  # connected by webhook: OAuth still cannot work
         carry_last_known(previous, report)
+        if outcome == "ok" and not report.get("bind_errors"):
+            report[FINGERPRINT] = self.manifest.fingerprint  # checked and bound with this manifest
+        elif previous.get(FINGERPRINT):
+            report[FINGERPRINT] = previous[FINGERPRINT]
         report["trigger"] = trigger if trigger in TRIGGERS else "manual"
         report["next_check_at"] = next_check_at(report, now, self.recheck_interval_s, self.recheck_soon_s)
         changes = history_changes(previous, report)
@@ -132,18 +144,29 @@ class CapabilityRunner:
         self, default_events_url: str, deadline: float | None = None, limit: int = 200
     ) -> dict[str, int]:
         now = int(self.clock())
-        done = skipped = failed = 0
+        done = skipped = failed = deferred = 0
+        rollout = self._rollout(now, deadline)
         for member_id in self.caps.due_rechecks(now, limit):
             if deadline is not None and time.monotonic() > deadline:
                 break
             portal = self.portals.get(member_id)
+            if portal is not None and portal.newer_release:  # kept for the newer release, out of the way
+                self.caps.schedule_recheck(member_id, now + self.recheck_soon_s)
+                skipped += 1
+                continue
             if portal is None or portal.state != PortalState.ACTIVE:
                 self.caps.schedule_recheck(member_id, None)
                 skipped += 1
                 continue
+            wait = self.budget(member_id, CHECK_COST) if self.budget is not None else 0.0
+            if wait > 0:  # the portal's budget is spent by its own work: ask it a little later
+                self.caps.schedule_recheck(member_id, now + int(wait) + 1)
+                deferred += 1
+                continue
             url = str(portal.capabilities.get("events_url") or default_events_url)
+            newer = checked_with(portal) != self.manifest.fingerprint
             try:
-                self.check(member_id, url, trigger="schedule")
+                self.check(member_id, url, trigger="manifest" if newer else "schedule")
             except Exception as exc:  # one portal's answer never stops the others' re-checks
                 failed += 1
                 metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
@@ -152,7 +175,22 @@ class CapabilityRunner:
                     self.caps.schedule_recheck(member_id, now + 3600)
                 continue
             done += 1
-        return {"rechecked": done, "skipped": skipped, "failed": failed}
+        return {"rechecked": done, "skipped": skipped, "failed": failed, "deferred": deferred, **rollout}
+
+    def _rollout(self, now: int, deadline: float | None) -> dict[str, Any]:
+        """Every portal checked with another manifest onto the schedule (resumable; its own share of time)."""
+        share = None if deadline is None else time.monotonic() + max(0.0, deadline - time.monotonic()) / 3
+        if not hasattr(self.portals, "index_page"):
+            return {}
+        walk = Rollout(self.portals, self.caps, self.manifest.fingerprint)  # type: ignore[arg-type]
+        try:
+            result = walk.advance(now, share)
+        except Exception as exc:  # the due re-checks still run; the walk goes on next time
+            log_event(WARNING, "manifest rollout step failed", "recheck", error=exc)
+            return {}
+        if result["marked"]:
+            log_event(INFO, "portals due for a changed manifest", "recheck", None, "marked", **result)
+        return {"manifest_marked": result["marked"], "manifest_done": result["done"]}
 
 
 def _reason(exc: Exception) -> str:

@@ -5,6 +5,8 @@
 * the re-check schedule: one item per portal that lacked something (pk=PORTAL#member_id,
   sk=RECHECK), listed by due time through gsi1 under gsi1pk=RECHECK — the scheduled re-check
   queries that index and never scans;
+* the manifest rollout: one item (pk=MANIFEST, sk=ROLLOUT) saying how far marking every portal due
+  for a changed manifest got (b24core.capabilities.rollout);
 * ``purge``: everything the app keeps for a portal except the portal record (ONAPPUNINSTALL with
   data[CLEAN]=1): history, schedule, and the app's own data (``ctx.storage``).
 """
@@ -22,7 +24,15 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
-from b24core.portals.keys import HISTORY_PREFIX, PORTAL_SK, RECHECK_INDEX_PK, RECHECK_SK, portal_pk
+from b24core.portals.keys import (
+    HISTORY_PREFIX,
+    PORTAL_SK,
+    RECHECK_INDEX_PK,
+    RECHECK_SK,
+    ROLLOUT_PK,
+    ROLLOUT_SK,
+    portal_pk,
+)
 
 HISTORY_TTL_S = 2 * 365 * 24 * 3600
 
@@ -47,6 +57,12 @@ class CapabilityStore(Protocol):
     def purge(self, member_id: str) -> int:
         """Delete every item of the portal except its record; return how many."""
         ...
+
+    def rollout(self) -> dict[str, Any]:
+        """The manifest rollout's progress ({} before the first)."""
+        ...
+
+    def save_rollout(self, state: dict[str, Any]) -> None: ...
 
 
 class InMemoryCapabilityStore:
@@ -87,6 +103,12 @@ class InMemoryCapabilityStore:
         )
         return [m for _, m in due[:limit]]
 
+    def rollout(self) -> dict[str, Any]:
+        return dict(self.items.get((ROLLOUT_PK, ROLLOUT_SK)) or {})
+
+    def save_rollout(self, state: dict[str, Any]) -> None:
+        self.items[(ROLLOUT_PK, ROLLOUT_SK)] = dict(state)
+
     def purge(self, member_id: str) -> int:
         pk = portal_pk(member_id)
         with self._lock:
@@ -101,6 +123,10 @@ class _HistoryItem(TableItem):
     at = NumberAttribute()
     entry = UnicodeAttribute()
     ttl = NumberAttribute(null=True)
+
+
+class _RolloutItem(TableItem):
+    state = UnicodeAttribute()
 
 
 class _RecheckItem(TableItem):
@@ -121,6 +147,18 @@ class DynamoCapabilityStore:
         self._keys = _model(TableItem, table_name, region, host)
         self._history = _model(_HistoryItem, table_name, region, host)
         self._recheck = _model(_RecheckItem, table_name, region, host)
+        self._rollout = _model(_RolloutItem, table_name, region, host)
+
+    def rollout(self) -> dict[str, Any]:
+        try:
+            item = self._rollout.get(ROLLOUT_PK, ROLLOUT_SK, consistent_read=True)
+        except self._rollout.DoesNotExist:
+            return {}
+        state: dict[str, Any] = json.loads(item.state)
+        return state
+
+    def save_rollout(self, state: dict[str, Any]) -> None:
+        self._rollout(ROLLOUT_PK, ROLLOUT_SK, state=json.dumps(state, sort_keys=True)).save()
 
     def add_history(self, member_id: str, at: int, entry: dict[str, Any]) -> None:
         # The writer's nanoseconds keep two entries of the same second in order (newest first on read).

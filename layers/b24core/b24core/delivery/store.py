@@ -26,11 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from pynamodb.exceptions import PutError
-
 from b24core.delivery.modes import DeliveryMode, ProbeOutcome, Trigger, next_mode
 from b24core.portals.keys import DELIVERY_SK, ONLINE_PARTITION, PULL_PARTITION, portal_pk
-from b24core.portals.state_items import state_model
+from b24core.portals.state_items import save_versioned, state_model
 from b24core.portals.versioned import InMemoryStateStore, StaleWrite, update
 
 _SAVE_ATTEMPTS = 8
@@ -298,12 +296,7 @@ class DynamoDeliveryStore:
         )
         if state.version:
             item.version = state.version
-        try:
-            item.save()
-        except PutError as exc:
-            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-                raise StaleWrite(state.member_id) from None
-            raise
+        save_versioned(item, state.member_id)  # StaleWrite, or NewerItem over a newer release's item
         return replace(state, version=int(item.version or 0))
 
     def due(self, partition: str, now: int, limit: int = 100) -> list[str]:

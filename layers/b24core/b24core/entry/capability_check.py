@@ -34,6 +34,7 @@ def _runner() -> CapabilityRunner:
         after_check=after_capability_check,
         diagnose=lambda client, exc: diagnose_client(client, exc, runtime.auth_server()),
         on_checked=run_app_hooks,
+        budget=lambda member_id, cost: runtime.rate_limiter().acquire(member_id, cost=cost),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from b24core.portals.keys import PORTAL_SK, portal_pk
+from b24core.portals.schema import read_enum
 from b24core.portals.states import PortalState
 
 
@@ -51,7 +52,8 @@ class DynamoAuthReader:
             return None
         return PortalAuth(
             member_id=member_id,
-            state=PortalState(item["state"]["S"]),
+            # A state a newer release added is not "deleted": its events are taken (never lost).
+            state=read_enum(PortalState, item["state"]["S"], PortalState.BLOCKED, [], "state"),
             application_token=item.get("application_token", {}).get("S", ""),
             webhook_token=item.get("webhook_token", {}).get("S", ""),
         )

@@ -2,6 +2,13 @@
 
 Only what handlers need travels through SQS; the auth block (access/refresh/application tokens) never
 does, so a queue, a DLQ or a redrive can never leak credentials.
+
+Versioning (docs/upgrading.md): during a canary deployment, and after a rollback, old and new code read
+the same queue. A new *optional* field keeps ``v`` (readers ignore fields they do not know, and carry them
+along when they send an event back); anything an older reader would misread bumps ``v``. A reader reads
+every version up to its own (``READABLE_VERSIONS``); a newer one raises ``UnknownVersion`` so the worker
+fails it and SQS redrives it to the DLQ after maxReceiveCount - never deleted, so a newer worker (or a
+redrive after the roll forward) still handles it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MESSAGE_VERSION = 1
+#: Every version this code can read (older formats stay readable for as long as they may be queued).
+READABLE_VERSIONS = frozenset({1})
+_KNOWN_FIELDS = frozenset(
+    {"v", "event", "member_id", "domain", "data", "ts", "event_handler_id", "user_id", "source"}
+    | {"received_at", "held"}
+)
+
+
+class UnknownVersion(ValueError):
+    """A message written by a newer (or unknown) release: not for this code, but not garbage either."""
+
+    def __init__(self, version: object) -> None:
+        super().__init__("queued event of an unknown message version")
+        self.version = version
+
+
 _AUTH_KEEP = ("domain", "member_id", "client_endpoint", "user_id", "status")
 
 
@@ -27,10 +50,13 @@ class QueuedEvent:
     received_at: int = 0
     #: How many times the worker held this event back to pack its read with later ones (bounded).
     held: int = 0
+    #: Fields a newer release of the same version added: kept as they are when the event is sent back.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> str:
         return json.dumps(
             {
+                **self.extra,
                 "v": MESSAGE_VERSION,
                 "event": self.event,
                 "member_id": self.member_id,
@@ -50,8 +76,11 @@ class QueuedEvent:
     @classmethod
     def from_json(cls, body: str) -> QueuedEvent:
         raw = json.loads(body)
-        if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
+        if not isinstance(raw, dict) or "v" not in raw:
             raise ValueError("not a queued Bitrix24 event")
+        version = raw["v"]
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise UnknownVersion(version)
         return cls(
             event=str(raw["event"]).upper(),
             member_id=str(raw["member_id"]),
@@ -63,6 +92,7 @@ class QueuedEvent:
             source=str(raw.get("source") or "online"),
             received_at=int(raw.get("received_at") or 0),
             held=int(raw.get("held") or 0),
+            extra={k: v for k, v in raw.items() if k not in _KNOWN_FIELDS},
         )
 
 

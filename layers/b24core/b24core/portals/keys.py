@@ -29,6 +29,8 @@ APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_dat
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
 SWEEP_LEASE_SK = "LEASE#sweep"
 IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
+ROLLOUT_PK = "MANIFEST"  # with sk=ROLLOUT: how far a changed manifest's re-check of every portal got
+ROLLOUT_SK = "ROLLOUT"
 
 # ---------------------------------------------------------------- gsi1 partitions (kinds of work)
 REFRESH_INDEX_PK = "REFRESH"  # portals with a live refresh token, by keep-alive due time

@@ -50,6 +50,9 @@ class Portal:
     refresh_attempts: int = 0
     next_attempt_at: int = 0
     version: int = 0
+    #: Why a newer release wrote this record (b24core.portals.schema), or "": such a portal is read with
+    #: conservative stand-ins, skipped by work that would act on it, and never saved by this release.
+    newer_release: str = ""
 
     # ---- transitions (each checks the lifecycle)
     def with_state(self, target: PortalState) -> Portal:
@@ -90,4 +93,5 @@ class Portal:
             "refresh_attempts": self.refresh_attempts,
             "next_attempt_at": self.next_attempt_at,
             "capabilities": self.capabilities,
+            **({"newer_release": self.newer_release} if self.newer_release else {}),
         }

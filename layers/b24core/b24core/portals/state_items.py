@@ -14,11 +14,12 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Generic
 
-from pynamodb.attributes import UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals.keys import portal_pk
+from b24core.portals.schema import ITEM_SCHEMA, NewerItem
 from b24core.portals.versioned import S, StaleWrite
 
 
@@ -30,8 +31,31 @@ class StateItem(TableItem):
     gsi1sk = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute()
     state = UnicodeAttribute()
+    #: The item schema of the release that saved it (b24core.portals.schema); absent = 0.
+    schema = NumberAttribute(null=True)
     version = VersionAttribute()
     index = Gsi1()
+
+
+def save_versioned(item: Any, member_id: str) -> None:
+    """``item.save()`` over the version it was read at (``StaleWrite`` otherwise), and never over an
+    item a newer release wrote (``NewerItem``): an older release would downgrade it, dropping what it
+    does not know. Any model with ``schema`` and ``version`` attributes."""
+    model = type(item)
+    item.schema = ITEM_SCHEMA
+    try:
+        item.save(condition=model.schema.does_not_exist() | (model.schema <= ITEM_SCHEMA))
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+        try:
+            stored = model.get(item.pk, item.sk, consistent_read=True, attributes_to_get=["schema"])
+            newer = int(stored.schema or 0)
+        except model.DoesNotExist:
+            newer = 0
+        if newer > ITEM_SCHEMA:
+            raise NewerItem(member_id, f"schema={newer}") from None
+        raise StaleWrite(member_id) from None
 
 
 @lru_cache(maxsize=8)
@@ -71,12 +95,7 @@ class DynamoStateStore(Generic[S]):
         item.state = json.dumps(self.encode(state), sort_keys=True)
         if state.version:
             item.version = state.version
-        try:
-            item.save()
-        except PutError as exc:
-            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-                raise StaleWrite(state.member_id) from None
-            raise
+        save_versioned(item, state.member_id)
         return replace(state, version=int(item.version or 0))
 
     def due(self, partition: str, now: int, limit: int = 100) -> list[str]:
@@ -90,4 +109,4 @@ class DynamoStateStore(Generic[S]):
         self.model(portal_pk(member_id), self.kind).delete()
 
 
-__all__ = ["DynamoStateStore", "StateItem", "state_model"]
+__all__ = ["DynamoStateStore", "StateItem", "save_versioned", "state_model"]

@@ -12,15 +12,17 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
 from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
+from b24core.portals.schema import ITEM_SCHEMA, NewerItem, newer_than_this, read_enum
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
+from b24core.portals.state_items import save_versioned
 from b24core.portals.states import PortalState, TokenState
-from b24core.portals.versioned import InMemoryStateStore, StaleWrite
+from b24core.portals.versioned import InMemoryStateStore
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class PortalStore(Protocol):
 
 class InMemoryPortalStore(InMemoryStateStore[Portal]):
     """Same contract as the DynamoDB store, for pure unit tests."""
+
+    def save(self, state: Portal) -> Portal:
+        if state.newer_release:
+            raise NewerItem(state.member_id, state.newer_release)
+        return super().save(state)
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         return sorted(self._items.values(), key=lambda p: p.domain)[:limit]
@@ -106,6 +113,8 @@ class _PortalItem(TableItem):
     token_state_at = NumberAttribute(default=0)
     refresh_attempts = NumberAttribute(default=0)
     next_attempt_at = NumberAttribute(default=0)
+    #: The item schema of the release that saved it (b24core.portals.schema); absent = 0.
+    schema = NumberAttribute(null=True)
     version = VersionAttribute()
     refresh_index = Gsi1()
 
@@ -118,13 +127,17 @@ def _portal_model(table_name: str, region: str, host: str | None) -> type[_Porta
 def _to_portal(item: _PortalItem, codec: TokenCodec) -> Portal:
     mid = item.member_id
     caps: dict[str, Any] = json.loads(item.capabilities) if item.capabilities else {}
+    unknown: list[str] = []
+    # Stand-ins for values a newer release added: not active (nothing acts on it), no refresh attempted.
+    state = read_enum(PortalState, item.state, PortalState.BLOCKED, unknown, "state")
+    token_state = read_enum(TokenState, item.token_state, TokenState.REAUTH_REQUIRED, unknown, "token_state")
     return Portal(
         member_id=item.member_id,
         domain=item.domain,
         client_endpoint=item.client_endpoint,
         server_endpoint=item.server_endpoint or "",
-        state=PortalState(item.state),
-        token_state=TokenState(item.token_state),
+        state=state,
+        token_state=token_state,
         access_token=codec.open(mid, "access_token", item.access_token or ""),
         refresh_token=codec.open(mid, "refresh_token", item.refresh_token or ""),
         access_expires_at=int(item.access_expires_at or 0),
@@ -146,6 +159,7 @@ def _to_portal(item: _PortalItem, codec: TokenCodec) -> Portal:
         refresh_attempts=int(item.refresh_attempts or 0),
         next_attempt_at=int(item.next_attempt_at or 0),
         version=int(item.version or 0),
+        newer_release=newer_than_this(item.schema, unknown),
     )
 
 
@@ -203,18 +217,16 @@ class DynamoPortalStore:
             token_state_at=portal.token_state_at,
             refresh_attempts=portal.refresh_attempts,
             next_attempt_at=portal.next_attempt_at,
+            schema=ITEM_SCHEMA,
         )
 
     def save(self, portal: Portal) -> Portal:
+        if portal.newer_release:  # writing it back would downgrade what a newer release stored
+            raise NewerItem(portal.member_id, portal.newer_release)
         item = self._item(portal)
         if portal.version:
             item.version = portal.version  # pynamodb saves only if the stored version still equals it
-        try:
-            item.save()
-        except PutError as exc:
-            if _is_conditional_failure(exc):
-                raise StaleWrite(portal.member_id) from None
-            raise
+        save_versioned(item, portal.member_id)  # StaleWrite, or NewerItem over a newer release's record
         # What get() would read back: the application and webhook tokens only as their hashes.
         return replace(
             portal,
@@ -264,8 +276,3 @@ class DynamoPortalStore:
             self._model(portal_pk(member_id), PORTAL_SK).delete()
         except DeleteError:
             raise
-
-
-def _is_conditional_failure(exc: Exception) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause == "ConditionalCheckFailedException"

@@ -8,14 +8,12 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pynamodb.exceptions import PutError
-
 from b24core.aws.logs import remember_secret
 from b24core.bitrix.webhook import IncomingWebhook
 from b24core.portals.keys import WEBHOOK_SK, portal_pk
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
-from b24core.portals.state_items import StateItem, state_model
-from b24core.portals.versioned import InMemoryStateStore, StaleWrite
+from b24core.portals.state_items import StateItem, save_versioned, state_model
+from b24core.portals.versioned import InMemoryStateStore
 
 
 class AuthMode(StrEnum):
@@ -98,12 +96,7 @@ class DynamoWebhookStore:
         item.state = json.dumps(state, sort_keys=True)
         if conn.version:
             item.version = conn.version
-        try:
-            item.save()
-        except PutError as exc:
-            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-                raise StaleWrite(conn.member_id) from None
-            raise
+        save_versioned(item, conn.member_id)  # StaleWrite, or NewerItem over a newer release's item
         return replace(conn, version=int(item.version or 0), outgoing_token=hash_token(conn.outgoing_token))
 
     def delete(self, member_id: str) -> None:

@@ -126,6 +126,9 @@ class Refresher:
     def _settled(self, seen: Portal, latest: Portal | None, reason: RefreshReason) -> RefreshResult | None:
         """The result when nothing (more) must be done for ``reason``; None when a refresh is needed."""
         now = int(self.clock())
+        if latest is not None and latest.newer_release:
+            # Its new pair could not be saved (NewerItem): a refresh here would burn the refresh token.
+            return RefreshResult(Outcome.BUSY, latest, "record written by a newer release")
         if latest is None or latest.state != PortalState.ACTIVE:
             return RefreshResult(Outcome.NOT_INSTALLED, latest, "portal not installed")
         ts = latest.token_state

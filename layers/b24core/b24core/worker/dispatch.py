@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from b24core.aws.logs import log_event
 from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
-from b24core.events.message import QueuedEvent
+from b24core.events.message import QueuedEvent, UnknownVersion
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
@@ -48,6 +48,8 @@ class Plan:
     messages: dict[str, QueuedEvent] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
     failed: set[str] = field(default_factory=set)
+    #: messageId -> why the prefetch failed it for the DLQ (message_version, malformed, newer_release)
+    fail_reason: dict[str, str] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
     #: Reads done in this batch, per portal: (object, read time) by the messageId whose read it was.
     reads: dict[str, dict[str, tuple[ObjectKey, float]]] = field(default_factory=dict)
@@ -123,14 +125,19 @@ class Worker:
             mid = str(rec.get("messageId"))
             try:
                 message = QueuedEvent.from_json(str(rec.get("body")))
-            except (ValueError, KeyError, TypeError):
-                plan.skip[mid] = "malformed"
+            except (ValueError, KeyError, TypeError) as exc:
+                # Never deleted: a newer release's message (a canary, a rollback) or an unreadable one
+                # fails here, comes back for whichever worker can read it, and ends in the DLQ.
+                plan.failed.add(mid)
+                reason = "message_version" if isinstance(exc, UnknownVersion) else "malformed"
+                plan.fail_reason[mid] = reason
                 log_event(
                     ERROR,
-                    "unreadable queue message dropped",
+                    "queue message this release cannot read; left for the DLQ",
                     "dispatch",
-                    outcome="dropped",
-                    reason="malformed",
+                    outcome="retry",
+                    reason=reason,
+                    version=str(exc.version) if isinstance(exc, UnknownVersion) else None,
                 )
                 continue
             ev = Event.from_message(message)
@@ -206,6 +213,13 @@ class Worker:
         self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
     ) -> None:
         portal = self.load_portal(member_id)
+        if portal is not None and portal.newer_release:
+            # Written by a newer release (a canary, a rollback): its events wait for a worker that
+            # knows it, and end in the DLQ otherwise - never dropped as "not active".
+            plan.failed.update(mids)
+            plan.fail_reason.update(dict.fromkeys(mids, "newer_release"))
+            log_event(WARNING, "portal written by a newer release", "dispatch", member_id, "retry")
+            return
         if portal is None or portal.state != PortalState.ACTIVE:
             for mid in mids:
                 plan.skip[mid] = "portal_not_active"

@@ -9,11 +9,11 @@ function error), so the worker reports them itself, as EMF metrics named as noun
   of the same object, ``read_since`` an earlier read, ``object_gone``, ``no_handler``);
 - ``EventsDeferred{reason}``: sent back delayed (``budget`` spent, ``held`` to pack reads,
   ``portal_slow`` over its share of the invocation); they come back as new messages;
-- ``EventsDropped{reason}``: given up on purpose (``malformed``, ``portal_not_active``,
-  ``portal_unavailable``);
+- ``EventsDropped{reason}``: given up on purpose (``portal_not_active``, ``portal_unavailable``);
 - ``EventsFailed{reason}`` and ``EventsFailed`` (no reason, for the alarm's rate): left to SQS to
-  retry (``not_prepared``: its portal's reads failed; ``handler_error``); after ``maxReceiveCount``
-  receives the DLQ takes it;
+  retry (``not_prepared``: its portal's reads failed; ``handler_error``; ``message_version``,
+  ``malformed`` and ``newer_release``: a message or portal this release cannot read); after
+  ``maxReceiveCount`` receives the DLQ takes it;
 - ``EventsDeadLettered``: failed on their last receive (``MAX_RECEIVES``): the DLQ takes them, and
   each is logged at ERROR with its portal and event (the saved query "dead-lettered events").
 
@@ -32,7 +32,7 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event
 
 DEFERRED = frozenset({"deferred", "held", "portal_slow"})
-DROPPED = frozenset({"malformed", "portal_not_active", "portal_unavailable"})
+DROPPED = frozenset({"portal_not_active", "portal_unavailable"})
 #: EventsQueue's RedrivePolicy maxReceiveCount in template.yaml (a unit test holds the two together).
 MAX_RECEIVES = 5
 _DEFER_REASON = {"deferred": "budget", "held": "held", "portal_slow": "portal_slow"}
@@ -58,13 +58,19 @@ def judge(
     prepared_failed: set[str],
     has_handlers: Callable[[str], bool],
     event_names: dict[str, str],
+    fail_reasons: dict[str, str] | None = None,
 ) -> BatchOutcome:
-    """``records``: (messageId, member_id or None when unreadable, received_at) of each record."""
+    """``records``: (messageId, member_id or None when unreadable, received_at) of each record;
+    ``fail_reasons``: failures the prefetch already named (``message_version``, ``malformed``,
+    ``newer_release``: left for the DLQ, never deleted)."""
     out = BatchOutcome()
     for mid, member_id, received_at in records:
         out.received += 1
         if mid in failed:
-            out.counts["EventsFailed", "not_prepared" if mid in prepared_failed else "handler_error"] += 1
+            named = (fail_reasons or {}).get(mid)
+            out.counts[
+                "EventsFailed", named or ("not_prepared" if mid in prepared_failed else "handler_error")
+            ] += 1
             continue
         reason = skip.get(mid, "")
         if reason in DEFERRED:
@@ -112,6 +118,7 @@ def report(plan: Any, records: list[dict[str, Any]], failures: list[Any], regist
         plan.failed,
         lambda name: bool(registry.handlers_for(name)),
         {mid: ev.name for mid, ev in plan.events.items()},
+        plan.fail_reason,
     )
     emit(outcome)
     _dead_lettered(plan, records, {f["itemIdentifier"] for f in failures})
