@@ -23,6 +23,7 @@ AUDIT_SK = "AUDIT"  # the change audit's cursors per kind of object (delivery/au
 IDS_PREFIX = "IDS#"  # IDS#kind#shard: IDs of a kind the audit knows, by range (delivery/known_ids.py)
 WEBHOOK_SK = "WEBHOOK"  # an incoming-webhook connection (portals/webhook_store.py)
 APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_data.py)
+DIRECTORY_SK = "DIRECTORY"  # its entry in the portal directory, by domain (portals/directory.py)
 
 # ---------------------------------------------------------------- partitions of their own
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
@@ -35,6 +36,7 @@ RECHECK_INDEX_PK = "RECHECK"  # portals by capability re-check due time
 PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by next pull
 ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
 AUDIT_PARTITION = "DELIVERY#audit"  # portals by when their change audit is next due
+DIRECTORY_PARTITION = "PORTALS"  # every portal by domain: the operator's listing (portals/directory.py)
 
 
 def portal_pk(member_id: str) -> str:

@@ -16,6 +16,7 @@ from pynamodb.exceptions import DeleteError, PutError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
+from b24core.portals.directory import PortalDirectory
 from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
@@ -162,6 +163,7 @@ class DynamoPortalStore:
     ) -> None:
         self._model = _portal_model(table_name, region, host)
         self.codec: TokenCodec = codec or PlainCodec()
+        self.directory = PortalDirectory(table_name, region, host)
 
     def get(self, member_id: str) -> Portal | None:
         try:
@@ -215,6 +217,8 @@ class DynamoPortalStore:
             if _is_conditional_failure(exc):
                 raise StaleWrite(portal.member_id) from None
             raise
+        # Listed by domain (portals/directory.py): written only when new or the domain changed.
+        self.directory.put(portal.member_id, portal.domain)
         # What get() would read back: the application and webhook tokens only as their hashes.
         return replace(
             portal,
@@ -222,6 +226,11 @@ class DynamoPortalStore:
             application_token=hash_token(portal.application_token),
             webhook_token=hash_token(portal.webhook_token),
         )
+
+    def get_many(self, member_ids: list[str]) -> dict[str, Portal]:
+        """Portal records by member_id (BatchGetItem, 100 keys a call); missing ones are left out."""
+        keys = [(portal_pk(m), PORTAL_SK) for m in dict.fromkeys(member_ids)]
+        return {i.member_id: _to_portal(i, self.codec) for i in self._model.batch_get(keys)}
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         # Operator listing only (CLI); hot paths never scan.
@@ -258,12 +267,14 @@ class DynamoPortalStore:
         with self._model.batch_write() as batch:
             for portal in portals:
                 batch.save(self._item(replace(portal, version=0)))
+        self.directory.put_many([(p.member_id, p.domain) for p in portals])
 
     def delete(self, member_id: str) -> None:
         try:
             self._model(portal_pk(member_id), PORTAL_SK).delete()
         except DeleteError:
             raise
+        self.directory.delete(member_id)
 
 
 def _is_conditional_failure(exc: Exception) -> bool:
