@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from b24cli.target import Target
+from b24cli.target import Target, TargetError
 
 MODES = ("online", "pull", "lossless", "polling", "none")
 
@@ -75,7 +76,10 @@ class Selection:
         from b24core.portals.store import DynamoPortalStore
 
         self.target, self.flt, self.limit = target, flt, limit
-        self.start_key = decode_cursor(cursor)
+        try:
+            self.start_key = decode_cursor(cursor)
+        except ValueError as exc:
+            raise TargetError(f"--cursor: {exc}") from None
         self.store = DynamoPortalStore(target.table_name, target.region, target.dynamodb_endpoint)
         self.next_cursor = ""
         self.examined = 0
@@ -86,7 +90,8 @@ class Selection:
         from b24cli.delivery_cmd import delivery_store
 
         store = delivery_store(self.target)
-        states = {m: store.get(m) for m in member_ids}
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one GetItem each: the items have no batch read
+            states = dict(zip(member_ids, pool.map(store.get, member_ids), strict=True))
         return {m: str(s.mode) if s is not None else "none" for m, s in states.items()}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from b24cli import capabilities_cmd
 from b24cli.fleet import Filter, Selection, add_filters
-from b24cli.target import find_target
+from b24cli.target import TargetError, find_target
 
 CSV_COLUMNS = (
     "member_id",
@@ -104,7 +104,10 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     target = find_target(args.stack)
     directory = DynamoPortalStore(target.table_name, target.region, target.dynamodb_endpoint).directory
-    key = decode_cursor(args.cursor)
+    try:
+        key = decode_cursor(args.cursor)
+    except ValueError as exc:
+        raise TargetError(f"--cursor: {exc}") from None
     records = written = 0
     try:
         while True:

@@ -25,6 +25,8 @@ import pytest
 
 from b24cli.main import main
 from b24core.capabilities.store import DynamoCapabilityStore
+from b24core.delivery.modes import DeliveryMode
+from b24core.delivery.store import DeliveryState, DynamoDeliveryStore
 from b24core.portals.directory import PortalDirectory
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
@@ -175,6 +177,8 @@ def test_list_pages_through_the_index_with_a_cursor_and_never_scans(fleet, cli, 
     code, out, _ = cli("portals", "list", "--all")
     assert code == 0 and all(p.member_id in out for p in portals)
     assert "Query" in operations and "Scan" not in operations
+    code, _, err = cli("portals", "list", "--cursor", "not-a-cursor")
+    assert code == 2 and "--cursor: not a cursor this command printed" in err
 
 
 def test_json_and_csv_exports_carry_no_token(fleet, cli):
@@ -189,13 +193,19 @@ def test_json_and_csv_exports_carry_no_token(fleet, cli):
         assert secret not in as_json and secret not in as_csv
 
 
-def test_list_filters_by_state_and_domain(fleet, cli):
+def test_list_filters_by_state_domain_and_delivery_mode(fleet, cli, services):
     seed(fleet["store"], 3, prefix="alpha")
     blocked = seed(fleet["store"], 2, prefix="beta", state=PortalState.BLOCKED)
     code, out, _ = cli("portals", "list", "--state", "blocked", "--json")
     assert code == 0 and {v["member_id"] for v in json.loads(out)} == {p.member_id for p in blocked}
     code, out, _ = cli("portals", "list", "--domain-contains", "ALPHA0", "--json")
     assert len(json.loads(out)) == 3
+    delivery = DynamoDeliveryStore(fleet["table"], services.region, services.dynamodb_endpoint)
+    delivery.save(DeliveryState(blocked[0].member_id, mode=DeliveryMode.PULL))
+    code, out, _ = cli("portals", "list", "--mode", "pull", "--json")
+    assert [v["member_id"] for v in json.loads(out)] == [blocked[0].member_id]
+    code, out, _ = cli("portals", "list", "--mode", "none", "--json")  # not probed yet
+    assert len(json.loads(out)) == 4
 
 
 def test_find_by_exact_domain_prefix_substring_and_member_id(fleet, cli):
