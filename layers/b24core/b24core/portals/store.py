@@ -23,6 +23,8 @@ from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.versioned import InMemoryStateStore, StaleWrite
 
+_LISTED_MAX = 20_000
+
 
 @dataclass(frozen=True)
 class IndexPage:
@@ -164,6 +166,9 @@ class DynamoPortalStore:
         self._model = _portal_model(table_name, region, host)
         self.codec: TokenCodec = codec or PlainCodec()
         self.directory = PortalDirectory(table_name, region, host)
+        # member_id -> domain whose directory entry this process wrote or found current: a warm
+        # Lambda saving the same portal again (each token refresh) skips the conditional put.
+        self._listed: dict[str, str] = {}
 
     def get(self, member_id: str) -> Portal | None:
         try:
@@ -218,7 +223,11 @@ class DynamoPortalStore:
                 raise StaleWrite(portal.member_id) from None
             raise
         # Listed by domain (portals/directory.py): written only when new or the domain changed.
-        self.directory.put(portal.member_id, portal.domain)
+        if self._listed.get(portal.member_id) != portal.domain:
+            self.directory.put(portal.member_id, portal.domain)
+            if len(self._listed) >= _LISTED_MAX:
+                self._listed.clear()
+            self._listed[portal.member_id] = portal.domain
         # What get() would read back: the application and webhook tokens only as their hashes.
         return replace(
             portal,
@@ -275,6 +284,7 @@ class DynamoPortalStore:
         except DeleteError:
             raise
         self.directory.delete(member_id)
+        self._listed.pop(member_id, None)
 
 
 def _is_conditional_failure(exc: Exception) -> bool:
