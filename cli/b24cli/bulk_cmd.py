@@ -7,8 +7,9 @@ every call to a portal spends that portal's own REST budget, shared with the eve
 portal whose budget is spent answers so and is counted, not hammered. ``--concurrency`` bounds how
 many portals are worked on at once (one call each, never two for the same portal).
 
-Resumable and idempotent: the three actions may be repeated safely, and ``--checkpoint FILE`` records
-each portal done so a rerun after an interruption skips them.
+Only active portals unless ``--state`` says otherwise. Resumable and idempotent: the three actions
+may be repeated safely, and ``--checkpoint FILE`` records each portal done so a rerun after an
+interruption skips them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -115,6 +117,8 @@ def run_bulk(kind: str, args: argparse.Namespace) -> int:
     if not args.all and not flt.any:
         print(f"b24app: name a portal, or choose --all or a filter for a bulk {kind}", file=sys.stderr)
         return 2
+    if flt.state is None:  # an uninstalled or blocked portal has nothing to check, probe or bind
+        flt = replace(flt, state="active")
     target = find_target(args.stack)
     members = [v["member_id"] for v in Selection(target, flt)]
     done, log = _checkpoint(args.checkpoint)

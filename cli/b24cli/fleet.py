@@ -17,7 +17,7 @@ from typing import Any
 
 from b24cli.target import Target, TargetError
 
-MODES = ("online", "pull", "lossless", "polling", "none")
+MODES = ("online", "pull", "lossless", "webhook", "polling", "none")
 
 
 @dataclass(frozen=True)
