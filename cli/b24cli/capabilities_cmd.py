@@ -1,5 +1,6 @@
 """``b24app portals`` capability parts: the report in ``show``, ``list --missing FEATURE`` and
-``recheck MEMBER_ID`` (invokes CapabilityCheckFunction, as the install and the schedule do)."""
+``recheck MEMBER_ID`` (invokes CapabilityCheckFunction, as the install and the schedule do; many
+portals at once: b24cli.bulk_cmd)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from b24cli import bulk_cmd
 from b24cli.target import Target, TargetError, find_target
 
 _MARK = {"available": "ok", "missing": "MISSING", "unknown": "unknown"}
@@ -148,6 +150,6 @@ def register(portals: Any) -> None:
     p_recheck = portals.add_parser(
         "recheck", help="ask the portal now what it has of what the app needs, and bind what is due"
     )
-    p_recheck.add_argument("member_id")
+    p_recheck.add_argument("member_id", nargs="?", help="one portal; or --all / a filter for many")
     p_recheck.add_argument("--json", action="store_true")
-    p_recheck.set_defaults(func=cmd_portals_recheck)
+    bulk_cmd.add_bulk(p_recheck, "recheck", cmd_portals_recheck)

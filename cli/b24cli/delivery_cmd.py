@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from b24cli import bulk_cmd
 from b24cli.target import Target, TargetError, find_target
 
 FUNCTION_ID = "OfflinePullFunction"
@@ -225,10 +226,10 @@ def register(portals: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_route)
     p = portals.add_parser("probe", help="test now whether Bitrix24's event queue reaches the app")
-    p.add_argument("member_id")
+    p.add_argument("member_id", nargs="?", help="one portal; or --all / a filter for many")
     p.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the probe (default 15)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_probe)
+    bulk_cmd.add_bulk(p, "probe", cmd_probe)
     p = portals.add_parser(
         "set-mode", help="lossless: pull the offline queue as well as online events; online: stop that"
     )

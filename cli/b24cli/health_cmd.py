@@ -26,8 +26,8 @@ def _when(ts: int) -> str:
 def view(target: Target, member_id: str) -> dict[str, Any]:
     import boto3
 
+    from b24core.worker.dlq import count_for_portal
     from b24core.worker.health import PortalHealth
-    from b24core.worker.redrive import count_for_portal
 
     client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.dynamodb_endpoint)
     health = PortalHealth(client, target.table_name).get(member_id)

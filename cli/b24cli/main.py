@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from b24cli import (
+    bulk_cmd,
     capabilities_cmd,
     delivery_cmd,
     doctor_cmd,
     events_cmd,
     health_cmd,
+    portals_cmd,
     tokens_cmd,
     webhook_cmd,
 )
@@ -33,26 +35,6 @@ def _store(args: argparse.Namespace) -> Any:
 
 def _features_line(view: dict[str, Any]) -> str:
     return capabilities_cmd.features_line(view.get("capabilities") or {})
-
-
-def cmd_portals_list(args: argparse.Namespace) -> int:
-    portals = [p.public_view() for p in _store(args).list_all()]
-    if args.missing:
-        lacking = capabilities_cmd.is_missing
-        portals = [v for v in portals if lacking(v.get("capabilities") or {}, args.missing)]
-    if args.json:
-        print(json.dumps(portals, indent=2, ensure_ascii=False))
-        return 0
-    if not portals:
-        print(f"no portal lacks {args.missing}" if args.missing else "no portals installed")
-        return 0
-    print(f"{'MEMBER_ID':34} {'DOMAIN':32} {'STATE':8} {'TOKENS':16} FEATURES")
-    for v in portals:
-        print(
-            f"{v['member_id']:34} {v['domain'][:32]:32} {v['state']:8} {v['token_state']:16} "
-            f"{_features_line(v)}"
-        )
-    return 0
 
 
 def _token_user(user: dict[str, object]) -> str:
@@ -117,10 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     portals = sub.add_parser("portals", help="installed portals").add_subparsers(
         dest="command", required=True
     )
-    p_list = portals.add_parser("list", help="every portal, one line each")
-    p_list.add_argument("--json", action="store_true")
-    p_list.add_argument("--missing", metavar="FEATURE", help="only portals where FEATURE is missing")
-    p_list.set_defaults(func=cmd_portals_list)
+    portals_cmd.register(portals)  # list, find, reindex
     p_show = portals.add_parser("show", help="one portal in detail (never token values)")
     p_show.add_argument("member_id")
     p_show.add_argument("--json", action="store_true")
@@ -128,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     capabilities_cmd.register(portals)
     delivery_cmd.register(portals)
     webhook_cmd.register(portals)
+    bulk_cmd.register(portals)  # rebind
     events_cmd.register(sub)
     tokens_cmd.register(sub)
     doctor_cmd.register(sub)

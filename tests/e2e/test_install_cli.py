@@ -55,5 +55,12 @@ def test_show_list_missing_and_recheck(sim, stack, store, install_url, cli):
 
     code, out = cli("portals", "recheck", "no-such-member")
     assert code == 1 and "portal_not_active" in out
+
+    # At fleet size: find by domain, and re-check every active portal with a progress bar.
+    code, out = cli("portals", "find", box.domain, "--json")
+    assert code == 0 and [(p["member_id"], p["match"]) for p in json.loads(out)] == [(box.member_id, "exact")]
+    code, out = cli("portals", "recheck", "--all", "--json")
+    summary = json.loads(out[: out.rindex("}") + 1][out.index("{") :])
+    assert code == 0 and summary["done"] >= 2 and summary["failed"] == 0 and "recheck [" in out
     for secret in sim.issued_secrets():
         assert secret not in out

@@ -286,6 +286,20 @@ def test_an_operator_cannot_switch_a_blocked_portal_online_only_out_of_lossless(
     assert r.set_mode("m1", "pull")["error"] == "bad_mode"
 
 
+def test_rebind_makes_offline_bindings_again_and_leaves_an_online_portal_alone():
+    clock, portal = Clock(), FakePortal()
+    r, store, _ = runner(clock, portal)
+    assert r.rebind("m1")["outcome"] == "idle"  # online: no offline bindings wanted
+    assert not [b for b in portal.bindings if b["offline"]]
+    r.set_mode("m1", "lossless")
+    portal.bindings.clear()  # an admin removed them on the portal
+    r.pull("m1")
+    assert not [b for b in portal.bindings if b["offline"]]  # the pull believes they are still there
+    r.rebind("m1")
+    assert {b["event"] for b in portal.bindings if b["offline"]} >= {"ONCRMDEALADD"}
+    assert store.get("m1").offline_bound
+
+
 def test_a_gone_portal_leaves_every_schedule():
     clock, portal = Clock(), FakePortal()
     r, store, _ = runner(clock, portal)

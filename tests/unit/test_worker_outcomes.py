@@ -238,7 +238,7 @@ class _Dlq:
 
 
 def test_a_portals_dlq_count_looks_at_a_bounded_number_of_messages_says_when_capped_and_hides_none():
-    from b24core.worker.redrive import count_for_portal
+    from b24core.worker.dlq import count_for_portal
 
     dlq = _Dlq(["m1", "m2", "m1"] * 10)
     whole = count_for_portal(dlq, "url", "m1", limit=100)

@@ -8,7 +8,8 @@
 * the manifest rollout: one item (pk=MANIFEST, sk=ROLLOUT) saying how far marking every portal due
   for a changed manifest got (b24core.capabilities.rollout);
 * ``purge``: everything the app keeps for a portal except the portal record (ONAPPUNINSTALL with
-  data[CLEAN]=1): history, schedule, and the app's own data (``ctx.storage``).
+  data[CLEAN]=1): history, schedule, and the app's own data (``ctx.storage``); the record's directory
+  entry stays with it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pynamodb.models import Model
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals.keys import (
+    DIRECTORY_SK,
     HISTORY_PREFIX,
     PORTAL_SK,
     RECHECK_INDEX_PK,
@@ -35,6 +37,8 @@ from b24core.portals.keys import (
 )
 
 HISTORY_TTL_S = 2 * 365 * 24 * 3600
+#: What a purge keeps: the portal record and its directory entry (an uninstalled portal stays listed).
+_KEPT = (PORTAL_SK, DIRECTORY_SK)
 
 
 class CapabilityStore(Protocol):
@@ -112,7 +116,7 @@ class InMemoryCapabilityStore:
     def purge(self, member_id: str) -> int:
         pk = portal_pk(member_id)
         with self._lock:
-            doomed = [k for k in self.items if k[0] == pk and k[1] != PORTAL_SK]
+            doomed = [k for k in self.items if k[0] == pk and k[1] not in _KEPT]
             for k in doomed:
                 del self.items[k]
         return len(doomed)
@@ -207,7 +211,7 @@ class DynamoCapabilityStore:
 
     def purge(self, member_id: str) -> int:
         doomed = [
-            i for i in self._keys.query(portal_pk(member_id), consistent_read=True) if i.sk != PORTAL_SK
+            i for i in self._keys.query(portal_pk(member_id), consistent_read=True) if i.sk not in _KEPT
         ]
         with self._keys.batch_write() as batch:
             for item in doomed:

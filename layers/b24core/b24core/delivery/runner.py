@@ -243,6 +243,23 @@ class DeliveryRunner:
     def status(self, member_id: str) -> dict[str, Any]:
         return self._view(member_id)
 
+    def rebind(self, member_id: str, deadline: float | None = None) -> dict[str, Any]:
+        """Make the portal's offline bindings again now (``b24app portals rebind``): an admin removed
+        them, or they were refused and the operator fixed the cause. Forgets they were made and lets
+        the pull reconcile them at once; a portal whose mode wants none is left alone."""
+        state = self.store.get(member_id)
+        if state is None or not state.wants_offline:
+            return {
+                "member_id": member_id,
+                "outcome": "idle",
+                "reason": "the portal's mode needs no bindings",
+            }
+        portal = self._active(member_id)
+        if portal is None:
+            return {"error": "portal_not_active", "member_id": member_id}
+        mutate(self.store, member_id, lambda s: replace(s, offline_bound=False, bind_retry_at=0))
+        return self._pull(portal, deadline).as_dict()
+
     # ---- after the capability check at install / update (runs in CapabilityCheckFunction)
     def after_check(self, client: Any, member_id: str, report: dict[str, Any]) -> None:
         """Bindings were made afresh (install, reinstall, update removes them all): the offline ones

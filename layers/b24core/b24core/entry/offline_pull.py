@@ -132,6 +132,8 @@ def handle_delivery_event(event: dict[str, Any], context: Any = None) -> dict[st
     if action == "audit":
         assert runner.audits is not None
         return runner.audits.one(member_id, deadline)
+    if action == "rebind":
+        return runner.rebind(member_id, deadline)
     return {"error": "unknown_action"}
 
 

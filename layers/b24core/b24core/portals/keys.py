@@ -24,6 +24,7 @@ IDS_PREFIX = "IDS#"  # IDS#kind#shard: IDs of a kind the audit knows, by range (
 WEBHOOK_SK = "WEBHOOK"  # an incoming-webhook connection (portals/webhook_store.py)
 HEALTH_SK = "HEALTH"  # when its events were last received and processed (worker/health.py)
 APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_data.py)
+DIRECTORY_SK = "DIRECTORY"  # its entry in the portal directory, by domain (portals/directory.py)
 
 # ---------------------------------------------------------------- partitions of their own
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
@@ -38,6 +39,7 @@ RECHECK_INDEX_PK = "RECHECK"  # portals by capability re-check due time
 PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by next pull
 ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
 AUDIT_PARTITION = "DELIVERY#audit"  # portals by when their change audit is next due
+DIRECTORY_PARTITION = "PORTALS"  # every portal by domain: the operator's listing (portals/directory.py)
 
 
 def portal_pk(member_id: str) -> str:

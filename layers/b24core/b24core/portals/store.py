@@ -16,6 +16,7 @@ from pynamodb.exceptions import DeleteError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
+from b24core.portals.directory import PortalDirectory
 from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.schema import ITEM_SCHEMA, NewerItem, newer_than_this, read_enum
@@ -23,6 +24,8 @@ from b24core.portals.sealing import PlainCodec, TokenCodec, hash_token
 from b24core.portals.state_items import save_versioned
 from b24core.portals.states import PortalState, TokenState
 from b24core.portals.versioned import InMemoryStateStore
+
+_LISTED_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,10 @@ class DynamoPortalStore:
     ) -> None:
         self._model = _portal_model(table_name, region, host)
         self.codec: TokenCodec = codec or PlainCodec()
+        self.directory = PortalDirectory(table_name, region, host)
+        # member_id -> domain whose directory entry this process wrote or found current: a warm
+        # Lambda saving the same portal again (each token refresh) skips the conditional put.
+        self._listed: dict[str, str] = {}
 
     def get(self, member_id: str) -> Portal | None:
         try:
@@ -227,6 +234,12 @@ class DynamoPortalStore:
         if portal.version:
             item.version = portal.version  # pynamodb saves only if the stored version still equals it
         save_versioned(item, portal.member_id)  # StaleWrite, or NewerItem over a newer release's record
+        # Listed by domain (portals/directory.py): written only when new or the domain changed.
+        if self._listed.get(portal.member_id) != portal.domain:
+            self.directory.put(portal.member_id, portal.domain)
+            if len(self._listed) >= _LISTED_MAX:
+                self._listed.clear()
+            self._listed[portal.member_id] = portal.domain
         # What get() would read back: the application and webhook tokens only as their hashes.
         return replace(
             portal,
@@ -234,6 +247,11 @@ class DynamoPortalStore:
             application_token=hash_token(portal.application_token),
             webhook_token=hash_token(portal.webhook_token),
         )
+
+    def get_many(self, member_ids: list[str]) -> dict[str, Portal]:
+        """Portal records by member_id (BatchGetItem, 100 keys a call); missing ones are left out."""
+        keys = [(portal_pk(m), PORTAL_SK) for m in dict.fromkeys(member_ids)]
+        return {i.member_id: _to_portal(i, self.codec) for i in self._model.batch_get(keys)}
 
     def list_all(self, limit: int = 1000) -> list[Portal]:
         # Operator listing only (CLI); hot paths never scan.
@@ -270,9 +288,12 @@ class DynamoPortalStore:
         with self._model.batch_write() as batch:
             for portal in portals:
                 batch.save(self._item(replace(portal, version=0)))
+        self.directory.put_many([(p.member_id, p.domain) for p in portals])
 
     def delete(self, member_id: str) -> None:
         try:
             self._model(portal_pk(member_id), PORTAL_SK).delete()
         except DeleteError:
             raise
+        self.directory.delete(member_id)
+        self._listed.pop(member_id, None)
