@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from b24cli import capabilities_cmd, delivery_cmd, events_cmd, tokens_cmd, webhook_cmd
+from b24cli import capabilities_cmd, delivery_cmd, events_cmd, restore_cmd, tokens_cmd, webhook_cmd
 from b24cli.target import TargetError, find_target
 
 
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhook_cmd.register(portals)
     events_cmd.register(sub)
     tokens_cmd.register(sub)
+    restore_cmd.register(sub)
     _app_commands(sub)
     return parser
 

@@ -269,3 +269,9 @@ class DynamoPortalStore:
 def _is_conditional_failure(exc: Exception) -> bool:
     cause = getattr(exc, "cause_response_code", None)
     return cause == "ConditionalCheckFailedException"
+
+
+def portal_from_item(raw: dict[str, Any]) -> Portal:
+    """A portal record from a raw item (DynamoDB JSON), token values left exactly as stored (sealed or
+    hashed): the restore merge (b24core.portals.restore) reads both tables this way and opens nothing."""
+    return _to_portal(_PortalItem.from_raw_data(raw), PlainCodec())
