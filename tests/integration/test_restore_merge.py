@@ -272,3 +272,62 @@ def test_same_table_twice_is_refused_and_nothing_written(world, db, capsys, monk
     assert main(["restore", "merge", "--from", world.live, "--into", world.live]) == 2
     assert "same table" in capsys.readouterr().err
     assert _scan(db, world.live) == before
+
+
+class _Interrupting:
+    """The DynamoDB client, with a hook before each PutItem (a crash, or a function's save racing)."""
+
+    def __init__(self, db: Any, before_put: Any) -> None:
+        self._db, self._before_put, self.puts = db, before_put, 0
+
+    def put_item(self, **kw: Any) -> Any:
+        self.puts += 1
+        self._before_put(self.puts, kw)
+        return self._db.put_item(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_merge_that_stopped_halfway_is_finished_by_running_it_again(world, db):
+    from b24core.portals.restore import merge
+
+    def crash(n: int, _kw: Any) -> None:
+        if n == 2:
+            raise RuntimeError("the operator's laptop went to sleep")
+
+    with pytest.raises(RuntimeError):
+        merge(_Interrupting(db, crash), world.restored, world.live)
+    merge(db, world.restored, world.live)
+
+    assert _refresh_tokens(world.live_store, list(world.newest)) == {
+        **world.newest,
+        world.lost: f"rt-{world.lost}-at-T",
+    }
+    assert DynamoAppStorage(db, world.live, world.lost).get("settings") == {"owner": world.lost}
+    assert DynamoAppStorage(db, world.live, world.refreshed).get("settings") == {"owner": world.refreshed}
+    assert merge(db, world.restored, world.live).restored == 0
+
+
+def test_a_refresh_the_stack_saves_while_the_merge_runs_is_never_overwritten(world, db):
+    """Procedure B, step 4: the stack already runs on the restored table while the merge writes into
+    it. A function refreshes a portal between the merge's read and its write: the merge's conditional
+    write fails, it reads again, and the function's newer pair stays."""
+    from b24core.portals.restore import merge
+
+    racing = f"rt-{world.refreshed}-refreshed-during-the-merge"
+
+    def refresh_first(_n: int, kw: Any) -> None:
+        if kw["Item"]["pk"]["S"] == f"PORTAL#{world.refreshed}" and "version" in kw["ConditionExpression"]:
+            current = world.restored_store.get(world.refreshed)
+            if current is not None and current.refresh_token != racing:
+                at = T + 500
+                world.restored_store.save(
+                    with_pair(current, "at-" + racing, racing, at + 3600, at, "refreshed")
+                )
+
+    report = merge(_Interrupting(db, refresh_first), world.live, world.restored)
+
+    merged = world.restored_store.get(world.refreshed)
+    assert merged is not None and merged.refresh_token == racing
+    assert report.tokens_kept_newer >= 1
