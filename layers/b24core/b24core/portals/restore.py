@@ -217,20 +217,17 @@ class _Tables:
         found = self.db.get_item(TableName=self.target, Key=key, ConsistentRead=True).get("Item")
         return dict(found) if found else None
 
-    def present(self, keys: list[Item]) -> set[tuple[str, str]]:
-        """Which of ``keys`` INTO has (BatchGetItem, unprocessed keys asked again)."""
-        found: set[tuple[str, str]] = set()
+    def fetch(self, keys: list[Item], keys_only: bool = False) -> dict[tuple[str, str], Item]:
+        """INTO's items of ``keys`` that exist (BatchGetItem, unprocessed keys asked again)."""
+        found: dict[tuple[str, str], Item] = {}
         for start in range(0, len(keys), _GET_BATCH):
-            request: dict[str, Any] = {
-                self.target: {
-                    "Keys": keys[start : start + _GET_BATCH],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "pk, sk",
-                }
-            }
+            ask: dict[str, Any] = {"Keys": keys[start : start + _GET_BATCH], "ConsistentRead": True}
+            if keys_only:
+                ask["ProjectionExpression"] = "pk, sk"
+            request: dict[str, Any] = {self.target: ask}
             while request:
                 answer = self.db.batch_get_item(RequestItems=request)
-                found |= {_key_text(i) for i in answer.get("Responses", {}).get(self.target, [])}
+                found |= {_key_text(i): dict(i) for i in answer.get("Responses", {}).get(self.target, [])}
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
@@ -278,9 +275,10 @@ def merge(db: Any, source: str, target: str, dry_run: bool = False) -> MergeRepo
     purge: list[str] = []
     # Records first, so each portal's fate is known before its other items are looked at.
     for page in tables.scan(source, records=True):
+        report.scanned += len(page)
+        current = tables.fetch([_key(r) for r in page]) if page else {}
         for record in page:
-            report.scanned += 1
-            _merge_one_record(tables, record, report, gone, purge)
+            _merge_one_record(tables, record, current.get(_key_text(record)), report, gone, purge)
     for page in tables.scan(source, records=False):
         report.scanned += len(page)
         _copy_items(tables, page, report, gone)
@@ -290,11 +288,19 @@ def merge(db: Any, source: str, target: str, dry_run: bool = False) -> MergeRepo
 
 
 def _merge_one_record(
-    tables: _Tables, record: Item, report: MergeReport, gone: dict[str, bool], purge: list[str]
+    tables: _Tables,
+    record: Item,
+    current: Item | None,
+    report: MergeReport,
+    gone: dict[str, bool],
+    purge: list[str],
 ) -> None:
+    """Merge one portal record; ``current`` is INTO's as read with its page, read again after a
+    conditional write found that someone saved it since."""
     pk, member_id = _s(record, "pk"), _s(record, "member_id")
-    for _ in range(_WRITE_ATTEMPTS):
-        current = tables.get(_key(record))
+    for attempt in range(_WRITE_ATTEMPTS):
+        if attempt:
+            current = tables.get(_key(record))
         if current is None:
             if tables.put(record, "attribute_not_exists(pk)"):
                 report.restored += 1
@@ -328,7 +334,7 @@ def _copy_items(tables: _Tables, page: list[Item], report: MergeReport, gone: di
             report.skipped += 1
         else:
             wanted.append(item)
-    present = tables.present([_key(i) for i in wanted]) if wanted else set()
+    present = tables.fetch([_key(i) for i in wanted], keys_only=True) if wanted else {}
     for item in wanted:
         if _key_text(item) in present or not tables.put(item, "attribute_not_exists(pk)"):
             report.kept += 1
