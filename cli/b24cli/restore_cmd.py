@@ -12,6 +12,15 @@ from typing import Any
 from b24cli.target import TargetError, find_target
 
 _SHOWN = 50  # member_ids listed per action in the text report (--json lists them all)
+_MEANING = {
+    "scanned": "items read from FROM",
+    "restored": "items INTO lacked, copied from FROM",
+    "kept": "items INTO already had",
+    "tokens_kept_newer": "portals whose newer tokens in INTO beat FROM's older ones",
+    "tokens_taken": "portals that took FROM's newer tokens",
+    "skipped": "leases, idempotency records, items of portals that stay deleted",
+    "purged": "items of portals FROM uninstalled after INTO's time",
+}
 
 
 def _dynamodb(stack: str | None) -> Any:
@@ -43,7 +52,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     verb = "would merge" if args.dry_run else "merged"
     print(f"{verb} {args.source} into {args.target}:")
     for name, count in report.counts().items():
-        print(f"  {name:18} {count}")
+        print(f"  {name:18} {count:<8} {_MEANING.get(name, '')}")
     for action, members in sorted(report.portals.items()):
         more = f" (+{len(members) - _SHOWN} more)" if len(members) > _SHOWN else ""
         print(f"  portals {action}: {', '.join(members[:_SHOWN])}{more}")
