@@ -16,6 +16,7 @@ from b24cli import (
     events_cmd,
     health_cmd,
     portals_cmd,
+    restore_cmd,
     tokens_cmd,
     webhook_cmd,
 )
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_cmd.register(sub)
     tokens_cmd.register(sub)
     doctor_cmd.register(sub)
+    restore_cmd.register(sub)
     _app_commands(sub)
     return parser
 

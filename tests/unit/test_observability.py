@@ -102,9 +102,9 @@ def test_every_function_has_an_error_rate_alarm_and_a_throttle_alarm():
 
 def test_the_dashboard_is_json_naming_only_resources_of_the_template_and_shows_every_alarm():
     resources = _resources()
-    body = resources["FleetDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body, variables = resources["FleetDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     names = set(re.findall(r"\$\{([\w:]+)(?:\.\w+)?\}", body))
-    assert {n for n in names if "::" not in n} <= set(resources)
+    assert {n for n in names if "::" not in n} <= set(resources) | set(variables)
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
     shown = [a for w in widgets if w["type"] == "alarm" for a in w["properties"]["alarms"]]
     alarms = set(_of(ALARM)) | set(_of(COMPOSITE))

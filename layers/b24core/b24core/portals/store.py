@@ -297,3 +297,9 @@ class DynamoPortalStore:
             raise
         self.directory.delete(member_id)
         self._listed.pop(member_id, None)
+
+
+def portal_from_item(raw: dict[str, Any]) -> Portal:
+    """A portal record from a raw item (DynamoDB JSON), token values left exactly as stored (sealed or
+    hashed): the restore merge (b24core.portals.restore) reads both tables this way and opens nothing."""
+    return _to_portal(_PortalItem.from_raw_data(raw), PlainCodec())
