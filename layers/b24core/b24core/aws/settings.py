@@ -60,6 +60,9 @@ class Settings:
     metrics_namespace: str = "B24App"
     # First retry delay of a failed event (doubles per receive, up to 15 min; the DLQ takes it after N).
     retry_base_s: float = 10.0
+    # How long a failing portal's events (down, 5xx, timeouts, auth server unreachable) keep coming back
+    # by delayed requeues before the DLQ takes them (b24core.worker.retry); 0: straight to the old path.
+    retry_window_s: float = 6 * 3600.0
     http_timeout_s: float = 10.0
     # Capability re-checks: a portal that lacks something is asked again after this long (boxes
     # update later); when a check could not learn everything, much sooner.
@@ -121,6 +124,7 @@ class Settings:
             worker_max_wait_s=float(e.get("B24_WORKER_MAX_WAIT_S", "5")),
             worker_portal_budget_s=max(1.0, _number(e, "B24_WORKER_PORTAL_BUDGET_S", 8.0)),
             retry_base_s=float(e.get("B24_RETRY_BASE_S", "10")),
+            retry_window_s=max(0.0, _number(e, "B24_RETRY_HOURS", 6.0)) * 3600,
             metrics_namespace=e.get("POWERTOOLS_METRICS_NAMESPACE") or "B24App",
             tokens=TokenPolicy.from_env(e),
             delivery=DeliveryPolicy.from_env(e),

@@ -27,6 +27,10 @@ class QueuedEvent:
     received_at: int = 0
     #: How many times the worker held this event back to pack its read with later ones (bounded).
     held: int = 0
+    #: Delayed retries of a failing portal's event so far, and since when it fails (worker/retry.py).
+    #: Optional: a message without them is a first attempt.
+    attempt: int = 0
+    failing_since: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
@@ -42,6 +46,8 @@ class QueuedEvent:
                 "source": self.source,
                 "received_at": self.received_at,
                 **({"held": self.held} if self.held else {}),
+                **({"attempt": self.attempt} if self.attempt else {}),
+                **({"failing_since": self.failing_since} if self.failing_since else {}),
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -63,6 +69,8 @@ class QueuedEvent:
             source=str(raw.get("source") or "online"),
             received_at=int(raw.get("received_at") or 0),
             held=int(raw.get("held") or 0),
+            attempt=int(raw.get("attempt") or 0),
+            failing_since=int(raw.get("failing_since") or 0),
         )
 
 

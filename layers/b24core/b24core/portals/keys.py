@@ -28,6 +28,9 @@ APP_PREFIX = "APP#"  # APP#key: the app's own data, ctx.storage (portals/app_dat
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
 SWEEP_LEASE_SK = "LEASE#sweep"
 IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
+#: The guard records spread over this many partitions (IDEMPOTENCY#event_worker#NN, chosen by a hash of
+#: the event), so a storm's writes are never throttled on one hot partition key.
+IDEMPOTENCY_SHARDS = 64
 
 # ---------------------------------------------------------------- gsi1 partitions (kinds of work)
 REFRESH_INDEX_PK = "REFRESH"  # portals with a live refresh token, by keep-alive due time
@@ -35,6 +38,10 @@ RECHECK_INDEX_PK = "RECHECK"  # portals by capability re-check due time
 PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by next pull
 ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
 AUDIT_PARTITION = "DELIVERY#audit"  # portals by when their change audit is next due
+
+
+def idempotency_pk(shard: int) -> str:
+    return f"{IDEMPOTENCY_PK}#{shard % IDEMPOTENCY_SHARDS:02d}"
 
 
 def portal_pk(member_id: str) -> str:
