@@ -100,8 +100,8 @@ def run_round(
     if report.done:
         report.per_portal_s = busy / report.done
         _measured_cache[name] = report.per_portal_s
-    if report.left == 0 and deadline is not None and time.monotonic() >= deadline:
-        report.left = len([m for m in next_page(MAX_PAGE, tried) if m not in tried])  # (up to a page)
+    if deadline is not None and time.monotonic() >= deadline:  # and those of the pages not taken
+        report.left += len([m for m in next_page(MAX_PAGE, tried) if m not in tried])  # (up to a page)
     report.capacity = int(workers * period_s / report.per_portal_s) if report.per_portal_s else 0
     _report(report, workers)
     return report
@@ -120,7 +120,7 @@ def _report(report: RoundReport, workers: int) -> None:
         "RoundUtilisation", 100.0 * report.elapsed_s / report.period_s, unit="Percent", round=report.name
     )
     if report.behind:
-        metrics.emit("RoundBehind", report.left, round=report.name)
+        metrics.emit("RoundBehind", report.left)  # one alarm for every round; the log names it
         log_event(
             WARNING,
             "scheduled round ran out of time with portals still due; they come first next run",
