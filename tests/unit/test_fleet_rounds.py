@@ -151,3 +151,43 @@ def test_the_pull_round_pulls_every_portal_in_parallel_and_a_short_run_continues
     assert r.pull_due(deadline=time.monotonic() - 1)["round"]["left"] == 24  # no time: all reported left
     runner_module._resume_cache["pull"] = members[9]
     assert runner_module._resume_after(members, "pull")[0] == members[10]
+
+
+def test_the_audit_round_audits_every_due_portal_of_a_fleet_in_parallel():
+    from b24core.aws.settings import AuditPolicy
+    from b24core.delivery.audit_round import AuditRound
+    from b24core.delivery.audit_store import InMemoryAuditStore, schedule_audit
+    from b24core.delivery.route import RouteKeeper
+    from tests.unit.test_delivery_route import PORTAL as AUDITED
+    from tests.unit.test_delivery_route import NotifyClient, found
+
+    portals, delivery, audits = InMemoryPortalStore(), InMemoryDeliveryStore(), InMemoryAuditStore()
+    members = [f"a{i:02d}" for i in range(24)]
+    for member in members:
+        portals.save(replace(AUDITED, member_id=member))
+        schedule_audit(audits, member, 0)
+    barrier = threading.Barrier(6, timeout=10)  # the audits fail unless six run at once
+
+    class Audit:
+        def run(self, client, member_id, domain, feeds, specs, wanted, **kw):
+            barrier.wait()
+            return feeds, replace(found(by_event=1), member_id=member_id)
+
+    client = NotifyClient()
+    rnd = AuditRound(
+        audits,
+        delivery,
+        portals,
+        RouteKeeper(
+            delivery, portals, load_manifest(), lambda p: client, lambda: AppWorld((), "https://l", 0.0)
+        ),
+        make_audit=lambda m: Audit(),  # type: ignore[arg-type,return-value]
+        make_client=lambda p: client,
+        manifest=load_manifest(),
+        policy=AuditPolicy(round_concurrency=6),
+        clock=lambda: 5000.0,
+    )
+    answer = rnd.due()
+    assert answer["audited"] == 24 and answer["failed"] == 0
+    assert answer["round"]["done"] == 24 and answer["round"]["left"] == 0
+    assert all(audits.get(m).next_at == 5000 + 300 for m in members)  # each one's next audit planned
