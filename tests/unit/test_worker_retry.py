@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from b24core.bitrix.errors import ServerError, TransportError
 from b24core.events.message import QueuedEvent
@@ -126,3 +127,31 @@ def test_the_attempt_fields_are_optional_and_absent_from_a_first_attempts_messag
     assert "attempt" not in json.loads(first.to_json())
     again = QueuedEvent.from_json(QueuedEvent("E", "m1", "p", attempt=3, failing_since=5).to_json())
     assert (again.attempt, again.failing_since) == (3, 5)
+
+
+def test_a_redriven_event_starts_a_fresh_retry_window_and_keeps_everything_else():
+    from b24core.worker.redrive import redrive
+
+    class Sqs:
+        def __init__(self, bodies):
+            self.bodies, self.sent = list(bodies), []
+
+        def receive_message(self, **kw):
+            got, self.bodies = self.bodies, []
+            return {"Messages": [{"Body": b, "ReceiptHandle": str(i)} for i, b in enumerate(got)]}
+
+        def send_message(self, QueueUrl, MessageBody):
+            self.sent.append(MessageBody)
+
+        def delete_message(self, **kw):
+            pass
+
+    spent = QueuedEvent(
+        "ONCRMDEALUPDATE", "m1", "p", data={"FIELDS": {"ID": "7"}}, attempt=30, failing_since=1
+    )
+    sqs = Sqs([spent.to_json(), "not json"])
+    assert redrive(sqs, "dlq", "q").moved == 2
+    back = QueuedEvent.from_json(sqs.sent[0])
+    assert (back.attempt, back.failing_since) == (0, 0)
+    assert back == replace(spent, attempt=0, failing_since=0)
+    assert sqs.sent[1] == "not json"

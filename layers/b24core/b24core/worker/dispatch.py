@@ -134,7 +134,7 @@ class Worker:
             try:
                 self._prefetch_portal(plan, member_id, pending, latest)
             except Exception as exc:  # whatever one portal answered, only its own events fail
-                undecided = [m for m in pending if m not in plan.skip]
+                undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
                 if self._retry_later(plan, member_id, undecided, exc):
                     continue
                 plan.failed.update(undecided)

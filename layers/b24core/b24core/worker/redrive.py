@@ -27,6 +27,19 @@ def _summary(body: str) -> dict[str, str]:
         return {"event": "unreadable", "member_id": "", "object_id": ""}
 
 
+def _fresh(body: str) -> str:
+    """A redriven event gets a fresh retry window (worker/retry.py): its cause was fixed, so its
+    earlier failures no longer count. Anything else is returned as it was."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(raw, dict) or not ({"attempt", "failing_since"} & raw.keys()):
+        return body
+    kept = {k: v for k, v in raw.items() if k not in ("attempt", "failing_since")}
+    return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+
+
 def redrive(
     sqs: Any, dlq_url: str, queue_url: str, dry_run: bool = False, limit: int = 10_000
 ) -> RedriveReport:
@@ -51,7 +64,7 @@ def redrive(
             if dry_run:
                 peeked.append(msg["ReceiptHandle"])
                 continue
-            sqs.send_message(QueueUrl=queue_url, MessageBody=msg["Body"])
+            sqs.send_message(QueueUrl=queue_url, MessageBody=_fresh(msg["Body"]))
             sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=msg["ReceiptHandle"])
             report.moved += 1
     for handle in peeked:  # a dry run leaves the DLQ as it found it
