@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 MIN_PAGE = 50
 MAX_PAGE = 1000
+LEFT_PAGES = 10  # pages counted when a round reports the portals it left
 #: Per-portal seconds measured by the last run of each round in this process (a warm Lambda's memory).
 _measured_cache: dict[str, float] = {}
 
@@ -101,10 +102,22 @@ def run_round(
         report.per_portal_s = busy / report.done
         _measured_cache[name] = report.per_portal_s
     if deadline is not None and time.monotonic() >= deadline:  # and those of the pages not taken
-        report.left += len([m for m in next_page(MAX_PAGE, tried) if m not in tried])  # (up to a page)
+        report.left += _count_left(next_page, tried)
     report.capacity = int(workers * period_s / report.per_portal_s) if report.per_portal_s else 0
     _report(report, workers)
     return report
+
+
+def _count_left(next_page: Callable[[int, set[str]], list[str]], tried: set[str]) -> int:
+    """The portals still due that no page took (at most LEFT_PAGES pages are counted)."""
+    seen, left = set(tried), 0
+    for _ in range(LEFT_PAGES):
+        more = [m for m in next_page(MAX_PAGE, seen) if m not in seen]
+        if not more:
+            break
+        seen.update(more)
+        left += len(more)
+    return left
 
 
 def _page_size(per_portal_s: float, workers: int, deadline: float | None) -> int:
