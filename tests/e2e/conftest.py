@@ -57,6 +57,9 @@ def stack_env(sim: Simulator, port: int) -> dict[str, str]:
         "B24_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "B24_ALLOW_INSECURE_ENDPOINTS": "1",
         "B24_RETRY_BASE_S": "0",  # failed events come straight back, so N receives take seconds not hours
+        # No hours of delayed retries for a failing portal's events (worker/retry.py): the fault tests
+        # watch them reach the DLQ after N receives, and delayed messages would keep the stack busy.
+        "B24_RETRY_HOURS": "0",
         # Delivery probes: the queue servers' list from the simulator; a probe is judged missed by the
         # first check after it was sent (tests fire the probe schedule by hand, nothing waits).
         "B24_APP_WORLD_URL": sim.app_world_url,

@@ -60,6 +60,9 @@ class Settings:
     metrics_namespace: str = "B24App"
     # First retry delay of a failed event (doubles per receive, up to 15 min; the DLQ takes it after N).
     retry_base_s: float = 10.0
+    # How long a failing portal's events (down, 5xx, timeouts, auth server unreachable) keep coming back
+    # by delayed requeues before the DLQ takes them (b24core.worker.retry); 0: straight to the old path.
+    retry_window_s: float = 6 * 3600.0
     http_timeout_s: float = 10.0
     # Capability re-checks: a portal that lacks something is asked again after this long (boxes
     # update later); when a check could not learn everything, much sooner.
@@ -121,6 +124,7 @@ class Settings:
             worker_max_wait_s=float(e.get("B24_WORKER_MAX_WAIT_S", "5")),
             worker_portal_budget_s=max(1.0, _number(e, "B24_WORKER_PORTAL_BUDGET_S", 8.0)),
             retry_base_s=float(e.get("B24_RETRY_BASE_S", "10")),
+            retry_window_s=max(0.0, _number(e, "B24_RETRY_HOURS", 6.0)) * 3600,
             metrics_namespace=e.get("POWERTOOLS_METRICS_NAMESPACE") or "B24App",
             tokens=TokenPolicy.from_env(e),
             delivery=DeliveryPolicy.from_env(e),
@@ -215,6 +219,8 @@ class AuditPolicy:
     max_pages: int = 10  # pages of changes per kind of object per run (one request each)
     reconcile_s: int = 3600  # how often every ID is listed to find deletions
     reconcile_requests: int = 20  # requests one reconciliation run may spend per kind (4 = one shard)
+    round_concurrency: int = 32  # portals a round audits at once (b24core.delivery.fleet)
+    round_period_s: float = 60.0  # the schedule's period, which a round must fit in
 
     @classmethod
     def from_env(cls, e: dict[str, str]) -> AuditPolicy:
@@ -228,6 +234,8 @@ class AuditPolicy:
             max_pages=int(_number(e, "B24_AUDIT_MAX_PAGES", 10)),
             reconcile_s=int(_number(e, "B24_RECONCILE_S", 3600)),
             reconcile_requests=int(_number(e, "B24_RECONCILE_REQUESTS", 20)),
+            round_concurrency=max(1, int(_number(e, "B24_ROUND_CONCURRENCY", 32))),
+            round_period_s=max(1.0, _number(e, "B24_ROUND_PERIOD_S", 60.0)),
         )
         policy.validate()
         return policy
@@ -275,7 +283,11 @@ class DeliveryPolicy:
     auth_connector: str = "b24app"
     offline_notify_min_s: int = 5
     # Portals pulled side by side by one scheduled run; single-flight lease per portal's pull.
-    pull_concurrency: int = 4
+    pull_concurrency: int = 32
+    #: Portals a probe or audit round works on at once, and the period of the rounds' schedules
+    #: (delivery/fleet.py reports when the fleet outgrows it).
+    round_concurrency: int = 32
+    round_period_s: float = 60.0
     pull_lease_s: float = 120.0
     # The function that probes and pulls (async-invoked by the events function on ONAPPTEST /
     # ONOFFLINEEVENT).
@@ -294,7 +306,9 @@ class DeliveryPolicy:
             pull_batch_size=int(_number(e, "B24_PULL_BATCH_SIZE", 50)),
             auth_connector=(e.get("B24_AUTH_CONNECTOR") or "b24app").strip(),
             offline_notify_min_s=int(_number(e, "B24_OFFLINE_NOTIFY_MIN_S", 5)),
-            pull_concurrency=int(_number(e, "B24_PULL_CONCURRENCY", 4)),
+            pull_concurrency=int(_number(e, "B24_PULL_CONCURRENCY", 32)),
+            round_concurrency=int(_number(e, "B24_ROUND_CONCURRENCY", 32)),
+            round_period_s=max(1.0, _number(e, "B24_ROUND_PERIOD_S", 60.0)),
             pull_lease_s=_number(e, "B24_PULL_LEASE_S", 120.0),
             pull_function=e.get("OFFLINE_PULL_FUNCTION", ""),
         )
@@ -310,8 +324,10 @@ class DeliveryPolicy:
             raise ConfigurationError("B24_APP_WORLD_TTL_S below 60: the list may be polled once a minute")
         if not 1 <= self.pull_batch_size <= 1000:
             raise ConfigurationError("B24_PULL_BATCH_SIZE must be between 1 and 1000")
-        if not 1 <= self.pull_concurrency <= 32:
-            raise ConfigurationError("B24_PULL_CONCURRENCY must be between 1 and 32")
+        if not 1 <= self.pull_concurrency <= 128:
+            raise ConfigurationError("B24_PULL_CONCURRENCY must be between 1 and 128")
+        if not 1 <= self.round_concurrency <= 128:
+            raise ConfigurationError("B24_ROUND_CONCURRENCY must be between 1 and 128")
         if not self.auth_connector or len(self.auth_connector) > 64:
             raise ConfigurationError("B24_AUTH_CONNECTOR must be 1..64 characters")
 

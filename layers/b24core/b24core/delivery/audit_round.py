@@ -30,6 +30,7 @@ from b24core.capabilities.report import Status, feature_status
 from b24core.delivery.audit import ChangeAudit
 from b24core.delivery.audit_cursor import AuditResult
 from b24core.delivery.audit_store import AuditState, AuditStore, schedule_audit
+from b24core.delivery.fleet import run_round
 from b24core.delivery.modes import DeliveryMode, Trigger
 from b24core.delivery.route import RouteKeeper
 from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
@@ -78,28 +79,47 @@ class AuditRound:
     clock: Callable[[], float] = time.time
 
     # ---- the schedule
-    def due(self, deadline: float | None = None, limit: int = 200) -> dict[str, Any]:
+    def due(self, deadline: float | None = None) -> dict[str, Any]:
+        """Every portal whose audit is due, in parallel, each within its own share of the time."""
         now = int(self.clock())
         counts: dict[str, Any] = {"audited": 0, "failed": 0, "missed": 0, "polled": 0, "switched": []}
-        for member_id in self.audits.due(AUDIT_PARTITION, now, limit):
-            if deadline is not None and time.monotonic() > deadline:
-                break
+
+        def page(size: int, tried: set[str]) -> list[str]:
+            return [m for m in self.audits.due(AUDIT_PARTITION, now, size + len(tried)) if m not in tried][
+                :size
+            ]
+
+        def audit(member_id: str) -> dict[str, Any] | None:
             share = time.monotonic() + PORTAL_SHARE_S
             try:
-                answer = self.one(member_id, share if deadline is None else min(deadline, share))
+                return self.one(member_id, share if deadline is None else min(deadline, share))
             except Exception as exc:  # whatever one portal answered, the round goes on for the others
-                counts["failed"] += 1
                 metrics.emit("PortalRoundsFailed", round="audit", reason=type(exc).__name__)
                 log_event(WARNING, "change audit failed", "audit", member_id, error=exc)
                 self._later(member_id, RETRY_SOON_S)
-                continue
+                return None
+
+        def add(member_id: str, answer: dict[str, Any] | None) -> None:
+            if answer is None:
+                counts["failed"] += 1
+                return
             if answer.get("audited"):
                 counts["audited"] += 1
                 counts["missed"] += answer["result"]["missed"] + answer["result"]["deletes_missed"]
                 counts["polled"] += answer["result"]["polled"] + answer["result"]["deletes_polled"]
             if answer.get("switched_to"):
                 counts["switched"].append({"member_id": member_id, "to": answer["switched_to"]})
-        return counts
+
+        report = run_round(
+            "audit",
+            page,
+            audit,
+            add,
+            concurrency=self.policy.round_concurrency,
+            deadline=deadline,
+            period_s=self.policy.round_period_s,
+        )
+        return counts | {"round": report.as_dict()}
 
     def start(self, member_id: str) -> None:
         """Put a portal on the audit's schedule (install, re-check), its cursors kept."""

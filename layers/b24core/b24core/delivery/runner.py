@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from logging import INFO, WARNING
 from typing import Any
@@ -29,6 +28,7 @@ from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.capabilities.report import CapabilityReport
 from b24core.delivery.audit_round import AuditRound
+from b24core.delivery.fleet import run_round
 from b24core.delivery.modes import DeliveryMode, ProbeOutcome, Trigger
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
@@ -39,6 +39,19 @@ from b24core.portals.keys import ONLINE_PARTITION, PULL_PARTITION
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore
+
+MAX_PULL_PORTALS = 100_000
+#: Where the last pull round of this process stopped: the next one starts after it (a fair rotation when
+#: the pull fleet outgrows one run; a cold process starts from the top).
+_resume_cache: dict[str, str] = {}
+
+
+def _resume_after(members: list[str], name: str) -> list[str]:
+    last = _resume_cache.get(name)
+    if last is None or last not in members:
+        return members
+    at = members.index(last) + 1
+    return members[at:] + members[:at]
 
 
 @dataclass
@@ -117,20 +130,41 @@ class DeliveryRunner:
             pulled = self._pull(portal, deadline)  # remove the offline bindings, drain what is left
         return self._view(member_id, pull=pulled.as_dict() if pulled else None)
 
-    def probe_due(self, deadline: float | None = None, limit: int = 200) -> dict[str, int]:
+    def probe_due(self, deadline: float | None = None) -> dict[str, Any]:
+        """Every probe due (or past its deadline), portals in parallel (delivery/fleet.py)."""
         now = int(self.clock())
-        counts = {"judged_missed": 0, "sent": 0, "skipped": 0}
-        for partition in (ONLINE_PARTITION, PULL_PARTITION):
-            for member_id in self.store.due(partition, now, limit):
-                if deadline is not None and time.monotonic() > deadline:
-                    return counts
-                try:
-                    self._probe_one(member_id, deadline, counts)
-                except Exception as exc:  # one portal's answer never stops the others' probes
-                    counts["failed"] = counts.get("failed", 0) + 1
-                    metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
-                    log_event(WARNING, "delivery probe failed", "probe", member_id, error=exc)
-        return counts
+        counts: dict[str, Any] = {"judged_missed": 0, "sent": 0, "skipped": 0}
+
+        def page(size: int, tried: set[str]) -> list[str]:
+            found: list[str] = []
+            for partition in (ONLINE_PARTITION, PULL_PARTITION):  # tried ones may still be due
+                found += [m for m in self.store.due(partition, now, size + len(tried)) if m not in tried]
+            return found[:size]
+
+        def one(member_id: str) -> dict[str, int]:
+            mine = {"judged_missed": 0, "sent": 0, "skipped": 0}
+            try:
+                self._probe_one(member_id, deadline, mine)
+            except Exception as exc:  # one portal's answer never stops the others' probes
+                mine["failed"] = 1
+                metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
+                log_event(WARNING, "delivery probe failed", "probe", member_id, error=exc)
+            return mine
+
+        def add(_member_id: str, mine: dict[str, int]) -> None:
+            for key, n in mine.items():
+                counts[key] = counts.get(key, 0) + n
+
+        report = run_round(
+            "probe",
+            page,
+            one,
+            add,
+            concurrency=self.policy.round_concurrency,
+            deadline=deadline,
+            period_s=self.policy.round_period_s,
+        )
+        return counts | {"round": report.as_dict()}
 
     def _probe_one(self, member_id: str, deadline: float | None, counts: dict[str, int]) -> None:
         portal = self._active(member_id)
@@ -188,13 +222,16 @@ class DeliveryRunner:
             return {"error": "portal_not_active", "member_id": member_id}
         return self._pull(portal, deadline).as_dict()
 
-    def pull_due(self, deadline: float | None = None, limit: int = 1000) -> dict[str, int]:
-        members = self.store.members(PULL_PARTITION, limit)
-        counts: dict[str, int] = {"portals": len(members), "enqueued": 0}
+    def pull_due(self, deadline: float | None = None) -> dict[str, Any]:
+        """Every portal with offline work, in parallel; when they outgrow the time, the next run
+        continues after the last one this process reached (delivery/fleet.py)."""
+        members = _resume_after(self.store.members(PULL_PARTITION, MAX_PULL_PORTALS), "pull")
+        counts: dict[str, Any] = {"portals": len(members), "enqueued": 0}
+
+        def page(size: int, tried: set[str]) -> list[str]:
+            return [m for m in members if m not in tried][:size]
 
         def one(member_id: str) -> PullResult | None:
-            if deadline is not None and time.monotonic() > deadline:
-                return None
             try:
                 portal = self._active(member_id)
                 return self._pull(portal, deadline) if portal is not None else None
@@ -203,13 +240,23 @@ class DeliveryRunner:
                 log_event(WARNING, "offline pull failed", "pull", member_id, error=exc)
                 return None
 
-        with ThreadPoolExecutor(max_workers=self.policy.pull_concurrency) as pool:
-            for result in pool.map(one, members):
-                if result is None:
-                    continue
-                counts[result.outcome] = counts.get(result.outcome, 0) + 1
-                counts["enqueued"] += result.enqueued
-        return counts
+        def add(member_id: str, result: PullResult | None) -> None:
+            _resume_cache["pull"] = member_id
+            if result is None:
+                return
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            counts["enqueued"] += result.enqueued
+
+        report = run_round(
+            "pull",
+            page,
+            one,
+            add,
+            concurrency=self.policy.pull_concurrency,
+            deadline=deadline,
+            period_s=self.policy.round_period_s,
+        )
+        return counts | {"round": report.as_dict()}
 
     # ---- operator
     def set_mode(self, member_id: str, mode: str, deadline: float | None = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ MESSAGE_VERSION = 1
 READABLE_VERSIONS = frozenset({1})
 _KNOWN_FIELDS = frozenset(
     {"v", "event", "member_id", "domain", "data", "ts", "event_handler_id", "user_id", "source"}
-    | {"received_at", "held"}
+    | {"received_at", "held", "attempt", "failing_since"}
 )
 
 
@@ -52,6 +52,10 @@ class QueuedEvent:
     held: int = 0
     #: Fields a newer release of the same version added: kept as they are when the event is sent back.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Delayed retries of a failing portal's event so far, and since when it fails (worker/retry.py).
+    #: Optional: a message without them is a first attempt.
+    attempt: int = 0
+    failing_since: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
@@ -68,6 +72,8 @@ class QueuedEvent:
                 "source": self.source,
                 "received_at": self.received_at,
                 **({"held": self.held} if self.held else {}),
+                **({"attempt": self.attempt} if self.attempt else {}),
+                **({"failing_since": self.failing_since} if self.failing_since else {}),
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -93,6 +99,8 @@ class QueuedEvent:
             received_at=int(raw.get("received_at") or 0),
             held=int(raw.get("held") or 0),
             extra={k: v for k, v in raw.items() if k not in _KNOWN_FIELDS},
+            attempt=int(raw.get("attempt") or 0),
+            failing_since=int(raw.get("failing_since") or 0),
         )
 
 

@@ -32,6 +32,9 @@ SWEEP_LEASE_SK = "LEASE#sweep"
 IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
 ROLLOUT_PK = "MANIFEST"  # with sk=ROLLOUT: how far a changed manifest's re-check of every portal got
 ROLLOUT_SK = "ROLLOUT"
+#: The guard records spread over this many partitions (IDEMPOTENCY#event_worker#NN, chosen by a hash of
+#: the event), so a storm's writes are never throttled on one hot partition key.
+IDEMPOTENCY_SHARDS = 64
 
 # ---------------------------------------------------------------- gsi1 partitions (kinds of work)
 REFRESH_INDEX_PK = "REFRESH"  # portals with a live refresh token, by keep-alive due time
@@ -40,6 +43,10 @@ PULL_PARTITION = "DELIVERY#pull"  # portals whose offline queue is pulled, by ne
 ONLINE_PARTITION = "DELIVERY#online"  # portals delivered online, by next probe
 AUDIT_PARTITION = "DELIVERY#audit"  # portals by when their change audit is next due
 DIRECTORY_PARTITION = "PORTALS"  # every portal by domain: the operator's listing (portals/directory.py)
+
+
+def idempotency_pk(shard: int) -> str:
+    return f"{IDEMPOTENCY_PK}#{shard % IDEMPOTENCY_SHARDS:02d}"
 
 
 def portal_pk(member_id: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
@@ -27,6 +28,7 @@ from b24core.events.message import QueuedEvent, UnknownVersion
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
+from b24core.worker import retry
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
@@ -34,9 +36,7 @@ from b24core.worker.outcomes import DEFERRED, log_failed, report
 from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, event_time, read_time
 from b24core.worker.seen_marks import Seen, SeenKey, SeenMarks
 
-MAX_DELAY_S = 900  # SQS DelaySeconds ceiling
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
-REQUEUE_BATCH = 10  # SendMessageBatch entries per request
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
 
 
@@ -75,6 +75,8 @@ class Worker:
     kind_of: Callable[[str], str | None] = lambda event: None
     #: Per-portal last received/processed times for ``portals show`` (worker/health.py).
     health: Any = None
+    #: A failing portal's events: delayed requeues for hours before the DLQ (worker/retry.py).
+    retry_policy: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
 
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
@@ -97,24 +99,9 @@ class Worker:
         )
         failures = list(response.get("batchItemFailures") or [])
         self._mark_reads(self._plan, failures)
-        self._back_off(event.get("Records") or [], failures)
+        retry.visibility_backoff(self.backoff, event.get("Records") or [], failures, self.retry_base_s)
         report(self._plan, event.get("Records") or [], failures, self.registry, self.health)
         return dict(response)
-
-    def _back_off(self, records: list[dict[str, Any]], failures: list[Any]) -> None:
-        """Failed records come back later and later (not hot); after maxReceiveCount the DLQ takes them."""
-        if self.backoff is None or not failures:
-            return
-        failed = {f["itemIdentifier"] for f in failures}
-        for rec in records:
-            if rec.get("messageId") not in failed:
-                continue
-            count = int((rec.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
-            seconds = int(min(MAX_DELAY_S, self.retry_base_s * 2 ** max(0, count - 1)))
-            try:
-                self.backoff(str(rec.get("receiptHandle")), max(0, seconds))
-            except Exception:  # the queue's own visibility timeout still brings it back
-                log_event(WARNING, "could not delay a failed event", "dispatch", outcome="retry")
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
     def prefetch(self, records: list[dict[str, Any]]) -> Plan:
@@ -158,7 +145,9 @@ class Worker:
             try:
                 self._prefetch_portal(plan, member_id, pending, latest)
             except Exception as exc:  # whatever one portal answered, only its own events fail
-                undecided = [m for m in pending if m not in plan.skip]
+                undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
+                if self._retry_later(plan, member_id, undecided, exc):
+                    continue
                 plan.failed.update(undecided)
                 log_event(
                     WARNING,
@@ -302,9 +291,25 @@ class Worker:
                 "dropped",
                 reason=str(exc),
             )
-        else:
+        elif not self._retry_later(plan, member_id, mids, exc):
             plan.failed.update(mids)  # SQS retries them; after maxReceiveCount they reach the DLQ
             raise_logged(member_id)
+
+    def _retry_later(self, plan: Plan, member_id: str, mids: list[str], exc: BaseException) -> bool:
+        """The portal is failing: its events come back later and later, for hours (worker/retry.py).
+        False: another kind of failure, or the window is spent - the caller takes the DLQ path."""
+        if not mids or not retry.portal_failing(exc):
+            return False
+        sent = retry.send_later(self.requeue, self.retry_policy, {mid: plan.messages[mid] for mid in mids})
+        if sent is None:
+            return False
+        plan.failed.update(mid for mid in mids if mid not in sent)  # not sent: the queue's backoff
+        plan.skip.update({mid: "retrying" for mid in sent})
+        metrics.emit("EventsRetried", len(sent), reason=type(exc).__name__)
+        log_event(
+            WARNING, "portal failing; its events come back later", "dispatch", member_id, "retry", error=exc
+        )
+        return True
 
     def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
         """A backlog is being read (this batch filled a request already): its part-filled last read goes
@@ -313,7 +318,9 @@ class Worker:
         if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
             return False
         wait = self.limiter.wait_for(member_id)
-        self._defer(plan, [mid for mid, _ in chunk], int(min(MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True)
+        self._defer(
+            plan, [mid for mid, _ in chunk], int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True
+        )
         return True
 
     def _client(self, portal: Portal) -> LimitedClient:
@@ -331,9 +338,9 @@ class Worker:
     def _defer_delay(self, member_id: str, exc: Exception, requests: int = 1) -> int:
         """Until the portal's budget has room for the deferred reads (so they do not come back hot)."""
         if isinstance(exc, OperationTimeLimit) and exc.reset_at:
-            return int(min(MAX_DELAY_S, max(1.0, exc.reset_at - time.time())))
+            return int(min(retry.MAX_DELAY_S, max(1.0, exc.reset_at - time.time())))
         wait = self.limiter.wait_for(member_id, cost=float(max(1, requests)))
-        return int(min(MAX_DELAY_S, max(1.0, wait + 1.0)))
+        return int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0)))
 
     def _defer(
         self, plan: Plan, mids: list[str], delay: int, hold: bool = False, why: str = "deferred"
@@ -345,12 +352,12 @@ class Worker:
             for mid in mids
         ]
         failed: set[int] = set()
-        for start in range(0, len(bodies), REQUEUE_BATCH):
+        for start in range(0, len(bodies), retry.REQUEUE_BATCH):
             try:
-                lost = self.requeue(bodies[start : start + REQUEUE_BATCH], delay) or set()
+                lost = self.requeue(bodies[start : start + retry.REQUEUE_BATCH], delay) or set()
                 failed.update(start + i for i in lost)
             except Exception:
-                failed.update(range(start, min(len(bodies), start + REQUEUE_BATCH)))
+                failed.update(range(start, min(len(bodies), start + retry.REQUEUE_BATCH)))
         for i, mid in enumerate(mids):
             if i in failed:
                 plan.failed.add(mid)  # not requeued: SQS brings the original back (visibility backoff)
@@ -386,9 +393,10 @@ class Worker:
                 self._run_handlers(payload={"mid": mid, "idempotent": True})
             if False in kinds:
                 self._dispatch(payload={"message": json.loads(record.body), "mid": mid, "idempotent": False})
-        except Exception as exc:  # SQS retries it; the line says which portal, event and error type
-            log_failed(ev.member_id, ev.name, exc)
-            raise
+        except Exception as exc:  # a handler's REST call found the portal failing: back later, for hours
+            if not self._retry_later(plan, ev.member_id, [mid], exc):
+                log_failed(ev.member_id, ev.name, exc)  # SQS retries it; the line says portal, event, error
+                raise
         finally:
             self._spend_time(ev.member_id, started)
 

@@ -136,6 +136,19 @@ def inspect(sqs: Any, dlq_url: str, member_id: str | None = None, limit: int = 5
     return sweep(sqs, dlq_url, member_id, lambda _msg: False, limit, keep_matched=True)
 
 
+def _fresh(body: str) -> str:
+    """A redriven event gets a fresh retry window (worker/retry.py): its cause was fixed, so its
+    earlier failures no longer count. Anything else is returned as it was."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(raw, dict) or not ({"attempt", "failing_since"} & raw.keys()):
+        return body
+    kept = {k: v for k, v in raw.items() if k not in ("attempt", "failing_since")}
+    return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+
+
 def redrive(
     sqs: Any, dlq_url: str, queue_url: str, member_id: str | None = None, limit: int = 10_000
 ) -> SweepReport:
@@ -145,7 +158,7 @@ def redrive(
 
     def move(msg: dict[str, Any]) -> bool:
         extra = {"MessageAttributes": msg["MessageAttributes"]} if msg.get("MessageAttributes") else {}
-        sqs.send_message(QueueUrl=queue_url, MessageBody=msg["Body"], **extra)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=_fresh(msg["Body"]), **extra)
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=msg["ReceiptHandle"])
         report.moved += 1
         return True

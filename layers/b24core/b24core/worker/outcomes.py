@@ -31,7 +31,7 @@ from typing import Any
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
 
-DEFERRED = frozenset({"deferred", "held", "portal_slow"})
+DEFERRED = frozenset({"deferred", "held", "portal_slow", "retrying"})
 DROPPED = frozenset({"portal_not_active", "portal_unavailable"})
 #: EventsQueue's RedrivePolicy maxReceiveCount in template.yaml (a unit test holds the two together).
 MAX_RECEIVES = 5
@@ -73,6 +73,8 @@ def judge(
             ] += 1
             continue
         reason = skip.get(mid, "")
+        if reason == "retrying":  # counted as EventsRetried{reason} when sent back (worker/retry.py)
+            continue
         if reason in DEFERRED:
             out.counts["EventsDeferred", _DEFER_REASON[reason]] += 1
             continue
