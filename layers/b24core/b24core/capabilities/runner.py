@@ -180,7 +180,7 @@ class CapabilityRunner:
     def _rollout(self, now: int, deadline: float | None) -> dict[str, Any]:
         """Every portal checked with another manifest onto the schedule (resumable; its own share of time)."""
         share = None if deadline is None else time.monotonic() + max(0.0, deadline - time.monotonic()) / 3
-        if not hasattr(self.portals, "index_page"):
+        if not hasattr(self.portals, "listed_page"):
             return {}
         walk = Rollout(self.portals, self.caps, self.manifest.fingerprint)  # type: ignore[arg-type]
         try:
