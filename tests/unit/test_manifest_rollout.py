@@ -173,3 +173,19 @@ def test_the_walk_reaches_portals_outside_the_token_index_a_webhook_connected_bo
     result = Rollout(portals, caps, NEXT.fingerprint, page_size=2).advance(now=100)
     assert result["done"] and result["marked"] == 3
     assert sorted(caps.due_rechecks(100, limit=100)) == ["lapsed", "oauth", "tokenless"]
+
+
+def test_a_portal_that_cannot_be_asked_leaves_the_schedule_instead_of_failing_every_hour():
+    from b24core.tokens.outcomes import ReauthRequired
+
+    portals, caps, clock = InMemoryPortalStore(), InMemoryCapabilityStore(), Clock()
+    portals.save(portal("lapsed", refresh_token=""))
+
+    def no_client(p, timeout):
+        raise ReauthRequired("m")
+
+    run = runner_for(NEXT, portals, caps, None, clock)
+    run.make_client = no_client
+    result = run.recheck_due(HANDLER)
+    assert (result["skipped"], result["failed"]) == (1, 0)
+    assert caps.due_rechecks(int(clock()) + WEEK, limit=10) == []

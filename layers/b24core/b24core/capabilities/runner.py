@@ -38,6 +38,7 @@ from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore
 from b24core.portals.versioned import update
 from b24core.tokens.client import PortalClient
+from b24core.tokens.outcomes import ReauthRequired
 
 #: Requests one check costs at most: the survey batch and the bind/notify batch.
 CHECK_COST = 2.0
@@ -168,6 +169,12 @@ class CapabilityRunner:
             try:
                 self.check(member_id, url, trigger="manifest" if newer else "schedule")
             except Exception as exc:  # one portal's answer never stops the others' re-checks
+                if isinstance(exc, ReauthRequired) or isinstance(exc.__cause__, ReauthRequired):
+                    # No way to ask it (tokens lapsed, no webhook): not hourly noise; its admin reopening
+                    # the app (ONAPPUPDATE, a reinstall) or a connected webhook checks it again.
+                    self.caps.schedule_recheck(member_id, None)
+                    skipped += 1
+                    continue
                 failed += 1
                 metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
                 log_event(WARNING, "capability re-check failed", "recheck", member_id, error=exc)
