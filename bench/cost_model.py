@@ -20,7 +20,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,14 +275,22 @@ class Model:
         self.i = {k: v.value for k, v in inputs.items()}
         self.inputs, self.facts, self.pol, self.p = inputs, facts, pol, prices
 
-    def events(self, bill: Bill, events: float, rate_per_s: float) -> None:
+    def with_price(self, key: str, usd: float) -> Model:
+        """The same model with one price changed (e.g. X-Ray at 0: Tracing turned off)."""
+        prices = {**self.p, key: replace(self.p[key], usd=usd)}
+        return Model(self.inputs, self.facts, self.pol, prices)
+
+    def events(self, bill: Bill, events: float, rate_per_s: float, storm: bool = False) -> None:
         """Intake, queue, worker, table and logs for ``events`` events arriving at ``rate_per_s``."""
         i, p, mem = self.i, self.p, self.facts["memory_gb"]
         batch = max(1.0, min(500.0, rate_per_s * i["batch_window_s"] / i["pollers"]))
+        # A storm (a mass change on one portal) fills whole batches and its repeats coalesce into
+        # batch reads of 50: the measured REST requests per event instead of one read each.
+        rest_per_event = i["storm_rest_per_event"] if storm else i["steady_rest_per_event"]
         bill.add("events", "API Gateway HTTP API requests", events, p["http_api_request"])
         intake_s = math.ceil((i["intake_cpu_s"] + i["sqs_send_s"]) * 1000) / 1000
         worker_s = (i["worker_base_s"] / batch + i["worker_own_s_per_event"]) + (
-            i["steady_rest_per_event"] * i["rest_latency_s"]
+            rest_per_event * i["rest_latency_s"]
         )
         bill.add("events", "Lambda requests (intake + worker)", events * (1 + 1 / batch), p["lambda_request"])
         bill.add("events", "Lambda GB-s", events * (intake_s + worker_s) * mem, p["lambda_gb_s_arm"])
@@ -338,12 +346,9 @@ class Model:
         ) / 1e9
         bill.add("schedules", "CloudWatch Logs ingested (GB)", gb, p["logs_ingest_gb"])
         bill.add("schedules", "X-Ray traces", self.traces(invocations / MONTH_S), p["xray_trace"])
-        bill.add(
-            "storage",
-            "DynamoDB storage (GB-month)",
-            portals * i["storage_kb_per_portal"] / 1e6,
-            p["ddb_storage_gb"],
-        )
+        table_gb = portals * i["storage_kb_per_portal"] / 1e6
+        bill.add("storage", "DynamoDB storage (GB-month)", table_gb, p["ddb_storage_gb"])
+        bill.add("storage", "DynamoDB point-in-time recovery (GB-month)", table_gb, p["ddb_pitr_gb"])
 
     def fixed(self, bill: Bill, logs_gb: float) -> None:
         i, p, f = self.i, self.p, self.facts
@@ -378,6 +383,12 @@ class Model:
         bill = Bill()
         rate = portals * events_per_portal_day / 86400
         self.events(bill, 1e6, rate)
+        return bill.total()
+
+    def per_million_storm(self) -> float:
+        """The same for a storm: events queued faster than the worker takes them (full batches)."""
+        bill = Bill()
+        self.events(bill, 1e6, 500 * self.i["pollers"] / self.i["batch_window_s"], storm=True)
         return bill.total()
 
     def always_on(self, events_per_portal_day: float, portals: float = PORTALS) -> dict[str, float]:

@@ -37,9 +37,19 @@ def render(model: Any) -> str:
     w("### Cost per million events\n")
     w("The events' own path: API Gateway, intake and worker Lambdas (GB-s included), SQS, DynamoDB, logs")
     w("and traces; fleet costs (probes, audits, keep-alive) are per portal, below.\n")
-    w(f"| | {head} |")
-    w("|---|" + "---:|" * len(names))
-    w("| per million events | " + " | ".join(usd(model.per_million(PROFILES[n])) for n in names) + " |")
+    w(f"| | {head} | storm (one portal's mass change) |")
+    w("|---|" + "---:|" * (len(names) + 1))
+    w(
+        "| per million events | "
+        + " | ".join(usd(model.per_million(PROFILES[n])) for n in names)
+        + f" | {usd(model.per_million_storm())} |"
+    )
+    untraced = model.with_price("xray_trace", 0.0)
+    w(
+        "| ... with `Tracing` off | "
+        + " | ".join(usd(untraced.per_million(PROFILES[n])) for n in names)
+        + f" | {usd(untraced.per_million_storm())} |"
+    )
     w("")
     w(f"### Per {PORTALS:,} portals per month\n")
     w(f"| | {head} |")
@@ -50,6 +60,11 @@ def render(model: Any) -> str:
     w("| **Lambda GB-s (all functions)** | " + " | ".join(qty(bills[n].gb_s()) for n in names) + " |")
     w("| **total** | " + " | ".join(f"**{usd(bills[n].total())}**" for n in names) + " |")
     w("| per portal | " + " | ".join(usd(bills[n].total() / PORTALS) for n in names) + " |")
+    w(
+        "| total with `Tracing` off | "
+        + " | ".join(usd(untraced.month(PROFILES[n]).total()) for n in names)
+        + " |"
+    )
     w("")
     w("### Side by side with an always-on queue worker (the starter kit's shape)\n")
     w(f"| per month, {PORTALS:,} portals | {head} |")

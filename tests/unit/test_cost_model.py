@@ -133,3 +133,16 @@ def test_docs_cost_md_matches_the_script() -> None:
         "docs/cost.md is out of date: run `PYTHONPATH=layers/b24core:local:cli:apps "
         ".venv/bin/python bench/cost_model.py --write-doc` and commit it"
     )
+
+
+def test_a_storm_costs_less_lambda_time_per_event_than_steady_traffic() -> None:
+    model = fixed_model(lambda_gb_s_arm=1.0)
+    assert model.per_million_storm() < model.per_million(500) / 5
+
+
+def test_tracing_off_removes_exactly_the_x_ray_line() -> None:
+    model = cost_model.build()
+    traces = sum(c for _, item, _, _, c in model.month(500).lines if item == "X-Ray traces")
+    assert traces > 0
+    untraced = model.with_price("xray_trace", 0.0)
+    assert untraced.month(500).total() == pytest.approx(model.month(500).total() - traces)
