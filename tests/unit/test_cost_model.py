@@ -146,3 +146,25 @@ def test_tracing_off_removes_exactly_the_x_ray_line() -> None:
     assert traces > 0
     untraced = model.with_price("xray_trace", 0.0)
     assert untraced.month(500).total() == pytest.approx(model.month(500).total() - traces)
+
+
+def test_the_storm_run_at_the_real_limit_is_preferred(tmp_path: Path) -> None:
+    common = {"bench": "event_storm", "date": "2026-12-05", "workers": 1, "events": 1000, "rest_requests": 20}
+    real = {
+        **common,
+        "k": 1,
+        "dynamodb_requests_per_event": 1.2,
+        "sqs_requests_per_event": 0.0,
+        "worker_busy_s": 5,
+    }
+    slowed = {
+        **common,
+        "k": 10,
+        "dynamodb_requests_per_event": 1.3,
+        "sqs_requests_per_event": 0.0,
+        "worker_busy_s": 50,
+    }
+    (tmp_path / "event_storm.jsonl").write_text(json.dumps(real) + "\n" + json.dumps(slowed) + "\n")
+    inputs = cost_model.storm_inputs(tmp_path)
+    assert inputs["worker_own_s_per_event"].value == pytest.approx(5 / 1000)
+    assert "k=1" in inputs["ddb_per_event"].source
