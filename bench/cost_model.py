@@ -85,18 +85,32 @@ def storm_inputs(results: Path) -> dict[str, Input]:
     run = _latest(runs, lambda r: r.get("k") in (1, 1.0)) or _latest(runs, lambda r: True)
     if run is not None:
         note = f"{run['events']} events, k={run.get('k')}, {run.get('workers')} worker(s)"
-        out["ddb_per_event"] = _m(run["dynamodb_requests_per_event"], "requests", "event_storm", run, note)
+        out["storm_ddb_per_event"] = _m(
+            run["dynamodb_requests_per_event"], "requests", "event_storm", run, note
+        )
         out["sqs_worker_per_event"] = _m(run["sqs_requests_per_event"], "requests", "event_storm", run, note)
         if run.get("worker_busy_s") is not None:
             busy = run["worker_busy_s"] / run["events"]
             out["worker_own_s_per_event"] = _m(busy, "s", "event_storm", run, note)
+        ops = {
+            k.split(".", 1)[1]: v
+            for k, v in (run.get("operations") or {}).items()
+            if k.startswith("dynamodb.")
+        }
+        if sum(ops.values()):
+            writes = sum(
+                v for k, v in ops.items() if k in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
+            )
+            out["storm_write_share"] = _m(writes / sum(ops.values()), "share", "event_storm", run, note)
         if run.get("rest_requests") is not None:
             out["storm_rest_per_event"] = _m(
                 run["rest_requests"] / run["events"], "requests", "event_storm", run
             )
     old = _latest(rows, lambda r: str(r.get("name", "")).endswith("_dynamodb_requests_per_event"))
-    if "ddb_per_event" not in out and old is not None:
-        out["ddb_per_event"] = _m(old["value"], "requests", "event_storm", old, f"{old.get('events')} events")
+    if "storm_ddb_per_event" not in out and old is not None:
+        out["storm_ddb_per_event"] = _m(
+            old["value"], "requests", "event_storm", old, f"{old.get('events')} events"
+        )
     old = _latest(rows, lambda r: str(r.get("name", "")).endswith("_sqs_requests_per_event"))
     if "sqs_worker_per_event" not in out and old is not None:
         out["sqs_worker_per_event"] = _m(
@@ -106,13 +120,16 @@ def storm_inputs(results: Path) -> dict[str, Input]:
     if "storm_rest_per_event" not in out and old is not None:
         out["storm_rest_per_event"] = _m(old["value"] / old["events"], "requests", "event_storm", old)
     out.setdefault(
-        "ddb_per_event", _a(2.0, "requests", "not yet measured: idempotency, marks, limiter, app write")
+        "storm_ddb_per_event", _a(2.0, "requests", "not yet measured: idempotency, marks, limiter, app write")
     )
     out.setdefault(
         "sqs_worker_per_event", _a(0.0, "requests", "not yet measured: no requeues in steady traffic")
     )
     out.setdefault(
         "worker_own_s_per_event", _a(0.01, "s", "not yet measured: the worker's own time per event, 10 ms")
+    )
+    out.setdefault(
+        "storm_write_share", _a(0.8, "share", "not yet measured: most of the worker's requests write")
     )
     out.setdefault("storm_rest_per_event", _a(1 / 50, "requests", "not yet measured: 50 objects per batch"))
     return out
@@ -173,7 +190,13 @@ def assumptions() -> dict[str, Input]:
         "worker_base_s": _a(0.03, "s", "per worker invocation: settings, limiter, partial-batch answer"),
         "batch_window_s": _a(2.0, "s", "MaximumBatchingWindowInSeconds of the worker's queue trigger"),
         "pollers": _a(5.0, "pollers", "Lambda's SQS event source starts with 5 long-polling pollers"),
-        "ddb_write_share": _a(0.8, "share", "worker requests: idempotency, limiter, marks, app writes"),
+        # Steady traffic: a batch holds events of different portals, so nothing is shared between
+        # them; counted from the worker's code path for one event (the storm's figure is per event of
+        # one portal's coalesced batches, a floor).
+        "steady_ddb_reads_per_event": _a(3.0, "requests", "portal record, limiter level, read marks"),
+        "steady_ddb_writes_per_event": _a(
+            5.0, "requests", "limiter, idempotency record (in progress, done), the app's write, marks"
+        ),
         "audit_write_share": _a(0.4, "share", "audit requests: cursor and shard writes, seen-mark reads"),
         "round_base_s": _a(0.1, "s", "a schedule's invocation when nothing is due (one index Query)"),
         "round_ddb": _a(2.0, "requests", "index Queries a schedule's invocation makes"),
@@ -299,9 +322,15 @@ class Model:
         bill.add("events", "Lambda GB-s", events * (intake_s + worker_s) * mem, p["lambda_gb_s_arm"])
         sqs = events * (1 + i["esm_sqs_per_event"] + i["sqs_worker_per_event"])
         bill.add("events", "SQS requests", sqs, p["sqs_request"])
-        ddb = events * (i["ddb_per_event"] + i["intake_ddb_per_event"])
-        bill.add("events", "DynamoDB writes", ddb * i["ddb_write_share"], p["ddb_write"])
-        bill.add("events", "DynamoDB reads", ddb * (1 - i["ddb_write_share"]), p["ddb_read"])
+        if storm:
+            writes = events * i["storm_ddb_per_event"] * i["storm_write_share"]
+            reads = events * i["storm_ddb_per_event"] * (1 - i["storm_write_share"])
+        else:
+            writes = events * i["steady_ddb_writes_per_event"]
+            reads = events * i["steady_ddb_reads_per_event"]
+        reads += events * i["intake_ddb_per_event"]
+        bill.add("events", "DynamoDB writes", writes, p["ddb_write"])
+        bill.add("events", "DynamoDB reads", reads, p["ddb_read"])
         gb = events * i["log_bytes_per_event"] / 1e9
         bill.add("events", "CloudWatch Logs ingested (GB)", gb, p["logs_ingest_gb"])
         # Sampled traces of the intake and of the worker, for this many events at this rate.

@@ -89,8 +89,8 @@ def test_template_facts_count_what_the_stack_deploys() -> None:
 
 def test_missing_storm_counts_are_labelled_assumed(tmp_path: Path) -> None:
     inputs = cost_model.storm_inputs(tmp_path)
-    assert not inputs["ddb_per_event"].measured
-    assert "not yet measured" in inputs["ddb_per_event"].source
+    assert not inputs["storm_ddb_per_event"].measured
+    assert "not yet measured" in inputs["storm_ddb_per_event"].source
 
 
 def test_storm_run_lines_are_preferred_over_older_lines(tmp_path: Path) -> None:
@@ -120,10 +120,10 @@ def test_storm_run_lines_are_preferred_over_older_lines(tmp_path: Path) -> None:
     }
     (tmp_path / "event_storm.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(run) + "\n")
     inputs = cost_model.storm_inputs(tmp_path)
-    assert inputs["ddb_per_event"].value == 1.4
+    assert inputs["storm_ddb_per_event"].value == 1.4
     assert inputs["worker_own_s_per_event"].value == pytest.approx(25.0 / 5000)
     assert inputs["worker_own_s_per_event"].measured
-    assert "2026-12-05" in inputs["ddb_per_event"].source
+    assert "2026-12-05" in inputs["storm_ddb_per_event"].source
 
 
 def test_docs_cost_md_matches_the_script() -> None:
@@ -167,4 +167,33 @@ def test_the_storm_run_at_the_real_limit_is_preferred(tmp_path: Path) -> None:
     (tmp_path / "event_storm.jsonl").write_text(json.dumps(real) + "\n" + json.dumps(slowed) + "\n")
     inputs = cost_model.storm_inputs(tmp_path)
     assert inputs["worker_own_s_per_event"].value == pytest.approx(5 / 1000)
-    assert "k=1" in inputs["ddb_per_event"].source
+    assert "k=1" in inputs["storm_ddb_per_event"].source
+
+
+def test_steady_traffic_pays_the_code_paths_requests_per_event_and_a_storm_the_measured_ones() -> None:
+    model = fixed_model(ddb_write=1.0, ddb_read=1.0)
+    i = model.i
+    steady = i["steady_ddb_reads_per_event"] + i["steady_ddb_writes_per_event"] + i["intake_ddb_per_event"]
+    assert model.per_million(500) == pytest.approx(1e6 * steady)
+    assert model.per_million_storm() == pytest.approx(
+        1e6 * (i["storm_ddb_per_event"] + i["intake_ddb_per_event"])
+    )
+
+
+def test_the_storm_write_share_comes_from_the_measured_operations(tmp_path: Path) -> None:
+    run = {
+        "bench": "event_storm",
+        "date": "2026-12-05",
+        "k": 1,
+        "workers": 1,
+        "events": 100,
+        "rest_requests": 2,
+        "dynamodb_requests_per_event": 0.4,
+        "sqs_requests_per_event": 0.0,
+        "worker_busy_s": 1.0,
+        "operations": {"dynamodb.GetItem": 10, "dynamodb.BatchWriteItem": 30, "kms.Decrypt": 5},
+    }
+    (tmp_path / "event_storm.jsonl").write_text(json.dumps(run) + "\n")
+    share = cost_model.storm_inputs(tmp_path)["storm_write_share"]
+    assert share.measured
+    assert share.value == pytest.approx(0.75)
