@@ -193,9 +193,13 @@ def assumptions() -> dict[str, Input]:
         # Steady traffic: a batch holds events of different portals, so nothing is shared between
         # them; counted from the worker's code path for one event (the storm's figure is per event of
         # one portal's coalesced batches, a floor).
-        "steady_ddb_reads_per_event": _a(3.0, "requests", "portal record, limiter level, read marks"),
+        "steady_ddb_reads_per_event": _a(
+            3.0, "units", "portal record, limiter level (consistent), read marks"
+        ),
         "steady_ddb_writes_per_event": _a(
-            5.0, "requests", "limiter, idempotency record (in progress, done), the app's write, marks"
+            5.0,
+            "units",
+            "limiter, deal_mirror's deal + history entry, read mark, seen mark (no guard: idempotent)",
         ),
         "audit_write_share": _a(0.4, "share", "audit requests: cursor and shard writes, seen-mark reads"),
         "round_base_s": _a(0.1, "s", "a schedule's invocation when nothing is due (one index Query)"),
