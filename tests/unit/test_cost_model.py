@@ -26,7 +26,12 @@ FACTS = {
     "schedules": ["rate(1 minute)"],
     "log_retention_days": 30,
 }
-POLICIES = {"audit_interval_s": 300, "probe_box_s": 300, "probe_cloud_s": 86400, "keepalive_days": 30}
+POLICIES: dict[str, float] = {
+    "audit_interval_s": 300,
+    "probe_box_s": 300,
+    "probe_cloud_s": 86400,
+    "keepalive_days": 30,
+}
 
 
 def fixed_model(**prices: float) -> cost_model.Model:
