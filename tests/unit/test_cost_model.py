@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import cost_inputs  # noqa: E402
 import cost_model  # noqa: E402
 from cost_prices import PRICES  # noqa: E402
 from cost_render import render  # noqa: E402
@@ -38,10 +39,10 @@ def fixed_model(**prices: float) -> cost_model.Model:
     """Every price zero except the ones given: a line's cost is then exactly its quantity times them."""
     zero = {k: replace(p, usd=prices.get(k, 0.0)) for k, p in PRICES.items()}
     inputs = {
-        **cost_model.storm_inputs(Path("/nonexistent")),
-        **cost_model.other_inputs(Path("/nonexistent")),
+        **cost_inputs.storm_inputs(Path("/nonexistent")),
+        **cost_inputs.other_inputs(Path("/nonexistent")),
     }
-    inputs.update(cost_model.assumptions())
+    inputs.update(cost_inputs.assumptions())
     return cost_model.Model(inputs, FACTS, POLICIES, zero)
 
 
@@ -79,21 +80,21 @@ def test_fixed_costs_come_from_the_template_counts() -> None:
 
 
 def test_schedules_are_counted_per_month() -> None:
-    assert cost_model.per_month("rate(1 minute)") == pytest.approx(43_800)
-    assert cost_model.per_month("rate(1 hour)") == pytest.approx(730)
+    assert cost_inputs.per_month("rate(1 minute)") == pytest.approx(43_800)
+    assert cost_inputs.per_month("rate(1 hour)") == pytest.approx(730)
     model = fixed_model(scheduler_invocation=1.0)
     assert model.month(0).total("schedules") == pytest.approx(43_800)
 
 
 def test_template_facts_count_what_the_stack_deploys() -> None:
-    facts = cost_model.template_facts(ROOT / "template.yaml")
+    facts = cost_inputs.template_facts(ROOT / "template.yaml")
     assert facts["kms_keys"] == 3
     assert facts["memory_gb"] == 0.25
     assert "rate(1 minute)" in facts["schedules"]
 
 
 def test_missing_storm_counts_are_labelled_assumed(tmp_path: Path) -> None:
-    inputs = cost_model.storm_inputs(tmp_path)
+    inputs = cost_inputs.storm_inputs(tmp_path)
     assert not inputs["storm_ddb_per_event"].measured
     assert "not yet measured" in inputs["storm_ddb_per_event"].source
 
@@ -124,7 +125,7 @@ def test_storm_run_lines_are_preferred_over_older_lines(tmp_path: Path) -> None:
         "memory_mb": 256,
     }
     (tmp_path / "event_storm.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(run) + "\n")
-    inputs = cost_model.storm_inputs(tmp_path)
+    inputs = cost_inputs.storm_inputs(tmp_path)
     assert inputs["storm_ddb_per_event"].value == 1.4
     assert inputs["worker_own_s_per_event"].value == pytest.approx(25.0 / 5000)
     assert inputs["worker_own_s_per_event"].measured
@@ -170,7 +171,7 @@ def test_the_storm_run_at_the_real_limit_is_preferred(tmp_path: Path) -> None:
         "worker_busy_s": 50,
     }
     (tmp_path / "event_storm.jsonl").write_text(json.dumps(real) + "\n" + json.dumps(slowed) + "\n")
-    inputs = cost_model.storm_inputs(tmp_path)
+    inputs = cost_inputs.storm_inputs(tmp_path)
     assert inputs["worker_own_s_per_event"].value == pytest.approx(5 / 1000)
     assert "k=1" in inputs["storm_ddb_per_event"].source
 
@@ -199,6 +200,6 @@ def test_the_storm_write_share_comes_from_the_measured_operations(tmp_path: Path
         "operations": {"dynamodb.GetItem": 10, "dynamodb.BatchWriteItem": 30, "kms.Decrypt": 5},
     }
     (tmp_path / "event_storm.jsonl").write_text(json.dumps(run) + "\n")
-    share = cost_model.storm_inputs(tmp_path)["storm_write_share"]
+    share = cost_inputs.storm_inputs(tmp_path)["storm_write_share"]
     assert share.measured
     assert share.value == pytest.approx(0.75)
