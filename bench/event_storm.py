@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from _common import ROOT, report  # noqa: E402
+from _common import ROOT, record, report  # noqa: E402
 
 from b24core.events.message import QueuedEvent  # noqa: E402
 from b24sim import Simulator  # noqa: E402
@@ -126,13 +127,18 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
             )
             sim.calls.clear()
             worker_log = Path(state) / "aws-calls" / "EventWorkerFunction.jsonl"
+            lambda_log = stack.logs_dir / "EventWorkerFunction.log"
             before = _aws_calls(worker_log)
+            before_reports = len(_reports(lambda_log))
             t0 = time.monotonic()
             stack.pause_queues(False)
             while mirror_current(ddb, table, portal.member_id, want) < deals:
                 time.sleep(0.5)
             wall = time.monotonic() - t0
-            aws = Counter(c["service"] for c in _aws_calls(worker_log)[len(before) :])
+            made = _aws_calls(worker_log)[len(before) :]
+            aws = Counter(c["service"] for c in made)
+            operations = dict(Counter(f"{c['service']}.{c['operation']}" for c in made))
+            invocations = _reports(lambda_log)[before_reports:]
             calls = [c for c in sim.calls if c.domain == portal.domain]
             limited = sum(1 for c in calls if c.error == "QUERY_LIMIT_EXCEEDED")
             methods = dict(Counter(c.method for c in calls))
@@ -197,8 +203,44 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         "one read per event at the same limit (computed: (events - X) / Y)",
         **common,
     )
+    record(
+        "event_storm",
+        date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        k=scale,
+        workers=workers,
+        wall_s=round(wall, 2),
+        minimum_s=minimum,
+        ratio=round(wall / minimum, 3) if minimum else None,
+        rest_requests=len(calls),
+        query_limit_exceeded=limited,
+        dynamodb_requests=aws["dynamodb"],
+        sqs_requests=aws["sqs"],
+        dynamodb_requests_per_event=round(aws["dynamodb"] / events, 4),
+        sqs_requests_per_event=round(aws["sqs"] / events, 4),
+        operations=operations,
+        worker_invocations=len(invocations),
+        worker_busy_s=round(sum(ms for ms, _ in invocations) / 1000, 2),
+        memory_mb=max((mb for _, mb in invocations), default=0),
+        **common,
+    )
+    print(f"event_storm: the worker's AWS requests by operation: {operations}")
     if peer is not None:
         slow = peer["slow1"]
+        record(
+            "event_storm_peer",
+            file="event_storm",
+            date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            k=scale,
+            peer="fast_bitrix24",
+            wall_s=round(slow["wall_s"], 2),
+            minimum_s=minimum,
+            ratio=round(slow["wall_s"] / minimum, 3) if minimum else None,
+            rest_requests=slow["requests"],
+            query_limit_exceeded=slow["query_limit_exceeded"],
+            complete=slow["complete"],
+            mode="slow(1)",
+            **common,
+        )
         report(
             "event_storm",
             f"{name}_vs_fast_bitrix24_slow1",
@@ -230,6 +272,15 @@ def _aws_calls(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _reports(path: Path) -> list[tuple[float, int]]:
+    """(duration ms, memory MB) of each invocation the function's log reported so far (REPORT lines)."""
+    if not path.exists():
+        return []
+    pattern = r"REPORT RequestId: \S+\tDuration: ([0-9.]+) ms\t.*?Memory Size: (\d+) MB"
+    found = re.findall(pattern, path.read_text(encoding="utf-8", errors="replace"))
+    return [(float(ms), int(mb)) for ms, mb in found]
 
 
 def run_peer(sim: Simulator, portal: Any, ids: list[int], y: float) -> dict[str, Any]:
