@@ -10,17 +10,15 @@ exactly (no DynamoDB number or set conversions).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from b24core.aws.batch_write import batch_write
 from b24core.portals.keys import APP_PREFIX as PREFIX
 from b24core.portals.keys import portal_pk
 
 MAX_KEY = 200
 MAX_VALUE_BYTES = 350_000  # under DynamoDB's 400 KB item limit with the keys and attributes
-WRITE_BATCH = 25  # BatchWriteItem's limit of items per request
-_WRITE_ATTEMPTS = 6
 
 
 class AppDataError(ValueError):
@@ -96,24 +94,16 @@ class DynamoAppStorage:
         self._db.delete_item(TableName=self._table, Key=self._key(key))
 
     def write_many(self, writes: Mapping[str, dict[str, Any] | None]) -> None:
-        """Puts (a value) and deletes (None) in BatchWriteItem requests of 25: a storm's mirror costs
-        one request per 25 items instead of one each. Items DynamoDB leaves unprocessed (throttling)
-        are sent again with back-off; raises when some are still left, so the caller retries them."""
+        """Puts (a value) and deletes (None) in BatchWriteItem requests of 25 (aws/batch_write.py): a
+        storm's mirror costs one request per 25 items instead of one each. Raises when some are not
+        written, so the caller retries them."""
         ops: list[dict[str, Any]] = []
         for key, value in writes.items():
             if value is None:
                 ops.append({"DeleteRequest": {"Key": self._key(key)}})
             else:
                 ops.append({"PutRequest": {"Item": {**self._key(key), "data": {"S": _encode(value)}}}})
-        for start in range(0, len(ops), WRITE_BATCH):
-            request: dict[str, Any] = {self._table: ops[start : start + WRITE_BATCH]}
-            for attempt in range(_WRITE_ATTEMPTS):
-                request = self._db.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks the caller to back off
-            if request:
-                raise RuntimeError("DynamoDB left app data writes unprocessed")
+        batch_write(self._db, self._table, ops)
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         start: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -132,7 +133,9 @@ class Worker:
                 if previous is not None:
                     plan.skip[previous] = "coalesced"
                 latest[key] = mid
-        mark_seen(self.seen, self.kind_of, plan)
+        # The seen marks go out while the portals are read: bookkeeping overlaps the REST wait.
+        seen = threading.Thread(target=mark_seen, args=(self.seen, self.kind_of, list(plan.events.values())))
+        seen.start()
         for member_id, mids in by_portal.items():
             pending = [m for m in mids if m not in plan.skip]
             started = time.monotonic()
@@ -153,6 +156,7 @@ class Worker:
                 )
             finally:
                 self._spend_time(member_id, started)
+        seen.join()
         return plan
 
     def _flush_writes(self, failed: set[str]) -> list[dict[str, str]]:

@@ -49,12 +49,12 @@ def mark_reads(marks: ReadMarks | None, plan: Plan, failures: list[Any]) -> None
             marks.mark(member_id, done)
 
 
-def mark_seen(seen: SeenMarks | None, kind_of: Callable[[str], str | None], plan: Plan) -> None:
+def mark_seen(seen: SeenMarks | None, kind_of: Callable[[str], str | None], events: list[Event]) -> None:
     """Every event of a listable kind arrived: one write per portal for the whole batch."""
     if seen is None:
         return
     marks: dict[str, dict[SeenKey, Seen]] = {}
-    for ev in plan.events.values():
+    for ev in events:
         kind, object_id, at = kind_of(ev.name), ev.object_id, event_time(ev.ts)
         if kind is None or object_id is None or not object_id.isdigit() or at is None:
             continue
