@@ -6,12 +6,16 @@ runs until the example app's mirror holds the latest version of every deal. Prin
 theoretical minimum for the portal's limit: a consumer that reads 50 deals per request needs
 ceil(4000/50) = 80 requests; the bucket gives X = 50 at once and then Y per second, so (80 - 50) / Y.
 
-At the real limit (Y = 2/s) that minimum is 15 s, less than this machine needs to move 5,000 messages
-through moto and DynamoDB Local, so the limit does not set the pace. The time-scaled run (``k = 10``:
-Y = 0.2/s, minimum 150 s; X unchanged) is the one where it does, and where the target applies.
+At the real limit (Y = 2/s, ``k = 1``) that minimum is 15 s, and the worker's own bookkeeping must keep
+up with it (target 1.5x); the time-scaled run (``k = 10``: Y = 0.2/s, minimum 150 s; X unchanged) shows
+the limit's pace alone (target 1.15x).
 
-Also printed: the requests spent vs ceil(deals / 50), one read per event at the same limit (computed),
-and fast_bitrix24 (bench/peer_fast_bitrix24.py) reading the same deals from the same portal and limit.
+Also printed: the requests spent vs ceil(deals / 50), the worker's DynamoDB and SQS requests per event
+(b24stack.aws_calls), one read per event at the same limit (computed), and fast_bitrix24
+(bench/peer_fast_bitrix24.py) reading the same deals from the same portal and limit. Each run appends
+one line ``"bench": "event_storm"`` (k, workers, wall_s, minimum_s, ratio, rest_requests, requests per
+event, worker_busy_s: the sum of the worker's invocation durations, memory_mb: its MemorySize) and the
+peer's ``"bench": "event_storm_peer"`` to bench/results/event_storm.jsonl (the cost script reads them).
 
 Run: .venv/bin/python bench/event_storm.py [--deals 4000 --events 5000 --workers 1 --time-scale 10]
 """
@@ -25,6 +29,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -43,6 +48,7 @@ from b24stack.stack import LocalStack  # noqa: E402
 
 X, Y = 50, 2.0
 PEER = True
+KEEP_LOGS = ""  # --keep-logs DIR: the stack's logs of each run (the functions' REPORT lines, moto's)
 
 
 def mirror_current(ddb, table: str, member_id: str, want: dict[str, str]) -> int:
@@ -143,10 +149,14 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
             limited = sum(1 for c in calls if c.error == "QUERY_LIMIT_EXCEEDED")
             methods = dict(Counter(c.method for c in calls))
             peer = run_peer(sim, portal, ids, y) if PEER else None
+            if KEEP_LOGS:
+                shutil.copytree(
+                    stack.logs_dir, Path(KEEP_LOGS) / run_name(workers, scale), dirs_exist_ok=True
+                )
     least = math.ceil(deals / 50)
     minimum = max(0.0, (least - X) / y)
     naive = max(0.0, (events - X) / y)
-    name = f"storm_{workers}_worker{'s' if workers > 1 else ''}_scale_{scale:g}"
+    name = run_name(workers, scale)
     common = {"deals": deals, "events": events, "time_scale": scale, "x": X, "y": y}
     report(
         "event_storm",
@@ -155,7 +165,7 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         "s",
         minimum,
         f"theoretical minimum for the limit: ({least} requests - X) / Y",
-        target=1.15,
+        target=1.15 if scale > 1 else 1.5,  # issue 14: k = 10 within 1.15x, the real limit within 1.5x
         requests=len(calls),
         query_limit_exceeded=limited,
         methods=methods,
@@ -267,6 +277,10 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
     )
 
 
+def run_name(workers: int, scale: float) -> str:
+    return f"storm_{workers}_worker{'s' if workers > 1 else ''}_scale_{scale:g}"
+
+
 def _aws_calls(path: Path) -> list[dict[str, Any]]:
     """The calls recorded so far (one JSON line each)."""
     if not path.exists():
@@ -314,8 +328,10 @@ if __name__ == "__main__":
         help="k: the portal drains Y/k per second (0: run k=1, then k=10)",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the fast_bitrix24 peer")
+    parser.add_argument("--keep-logs", default="", help="copy each run's stack logs under this directory")
     args = parser.parse_args()
     PEER = not args.no_peer
+    KEEP_LOGS = args.keep_logs
     for k in [args.time_scale] if args.time_scale else [10.0, 1.0]:
         for w in [args.workers] if args.workers else [1, 2]:
             run(args.deals, args.events, w, k)
