@@ -3,6 +3,9 @@ and never answered successful before they were written."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
+
 from b24core.portals.app_data import InMemoryAppStorage
 from b24core.worker.app_writes import BufferedAppStorage
 from b24core.worker.dispatch import Worker
@@ -109,3 +112,37 @@ def test_the_buffer_reads_its_own_writes_over_the_stored_data() -> None:
     buffer.flush()
     assert list(inner.items("a/")) == [("a/2", {"v": 22}), ("a/3", {"v": 3})]
     assert buffer.pending == 0
+
+
+def test_portals_are_read_at_once_and_each_portal_from_one_thread_only() -> None:
+    """Portal A's read waits until portal B's read has started: read one after the other, the barrier
+    would break and both portals' events fail. No portal is ever read from two threads at once."""
+    barrier, lock, inside, most = threading.Barrier(2, timeout=5), threading.Lock(), {}, {}
+
+    class Client(FakeClient):
+        def batch(self, commands, halt=False):
+            with lock:
+                inside[self.member_id] = inside.get(self.member_id, 0) + 1
+                most[self.member_id] = max(most.get(self.member_id, 0), inside[self.member_id])
+            try:
+                barrier.wait()
+                return super().batch(commands, halt)
+            finally:
+                with lock:
+                    inside[self.member_id] -= 1
+
+    def client(portal):
+        made = Client({str(i): {"ID": str(i), "TITLE": f"d{i}"} for i in range(60)})
+        made.member_id = portal.member_id
+        return made
+
+    storage, registry = BatchStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+    _mirror(registry)
+    worker = _worker(registry)
+    worker.load_portal = lambda m: replace(PORTAL, member_id=m)
+    worker.make_client = client
+    records = [record(i, "ONCRMDEALUPDATE", i, member_id="a") for i in range(50)]
+    records += [record(100 + i, "ONCRMDEALUPDATE", i, member_id="b") for i in range(50)]
+    assert worker({"Records": records}, None)["batchItemFailures"] == []
+    assert most == {"a": 1, "b": 1}

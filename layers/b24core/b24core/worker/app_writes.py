@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from b24core.portals.app_data import AppStorage, _check_key, _encode
@@ -45,8 +46,8 @@ class BufferedAppStorage:
         self._pending[_check_key(key)] = None
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-        merged = {key: json.dumps(value) for key, value in self.inner.items(prefix)}
-        merged.update({k: v for k, v in self._pending.items() if k.startswith(prefix)})  # type: ignore[misc]
+        merged: dict[str, str | None] = {key: json.dumps(value) for key, value in self.inner.items(prefix)}
+        merged.update({k: v for k, v in self._pending.items() if k.startswith(prefix)})
         for key in sorted(merged):
             if merged[key] is not None:
                 yield key, dict(json.loads(str(merged[key])))
@@ -94,9 +95,17 @@ class BatchWrites:
     def flush_all(self) -> dict[str, Exception]:
         """Flush every portal's writes; the portals whose flush failed, with the error."""
         failed: dict[str, Exception] = {}
-        for member_id, buffer in self.buffers.items():
+
+        def flush(member_id: str) -> None:
             try:
-                buffer.flush()
+                self.buffers[member_id].flush()
             except Exception as exc:  # that portal's records are answered failed and come back
                 failed[member_id] = exc
+
+        if len(self.buffers) > 1:  # portals' writes overlap (each portal's own requests go 4 at once)
+            with ThreadPoolExecutor(max_workers=min(4, len(self.buffers))) as pool:
+                list(pool.map(flush, list(self.buffers)))
+        else:
+            for member_id in list(self.buffers):
+                flush(member_id)
         return failed

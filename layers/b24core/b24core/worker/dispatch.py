@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from logging import ERROR, INFO, WARNING
 from typing import Any
@@ -42,6 +43,8 @@ from b24core.worker.seen_marks import SeenMarks
 
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
+#: Portals prepared at once: one portal's REST wait overlaps another's bookkeeping and reads.
+PORTAL_THREADS = 4
 
 
 @dataclass(eq=False)  # a service, compared by identity
@@ -136,15 +139,25 @@ class Worker:
         # The seen marks go out while the portals are read: bookkeeping overlaps the REST wait.
         seen = threading.Thread(target=mark_seen, args=(self.seen, self.kind_of, list(plan.events.values())))
         seen.start()
-        for member_id, mids in by_portal.items():
-            pending = [m for m in mids if m not in plan.skip]
-            started = time.monotonic()
-            try:
-                self._prefetch_portal(plan, member_id, pending, latest)
-            except Exception as exc:  # whatever one portal answered, only its own events fail
-                undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
-                if self._retry_later(plan, member_id, undecided, exc):
-                    continue
+        portals = list(by_portal.items())
+        if len(portals) > 1:  # one thread per portal (its budget is never spent from two threads)
+            with ThreadPoolExecutor(max_workers=min(PORTAL_THREADS, len(portals))) as pool:
+                list(pool.map(lambda p: self._prefetch_one(plan, p[0], p[1], latest), portals))
+        elif portals:
+            self._prefetch_one(plan, portals[0][0], portals[0][1], latest)
+        seen.join()
+        return plan
+
+    def _prefetch_one(
+        self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
+    ) -> None:
+        pending = [m for m in mids if m not in plan.skip]
+        started = time.monotonic()
+        try:
+            self._prefetch_portal(plan, member_id, pending, latest)
+        except Exception as exc:  # whatever one portal answered, only its own events fail
+            undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
+            if not self._retry_later(plan, member_id, undecided, exc):
                 plan.failed.update(undecided)
                 log_event(
                     WARNING,
@@ -154,10 +167,8 @@ class Worker:
                     "retry",
                     error=exc,
                 )
-            finally:
-                self._spend_time(member_id, started)
-        seen.join()
-        return plan
+        finally:
+            self._spend_time(member_id, started)
 
     def _flush_writes(self, failed: set[str]) -> list[dict[str, str]]:
         """The batch's app writes, per portal (app_writes.py); a portal whose writes did not go out
