@@ -138,8 +138,17 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
             before_reports = len(_reports(lambda_log))
             t0 = time.monotonic()
             stack.pause_queues(False)
-            while mirror_current(ddb, table, portal.member_id, want) < deals:
-                time.sleep(0.5)
+            # Reading the whole mirror costs DynamoDB Local and this process much CPU per look: while
+            # messages are queued it is read every 2 s, once the queue is drained (the mirror is written
+            # before a message is deleted) every half second until it is current.
+            looked = 0.0
+            while True:
+                drained = not _queued(sqs, queue)
+                if drained or time.monotonic() - looked >= 2.0:
+                    looked = time.monotonic()
+                    if mirror_current(ddb, table, portal.member_id, want) >= deals:
+                        break
+                time.sleep(0.5 if drained else 0.25)
             wall = time.monotonic() - t0
             made = _aws_calls(worker_log)[len(before) :]
             aws = Counter(c["service"] for c in made)
@@ -275,6 +284,14 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         f"{limited} answered QUERY_LIMIT_EXCEEDED (methods: {methods}); "
         f"storm queued in {injected:.1f} s before the clock started"
     )
+
+
+def _queued(sqs: Any, queue: str) -> int:
+    """Messages in the events queue: visible, in flight and delayed (events held or sent back)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in names)
 
 
 def run_name(workers: int, scale: float) -> str:
