@@ -46,7 +46,8 @@ NEXT = Manifest.from_dict(
 
 def portal(member_id: str, **over: object) -> Portal:
     base = Portal(member_id, f"{member_id}.example", f"https://{member_id}.example/rest/")
-    return replace(base, state=PortalState.ACTIVE, refresh_token="r", user_id="1", **over)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"state": PortalState.ACTIVE, "refresh_token": "r", "user_id": "1", **over}
+    return replace(base, **fields)  # type: ignore[arg-type]
 
 
 def runner_for(manifest: Manifest, portals, caps, client, clock, budget=None) -> CapabilityRunner:
@@ -119,11 +120,11 @@ class Crashing:
     def __init__(self, store: InMemoryPortalStore, pages: int) -> None:
         self.store, self.pages, self.read = store, pages, 0
 
-    def index_page(self, partition, below, limit=100, start_key=None):
+    def listed_page(self, limit=100, start_key=None):
         if self.read >= self.pages:
             raise TimeoutError("the run's time is up")
         self.read += 1
-        return self.store.index_page(partition, below, limit, start_key)
+        return self.store.listed_page(limit, start_key)
 
 
 def test_a_stopped_walk_goes_on_where_it_stopped():
@@ -138,7 +139,7 @@ def test_a_stopped_walk_goes_on_where_it_stopped():
     assert before in (5, 6)  # two pages of three, less "current" if it was among them
     second = Crashing(portals, pages=10)
     result = Rollout(second, caps, NEXT.fingerprint, page_size=3).advance(now=100)
-    assert result["done"] and second.read == 2  # the third page and the empty RETRY one, not the first two
+    assert result["done"] and second.read == 1  # the third page (the last, partly filled), not the first two
     assert result["marked"] == 7 - before
     assert sorted(caps.due_rechecks(100, limit=100)) == [f"m{i}" for i in range(7)]
     assert caps.rollout()["marked"] == 7
@@ -157,3 +158,34 @@ def test_a_record_of_a_newer_release_is_neither_asked_nor_bound():
     assert runner.recheck_due(HANDLER)["skipped"] == 1
     # Left for the newer release, and out of the way of the other due portals meanwhile.
     assert box.requests == [] and caps.recheck_due_at("m1") == int(clock.now) + HOUR
+
+
+def test_the_walk_reaches_portals_outside_the_token_index_a_webhook_connected_box_among_them():
+    """A box connected by an incoming webhook after its tokens lapsed (REAUTH partition) and one that
+    never held a refresh token are in no live-token partition: the walk goes through the directory."""
+    from b24core.portals.states import TokenState
+
+    portals, caps = InMemoryPortalStore(), InMemoryCapabilityStore()
+    portals.save(portal("oauth", capabilities={FINGERPRINT: MANIFEST.fingerprint}))
+    portals.save(portal("lapsed", token_state=TokenState.REAUTH_REQUIRED, refresh_token=""))
+    portals.save(portal("tokenless", refresh_token=""))
+    portals.save(portal("gone", state=PortalState.DELETED))
+    result = Rollout(portals, caps, NEXT.fingerprint, page_size=2).advance(now=100)
+    assert result["done"] and result["marked"] == 3
+    assert sorted(caps.due_rechecks(100, limit=100)) == ["lapsed", "oauth", "tokenless"]
+
+
+def test_a_portal_that_cannot_be_asked_leaves_the_schedule_instead_of_failing_every_hour():
+    from b24core.tokens.outcomes import ReauthRequired
+
+    portals, caps, clock = InMemoryPortalStore(), InMemoryCapabilityStore(), Clock()
+    portals.save(portal("lapsed", refresh_token=""))
+
+    def no_client(p, timeout):
+        raise ReauthRequired("m")
+
+    run = runner_for(NEXT, portals, caps, None, clock)
+    run.make_client = no_client
+    result = run.recheck_due(HANDLER)
+    assert (result["skipped"], result["failed"]) == (1, 0)
+    assert caps.due_rechecks(int(clock()) + WEEK, limit=10) == []

@@ -1,9 +1,10 @@
 """A changed manifest reaches every installed portal, not only the ones that lacked something.
 
 Each saved capability report names the manifest it was checked and bound with (``manifest_fingerprint``).
-When the deployed manifest's fingerprint differs from the rollout's, the scheduled re-check walks the
-portals through gsi1 (the token partitions: Query pages, never a Scan) and puts each portal whose report
-has another fingerprint on the re-check schedule, due now. The ordinary due re-checks then check and
+When the deployed manifest's fingerprint differs from the rollout's, the scheduled re-check walks every
+portal through the directory (portals/directory.py: gsi1 Query pages and a BatchGetItem, never a Scan;
+OAuth and webhook-connected portals alike) and puts each installed portal whose report has another
+fingerprint on the re-check schedule, due now. The ordinary due re-checks then check and
 bind them (``event.bind`` for a new event, placements for a new one), a bounded number per run and each
 within its portal's REST budget; a portal done carries the new fingerprint. The walk keeps its cursor in
 one item, so a run stopped by its time goes on where it stopped, and a rollback's fingerprint simply
@@ -17,20 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from b24core.capabilities.store import CapabilityStore
-from b24core.portals import token_index
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import IndexPage
 
-#: Portals that hold live tokens: the ones a check can ask and bind (others are asked on their return).
-PARTITIONS = (token_index.REFRESH, token_index.RETRY)
 FINGERPRINT = "manifest_fingerprint"
 
 
 class PortalIndex(Protocol):
-    def index_page(
-        self, partition: str, below: str | None, limit: int = 100, start_key: dict[str, Any] | None = None
-    ) -> IndexPage: ...
+    def listed_page(self, limit: int = 100, start_key: dict[str, Any] | None = None) -> IndexPage: ...
 
 
 def checked_with(portal: Portal) -> str:
@@ -57,20 +53,17 @@ class Rollout:
         """Mark due the next portals of the walk; returns what it did (``done`` once every portal is)."""
         state = self.caps.rollout()
         if state.get("fingerprint") != self.fingerprint:
-            state = {"fingerprint": self.fingerprint, "partition": 0, "start_key": None, "done": False}
+            state = {"fingerprint": self.fingerprint, "start_key": None, "done": False}
             state["started_at"] = now
         marked = 0
         while not state["done"] and (deadline is None or time.monotonic() < deadline):
-            partition = PARTITIONS[int(state["partition"])]
-            page = self.portals.index_page(partition, None, self.page_size, state["start_key"])
+            page = self.portals.listed_page(self.page_size, state["start_key"])
             due = [p.member_id for p in page.portals if needs_recheck(p, self.fingerprint)]
             for member_id in due:
                 self.caps.schedule_recheck(member_id, now)
             marked += len(due)
             if page.next_key:
                 state["start_key"] = page.next_key
-            elif int(state["partition"]) + 1 < len(PARTITIONS):
-                state.update(partition=int(state["partition"]) + 1, start_key=None)
             else:
                 state.update(done=True, start_key=None, finished_at=now)
             state["marked"] = int(state.get("marked") or 0) + len(due)

@@ -38,6 +38,7 @@ from b24core.portals.states import PortalState
 from b24core.portals.store import PortalStore
 from b24core.portals.versioned import update
 from b24core.tokens.client import PortalClient
+from b24core.tokens.outcomes import ReauthRequired
 
 #: Requests one check costs at most: the survey batch and the bind/notify batch.
 CHECK_COST = 2.0
@@ -168,6 +169,12 @@ class CapabilityRunner:
             try:
                 self.check(member_id, url, trigger="manifest" if newer else "schedule")
             except Exception as exc:  # one portal's answer never stops the others' re-checks
+                if isinstance(exc, ReauthRequired) or isinstance(exc.__cause__, ReauthRequired):
+                    # No way to ask it (tokens lapsed, no webhook): not hourly noise; its admin reopening
+                    # the app (ONAPPUPDATE, a reinstall) or a connected webhook checks it again.
+                    self.caps.schedule_recheck(member_id, None)
+                    skipped += 1
+                    continue
                 failed += 1
                 metrics.emit("PortalRoundsFailed", round="recheck", reason=type(exc).__name__)
                 log_event(WARNING, "capability re-check failed", "recheck", member_id, error=exc)
@@ -180,7 +187,7 @@ class CapabilityRunner:
     def _rollout(self, now: int, deadline: float | None) -> dict[str, Any]:
         """Every portal checked with another manifest onto the schedule (resumable; its own share of time)."""
         share = None if deadline is None else time.monotonic() + max(0.0, deadline - time.monotonic()) / 3
-        if not hasattr(self.portals, "index_page"):
+        if not hasattr(self.portals, "listed_page"):
             return {}
         walk = Rollout(self.portals, self.caps, self.manifest.fingerprint)  # type: ignore[arg-type]
         try:

@@ -16,7 +16,7 @@ from pynamodb.exceptions import DeleteError
 
 from b24core.aws.dynamo import Gsi1, TableItem, bind_model
 from b24core.portals import token_index
-from b24core.portals.directory import PortalDirectory
+from b24core.portals.directory import PortalDirectory, sort_key
 from b24core.portals.keys import PORTAL_SK, portal_pk
 from b24core.portals.model import REFRESH_KEEPALIVE_S, Portal
 from b24core.portals.schema import ITEM_SCHEMA, NewerItem, newer_than_this, read_enum
@@ -78,6 +78,14 @@ class InMemoryPortalStore(InMemoryStateStore[Portal]):
 
     def count_index(self, partition: str, below: str | None = None) -> int:
         return len(self._partition(partition, below))
+
+    def listed_page(self, limit: int = 100, start_key: dict[str, Any] | None = None) -> IndexPage:
+        """Every portal in directory order (domain, member_id), as the DynamoDB store lists them."""
+        rows = sorted((sort_key(p.domain, p.member_id), p) for p in self._items.values())
+        after = str((start_key or {}).get("gsi1sk", ""))
+        rows = [r for r in rows if r[0] > after][:limit]
+        nxt = {"gsi1sk": rows[-1][0]} if len(rows) == limit else None
+        return IndexPage([p for _, p in rows], nxt, len(rows))
 
     def due_for_refresh(self, now: int, limit: int = 1000, age_s: int = REFRESH_KEEPALIVE_S) -> list[Portal]:
         due = self.index_page(token_index.RETRY, token_index.upper_bound(now), limit).portals
@@ -282,6 +290,14 @@ class DynamoPortalStore:
         """How many portals a token partition holds (below a sort key): a COUNT Query, no Scan."""
         condition = self._model.gsi1sk < below if below is not None else None
         return int(self._model.refresh_index.count(partition, condition))
+
+    def listed_page(self, limit: int = 100, start_key: dict[str, Any] | None = None) -> IndexPage:
+        """Every portal, whatever its tokens (OAuth, webhook, none): one page of the directory
+        (portals/directory.py) and one BatchGetItem of those records; never a Scan."""
+        page = self.directory.page(limit, start_key)
+        found = self.get_many([e.member_id for e in page.entries])
+        portals = [found[e.member_id] for e in page.entries if e.member_id in found]
+        return IndexPage(portals, page.next_key, len(page.entries))
 
     def batch_put(self, portals: list[Portal]) -> None:
         """Seed many records at once (BatchWriteItem, no version check): benchmarks and migrations."""
