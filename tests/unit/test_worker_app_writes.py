@@ -26,6 +26,7 @@ class BatchStorage(InMemoryAppStorage):
 
     def write_many(self, writes):
         if self.fail:
+            self.fail = self.fail if self.fail is True else self.fail - 1
             raise RuntimeError("throttled")
         self.batches.append(len(writes))
         for key, value in writes.items():
@@ -146,3 +147,20 @@ def test_portals_are_read_at_once_and_each_portal_from_one_thread_only() -> None
     records += [record(100 + i, "ONCRMDEALUPDATE", i, member_id="b") for i in range(50)]
     assert worker({"Records": records}, None)["batchItemFailures"] == []
     assert most == {"a": 1, "b": 1}
+
+
+def test_a_guarded_handlers_writes_that_failed_are_not_written_later_in_the_batch() -> None:
+    """Its guard let the event go again; writing its effect at the batch's end would repeat it."""
+    storage, registry = BatchStorage(fail=1), Registry()  # DynamoDB answers again by the batch's end
+    registry.storage_factory = lambda member_id: storage
+
+    @registry.on("ONCRMDEALUPDATE")
+    def count(event, ctx):
+        ctx.storage.put(f"calls/{event.object_id}", {"n": 1})
+
+    def guard(fn):  # stands for Powertools: an error deletes the in-progress record and propagates
+        return lambda payload: fn(payload=payload)
+
+    result = _worker(registry, idempotent=guard)({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1"]
+    assert storage.data == {}

@@ -52,6 +52,9 @@ class BufferedAppStorage:
             if merged[key] is not None:
                 yield key, dict(json.loads(str(merged[key])))
 
+    def discard(self) -> None:
+        self._pending.clear()
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -79,6 +82,7 @@ class BatchWrites:
     def __init__(self, factory: Callable[[str], AppStorage] | None) -> None:
         self.factory = factory
         self.buffers: dict[str, BufferedAppStorage] = {}
+        self.failed: dict[str, Exception] = {}  # portals whose writes failed in this batch
 
     def storage(self, member_id: str) -> AppStorage:
         if self.factory is None:
@@ -88,15 +92,27 @@ class BatchWrites:
         return self.buffers[member_id]
 
     def flush(self, member_id: str) -> None:
+        """Write one portal's pending writes now (inside a guard). If that fails they are dropped, not
+        written later: the guard lets its event go again, which must not find its effect written; the
+        portal's records are all answered failed and come back."""
         buffer = self.buffers.get(member_id)
-        if buffer is not None:
+        if buffer is None:
+            return
+        try:
             buffer.flush()
+        except Exception as exc:
+            buffer.discard()
+            self.failed[member_id] = exc
+            raise
 
     def flush_all(self) -> dict[str, Exception]:
         """Flush every portal's writes; the portals whose flush failed, with the error."""
-        failed: dict[str, Exception] = {}
+        failed: dict[str, Exception] = dict(self.failed)
 
         def flush(member_id: str) -> None:
+            if member_id in failed:
+                self.buffers[member_id].discard()  # its records are answered failed anyway
+                return
             try:
                 self.buffers[member_id].flush()
             except Exception as exc:  # that portal's records are answered failed and come back

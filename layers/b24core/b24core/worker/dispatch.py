@@ -5,7 +5,9 @@ Within a batch, events are grouped per portal and coalesced per object: for hand
 calls of up to 50 reads. Reads are paced by the shared rate limiter; when a portal's budget is spent
 for longer than the worker may wait, its events go back to the queue with a delay (a new message, so
 they never count towards the DLQ). Powertools runs the records with partial batch responses, and an
-idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does not repeat side effects.
+idempotency record (DynamoDB) guards each dispatch of a handler not declared idempotent, so a
+redelivered batch does not repeat side effects. The handlers' storage writes go out per portal at the
+batch's end (worker/app_writes.py); a batch's portals are prepared at once, one thread per portal.
 """
 
 from __future__ import annotations
