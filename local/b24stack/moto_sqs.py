@@ -16,8 +16,13 @@ Behaviour is unchanged: the same messages are handed out, deleted and reported i
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
+
+#: Batch deletes may arrive at once (the pollers delete a batch a few requests at a time): the queue's
+#: message list is rebuilt by one of them at a time, so no delete is lost to another's rebuild.
+_DELETING = threading.Lock()
 
 
 def install() -> None:
@@ -36,18 +41,19 @@ def install() -> None:
         self: Any, queue_name: str, receipts: list[dict[str, Any]]
     ) -> tuple[list[str], list[dict[str, str]]]:
         queue = self.get_queue(queue_name)
-        wanted = {r["ReceiptHandle"] for r in receipts} - queue.deleted_messages
-        owners = {}
-        if wanted:
-            for message in queue._messages:
-                for handle in message.all_receipt_handles:
-                    if handle in wanted:
-                        owners[id(message)] = message
-        for message in owners.values():
-            queue.pending_messages.discard(message)
-            queue.deleted_messages.update(message.all_receipt_handles)
-        if owners:
-            queue._messages = [m for m in queue._messages if id(m) not in owners]
+        with _DELETING:
+            wanted = {r["ReceiptHandle"] for r in receipts} - queue.deleted_messages
+            owners = {}
+            if wanted:
+                for message in queue._messages:
+                    for handle in message.all_receipt_handles:
+                        if handle in wanted:
+                            owners[id(message)] = message
+            for message in owners.values():
+                queue.pending_messages.discard(message)
+                queue.deleted_messages.update(message.all_receipt_handles)
+            if owners:
+                queue._messages = [m for m in queue._messages if id(m) not in owners]
         success, errors = [], []
         for receipt in receipts:
             if receipt["ReceiptHandle"] in queue.deleted_messages:
