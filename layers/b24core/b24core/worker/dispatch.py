@@ -349,7 +349,10 @@ class Worker:
         if not self.registry.handlers_for(ev.name):
             log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
-        if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
+        # A portal that has had its share of the invocation sends back the events it would still spend
+        # REST on; an event whose object this batch read is handled (sent back, it would be read again:
+        # at a slow limit, a read that waited for its budget would be bought twice).
+        if ev.object is None and self._over_budget(ev.member_id):
             self._defer(plan, [mid], SLOW_PORTAL_DELAY_S, why="portal_slow")
             if mid not in plan.failed:
                 return
