@@ -504,3 +504,27 @@ def test_events_whose_objects_were_read_are_handled_even_when_the_read_waited_pa
     assert worker({"Records": records}, None)["batchItemFailures"] == []
     assert sorted(s[1] for s in seen) == sorted(str(i) for i in range(10))
     assert requeued == []
+
+
+def test_waiting_for_the_portals_budget_does_not_count_as_the_portal_being_slow(monkeypatch):
+    """At a slow limit (k = 10) each read waits seconds for its budget; that is the limit's pace, not
+    a slow box: the portal's later reads are not sent back as "portal_slow" for it."""
+    clock = [0.0]
+    monkeypatch.setattr("b24core.worker.dispatch.time.monotonic", lambda: clock[0])
+
+    class PacedLimiter(FakeLimiter):
+        def acquire(self, member_id, cost=1.0, method=None):
+            self.asks = getattr(self, "asks", 0) + 1
+            return 0.0 if self.asks % 2 == 0 else 5.0  # every request waits 5 s first
+
+    client = FakeClient({str(i): {"ID": str(i)} for i in range(200)}, now=1000.0)
+    worker, seen, requeued = make(client, limiter=PacedLimiter())
+    worker.max_wait_s, worker.portal_budget_s = 100.0, 8.0
+
+    def wait(seconds):
+        clock[0] += seconds
+
+    worker.wait = wait
+    records = [record(i, "ONCRMDEALUPDATE", i) for i in range(150)]  # three requests of 50
+    assert worker({"Records": records}, None)["batchItemFailures"] == []
+    assert requeued == [] and len(seen) == 150
