@@ -31,21 +31,21 @@ def report(
         verdict = f"  (target <= {target:.2f}x: {'met' if ratio <= target else 'MISSED'})"
     print(f"{bench}: {name} = {value:.4g} {unit}; {floor_name} = {floor:.4g} {unit}; ", end="")
     print(f"ratio {ratio:.2f}x{verdict}")
+    fields = {"name": name, "value": value, "unit": unit, "floor": floor, "floor_name": floor_name}
+    return record(bench, **fields, ratio=round(ratio, 3), target=target, **extra)
+
+
+def record(bench: str, file: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Append one JSON line (with when and where it was measured) to bench/results/<file or bench>.jsonl:
+    the figures other tools read (the cost script reads a run's line of the event storm)."""
     row = {
         "bench": bench,
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "floor": floor,
-        "floor_name": floor_name,
-        "ratio": round(ratio, 3),
-        "target": target,
+        **fields,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
-        **extra,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / f"{bench}.jsonl").open("a") as fh:
+    with (RESULTS / f"{file or bench}.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     return row
 

@@ -58,16 +58,12 @@ def default_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-# The moto server, quiet: werkzeug would log every long poll of every SQS poller.
-# Its clock read is made cheap: moto's unix_time() builds two datetimes per call, and its SQS model
-# reads the clock several times per queued message for every receive and send (queue attributes are
-# recomputed for each message handed out), so at a few thousand queued messages one ReceiveMessage
-# took 2.3 s. time.time() is the same value (seconds since the epoch); nothing else changes.
+# The moto server, quiet: werkzeug would log every long poll of every SQS poller. Its SQS model is made
+# linear in the queued messages (b24stack/moto_sqs.py: at 5,000 queued one ReceiveMessage took 0.1-2 s).
 _MOTO_MAIN = (
-    "import logging, sys, time; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
-    "import moto.core.utils as _u; _slow = _u.unix_time; "
-    "_u.unix_time = lambda dt=None: time.time() if dt is None else _slow(dt); "
-    "import moto.sqs.models as _m; _m.unix_time = _u.unix_time; "
+    "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+    f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+    "import b24stack.moto_sqs as _fast; _fast.install(); "
     "from moto.server import main; main(sys.argv[1:])"
 )
 

@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["SqsEventSource", "SqsPoller", "batch_failures", "sqs_record"]
 log = logging.getLogger("b24stack")
 
 _POLL_SECONDS = 1  # short long-polls keep stop() quick; moto answers at once when messages arrive
+_DELETES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -160,6 +162,12 @@ class SqsPoller(threading.Thread):
                 self.stop_event.wait(min(remaining, 0.2))
         return messages
 
+    def _delete(self, chunk: list[dict[str, Any]]) -> None:
+        self.client.delete_message_batch(
+            QueueUrl=self.source.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+        )
+
     def _release(self, messages: list[dict[str, Any]]) -> None:
         """Paused while gathering: make what was received visible again at once."""
         for start in range(0, len(messages), 10):
@@ -193,12 +201,12 @@ class SqsPoller(threading.Thread):
                 return
             keep = failed
         done = [m for mid, m in by_id.items() if mid not in keep]
-        for start in range(0, len(done), 10):
-            chunk = done[start : start + 10]
-            self.client.delete_message_batch(
-                QueueUrl=self.source.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-            )
+        chunks = [done[start : start + 10] for start in range(0, len(done), 10)]
+        if len(chunks) > 1:  # a full batch's 50 deletes, a few in flight, like the service's pollers
+            with ThreadPoolExecutor(max_workers=_DELETES_IN_FLIGHT) as pool:
+                list(pool.map(self._delete, chunks))
+        elif chunks:
+            self._delete(chunks[0])
         if keep:
             log.info(
                 "%s: %d of %d messages reported as failed", self.source.function_id, len(keep), len(messages)

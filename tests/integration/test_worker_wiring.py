@@ -35,9 +35,9 @@ def deployed_settings(services, monkeypatch) -> Iterator[None]:
         fn.cache_clear()
 
 
-def _record(member_id: str, deal: int) -> dict:
+def _record(member_id: str, deal: int, event: str = "ONCRMDEALUPDATE") -> dict:
     body = QueuedEvent(
-        event="ONCRMDEALUPDATE", member_id=member_id, domain="p", data={"FIELDS": {"ID": str(deal)}}, ts="1"
+        event=event, member_id=member_id, domain="p", data={"FIELDS": {"ID": str(deal)}}, ts="1"
     ).to_json()
     return {
         "messageId": f"m-{deal}",
@@ -97,3 +97,57 @@ def test_the_production_worker_records_a_portals_last_received_and_processed_tim
     health = reader.get(member_id)
     assert health is not None and health.last_received_at == 1700000000
     assert health.last_processed_at > 1700000000
+
+
+class Killed(BaseException):
+    """The process dying: nothing in the worker catches it."""
+
+
+def test_the_production_worker_killed_before_its_batch_writes_keeps_each_effect_once(
+    services, member_id, deployed_settings, monkeypatch
+) -> None:
+    """The batch's app writes go out together at its end (worker/app_writes.py). The process dies just
+    before that: the guarded handler's effect was written inside its guard, the state an idempotent
+    handler wrote after it was not. The redelivery writes the state and does not repeat the effect."""
+    from b24core.worker.app_writes import BatchWrites
+
+    wiring.portal_store().save(
+        Portal(member_id, "p.example", "https://p.example/rest/", state=PortalState.ACTIVE)
+    )
+    registry = Registry()
+    registry.storage_factory = wiring.app_storage
+
+    @registry.on("ONCRMDEALUPDATE")
+    def count(event, ctx):  # a delta: must happen once per event
+        n = (ctx.storage.get(f"count/{event.object_id}") or {"n": 0})["n"]
+        ctx.storage.put(f"count/{event.object_id}", {"n": n + 1})
+
+    @registry.on("ONCRMCONTACTUPDATE", idempotent=True)
+    def state(event, ctx):
+        ctx.storage.put(f"state/{event.object_id}", {"seen": True})
+
+    worker, idempotency = build_worker(registry)
+    context = SimpleNamespace(
+        function_name="EventWorkerFunction",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:EventWorkerFunction",
+        aws_request_id="r2",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
+    idempotency.register_lambda_context(context)
+    storage = wiring.app_storage(member_id)
+    flush_all = BatchWrites.flush_all
+
+    def die(self):
+        raise Killed()
+
+    monkeypatch.setattr(BatchWrites, "flush_all", die)
+    batch = {"Records": [_record(member_id, 9), _record(member_id, 10, "ONCRMCONTACTUPDATE")]}
+    with pytest.raises(Killed):
+        worker(batch, context)
+    assert storage.get("count/9") == {"n": 1}  # written before its guard completed
+    assert storage.get("state/10") is None  # lost with the process: the records were not deleted
+    monkeypatch.setattr(BatchWrites, "flush_all", flush_all)
+    assert worker(batch, context)["batchItemFailures"] == []  # SQS delivers the batch again
+    assert storage.get("state/10") == {"seen": True}
+    assert storage.get("count/9") == {"n": 1}

@@ -463,20 +463,68 @@ def test_every_event_of_a_listable_kind_is_marked_seen_once_per_batch_with_its_s
     assert _replace(Seen(1, 2, 3)).merged(Seen(3, 1, 0)) == Seen(3, 2, 3)
 
 
-def test_an_event_sent_back_after_its_read_is_read_again_when_it_returns(monkeypatch):
-    """A read whose event was not handled (the portal's share of the invocation was spent) leaves no
-    read mark: otherwise the returning event would find itself "covered" and never reach a handler."""
+def test_an_event_not_handled_after_its_read_is_read_again_when_it_returns():
+    """A read whose event was not handled (its handler failed; SQS brings it back) leaves no read
+    mark: otherwise the returning event would find itself "covered" and never reach a handler."""
     marks = FakeMarks()
     client = FakeClient({"1": {"ID": "1"}, "2": {"ID": "2"}}, now=1000.0)
     worker, seen, requeued = make(client, marks=marks)
-    monkeypatch.setattr(worker, "_over_budget", lambda member_id: True)
-    out = worker({"Records": [record(900, "ONCRMDEALUPDATE", 1), record(901, "ONCRMDEALUPDATE", 2)]}, None)
-    assert out["batchItemFailures"] == [] and seen == [] and len(requeued) == 2
+    failing = {"on": True}
+
+    @worker.registry.on("ONCRMDEALUPDATE")
+    def fails_first(event, ctx):
+        if failing["on"]:
+            raise RuntimeError("down for a moment")
+
+    batch = {"Records": [record(900, "ONCRMDEALUPDATE", 1), record(901, "ONCRMDEALUPDATE", 2)]}
+    out = worker(batch, None)
+    assert len(out["batchItemFailures"]) == 2
     assert marks.t == {}  # read, but not handled: no mark
-    monkeypatch.setattr(worker, "_over_budget", lambda member_id: False)
-    back = [
-        {**record(900 + i, "ONCRMDEALUPDATE", i + 1), "body": body} for i, (body, _) in enumerate(requeued)
-    ]
-    worker({"Records": back}, None)
+    failing["on"] = False
+    seen.clear()
+    worker(batch, None)
     assert sorted(s[1] for s in seen) == ["1", "2"]  # read again and handled
     assert set(marks.t) == {("m1", ("crm.deal.get", "1")), ("m1", ("crm.deal.get", "2"))}
+
+
+def test_events_whose_objects_were_read_are_handled_even_when_the_read_waited_past_the_share(monkeypatch):
+    """At a slow limit one read may wait longer than the portal's share of the invocation for its
+    budget; sending its events back then would buy the same read again (requests above the minimum)."""
+    clock = [0.0]
+    monkeypatch.setattr("b24core.worker.dispatch.time.monotonic", lambda: clock[0])
+
+    class WaitingClient(SlowClient):
+        def batch(self, commands, halt=False):
+            self.clock[0] += 9.0  # waited for the budget, longer than portal_budget_s
+            return FakeClient.batch(self, commands, halt)
+
+    worker, _, seen, requeued = _two_portals(WaitingClient(clock))
+    worker.portal_budget_s = 8.0
+    records = [record(i, "ONCRMDEALUPDATE", i, member_id="m2") for i in range(10)]
+    assert worker({"Records": records}, None)["batchItemFailures"] == []
+    assert sorted(s[1] for s in seen) == sorted(str(i) for i in range(10))
+    assert requeued == []
+
+
+def test_waiting_for_the_portals_budget_does_not_count_as_the_portal_being_slow(monkeypatch):
+    """At a slow limit (k = 10) each read waits seconds for its budget; that is the limit's pace, not
+    a slow box: the portal's later reads are not sent back as "portal_slow" for it."""
+    clock = [0.0]
+    monkeypatch.setattr("b24core.worker.dispatch.time.monotonic", lambda: clock[0])
+
+    class PacedLimiter(FakeLimiter):
+        def acquire(self, member_id, cost=1.0, method=None):
+            self.asks = getattr(self, "asks", 0) + 1
+            return 0.0 if self.asks % 2 == 0 else 5.0  # every request waits 5 s first
+
+    client = FakeClient({str(i): {"ID": str(i)} for i in range(200)}, now=1000.0)
+    worker, seen, requeued = make(client, limiter=PacedLimiter())
+    worker.max_wait_s, worker.portal_budget_s = 100.0, 8.0
+
+    def wait(seconds):
+        clock[0] += seconds
+
+    worker.wait = wait
+    records = [record(i, "ONCRMDEALUPDATE", i) for i in range(150)]  # three requests of 50
+    assert worker({"Records": records}, None)["batchItemFailures"] == []
+    assert requeued == [] and len(seen) == 150

@@ -10,9 +10,10 @@ exactly (no DynamoDB number or set conversions).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from b24core.aws.batch_write import batch_write
 from b24core.portals.keys import APP_PREFIX as PREFIX
 from b24core.portals.keys import portal_pk
 
@@ -91,6 +92,18 @@ class DynamoAppStorage:
 
     def delete(self, key: str) -> None:
         self._db.delete_item(TableName=self._table, Key=self._key(key))
+
+    def write_many(self, writes: Mapping[str, dict[str, Any] | None]) -> None:
+        """Puts (a value) and deletes (None) in BatchWriteItem requests of 25 (aws/batch_write.py): a
+        storm's mirror costs one request per 25 items instead of one each. Raises when some are not
+        written, so the caller retries them."""
+        ops: list[dict[str, Any]] = []
+        for key, value in writes.items():
+            if value is None:
+                ops.append({"DeleteRequest": {"Key": self._key(key)}})
+            else:
+                ops.append({"PutRequest": {"Item": {**self._key(key), "data": {"S": _encode(value)}}}})
+        batch_write(self._db, self._table, ops)
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         start: dict[str, Any] | None = None

@@ -5,14 +5,18 @@ Within a batch, events are grouped per portal and coalesced per object: for hand
 calls of up to 50 reads. Reads are paced by the shared rate limiter; when a portal's budget is spent
 for longer than the worker may wait, its events go back to the queue with a delay (a new message, so
 they never count towards the DLQ). Powertools runs the records with partial batch responses, and an
-idempotency record (DynamoDB) guards each dispatch, so a redelivered batch does not repeat side effects.
+idempotency record (DynamoDB) guards each dispatch of a handler not declared idempotent, so a
+redelivered batch does not repeat side effects. The handlers' storage writes go out per portal at the
+batch's end (worker/app_writes.py); a batch's portals are prepared at once, one thread per portal.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from logging import ERROR, INFO, WARNING
 from typing import Any
@@ -22,37 +26,27 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
-from b24core.bitrix.errors import B24Error, OperationTimeLimit, QueryLimitExceeded
+from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
 from b24core.events.message import QueuedEvent, UnknownVersion
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker import retry
+from b24core.worker.app_writes import BatchWrites
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
-from b24core.worker.outcomes import DEFERRED, log_failed, report
-from b24core.worker.read_marks import ObjectKey, ReadMarks, covered, event_time, read_time
-from b24core.worker.seen_marks import Seen, SeenKey, SeenMarks
+from b24core.worker.outcomes import log_failed, report
+from b24core.worker.plan import Plan, mark_reads, mark_seen
+from b24core.worker.read_marks import ReadMarks, covered
+from b24core.worker.reads import read_chunk
+from b24core.worker.seen_marks import SeenMarks
 
 MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
-
-
-@dataclass
-class Plan:
-    """What the prefetch decided for each record of the batch (by SQS messageId)."""
-
-    events: dict[str, Event] = field(default_factory=dict)
-    messages: dict[str, QueuedEvent] = field(default_factory=dict)
-    skip: dict[str, str] = field(default_factory=dict)  # messageId -> reason (coalesced, deferred, dropped)
-    failed: set[str] = field(default_factory=set)
-    #: messageId -> why the prefetch failed it for the DLQ (message_version, malformed, newer_release)
-    fail_reason: dict[str, str] = field(default_factory=dict)
-    portals: dict[str, Portal] = field(default_factory=dict)
-    #: Reads done in this batch, per portal: (object, read time) by the messageId whose read it was.
-    reads: dict[str, dict[str, tuple[ObjectKey, float]]] = field(default_factory=dict)
+#: Portals prepared at once: one portal's REST wait overlaps another's bookkeeping and reads.
+PORTAL_THREADS = 4
 
 
 @dataclass(eq=False)  # a service, compared by identity
@@ -84,12 +78,16 @@ class Worker:
         self._dispatch = self.idempotent(self._run_handlers) if self.idempotent else self._run_handlers
         self._plan = Plan()
         self._clients: dict[str, LimitedClient] = {}
+        self._writes = BatchWrites(self.registry.storage_factory)
+        self._dispatched: dict[str, list[str]] = {}  # member_id -> messageIds whose handlers ran
 
     # ---- the Lambda entry
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
         self._read_deadline = time.monotonic() + self.max_wait_s
         self._spent = {}
+        self._writes = BatchWrites(self.registry.storage_factory)
+        self._dispatched = {}
         self._plan = self.prefetch(event.get("Records") or [])
         # An all-failed batch is still answered with its failures (not an error), so each record gets its
         # own backoff instead of the whole batch waiting out the queue's visibility timeout.
@@ -97,8 +95,10 @@ class Worker:
         response = process_partial_response(
             event=event, record_handler=self.handle_record, processor=processor, context=context
         )
-        failures = list(response.get("batchItemFailures") or [])
-        self._mark_reads(self._plan, failures)
+        failures: list[Any] = list(response.get("batchItemFailures") or [])
+        failures += self._flush_writes({f["itemIdentifier"] for f in failures})
+        response["batchItemFailures"] = failures
+        mark_reads(self.marks, self._plan, failures)
         retry.visibility_backoff(self.backoff, event.get("Records") or [], failures, self.retry_base_s)
         report(self._plan, event.get("Records") or [], failures, self.registry, self.health)
         return dict(response)
@@ -138,16 +138,28 @@ class Worker:
                 if previous is not None:
                     plan.skip[previous] = "coalesced"
                 latest[key] = mid
-        self._mark_seen(plan)
-        for member_id, mids in by_portal.items():
-            pending = [m for m in mids if m not in plan.skip]
-            started = time.monotonic()
-            try:
-                self._prefetch_portal(plan, member_id, pending, latest)
-            except Exception as exc:  # whatever one portal answered, only its own events fail
-                undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
-                if self._retry_later(plan, member_id, undecided, exc):
-                    continue
+        # The seen marks go out while the portals are read: bookkeeping overlaps the REST wait.
+        seen = threading.Thread(target=mark_seen, args=(self.seen, self.kind_of, list(plan.events.values())))
+        seen.start()
+        portals = list(by_portal.items())
+        if len(portals) > 1:  # one thread per portal (its budget is never spent from two threads)
+            with ThreadPoolExecutor(max_workers=min(PORTAL_THREADS, len(portals))) as pool:
+                list(pool.map(lambda p: self._prefetch_one(plan, p[0], p[1], latest), portals))
+        elif portals:
+            self._prefetch_one(plan, portals[0][0], portals[0][1], latest)
+        seen.join()
+        return plan
+
+    def _prefetch_one(
+        self, plan: Plan, member_id: str, mids: list[str], latest: dict[tuple[str, str, str], str]
+    ) -> None:
+        pending = [m for m in mids if m not in plan.skip]
+        started = time.monotonic()
+        try:
+            self._prefetch_portal(plan, member_id, pending, latest)
+        except Exception as exc:  # whatever one portal answered, only its own events fail
+            undecided = [m for m in pending if m not in plan.skip and m not in plan.failed]
+            if not self._retry_later(plan, member_id, undecided, exc):
                 plan.failed.update(undecided)
                 log_event(
                     WARNING,
@@ -157,40 +169,25 @@ class Worker:
                     "retry",
                     error=exc,
                 )
-            finally:
-                self._spend_time(member_id, started)
-        return plan
+        finally:
+            self._spend_time(member_id, started)
 
-    def _mark_reads(self, plan: Plan, failures: list[Any]) -> None:
-        """Read marks only for reads whose events were handled here: an event sent back (deferred,
-        held, failed) must be read again when it returns, or the mark would make it skip itself."""
-        if self.marks is None:
-            return
-        failed = {f["itemIdentifier"] for f in failures} | plan.failed
-        for member_id, reads in plan.reads.items():
-            done = {
-                key: at
-                for mid, (key, at) in reads.items()
-                if mid not in failed and plan.skip.get(mid) not in DEFERRED
-            }
-            if done:
-                self.marks.mark(member_id, done)
-
-    def _mark_seen(self, plan: Plan) -> None:
-        """Every event of a listable kind arrived: one write per portal for the whole batch."""
-        if self.seen is None:
-            return
-        marks: dict[str, dict[SeenKey, Seen]] = {}
-        for ev in plan.events.values():
-            kind, object_id, at = self.kind_of(ev.name), ev.object_id, event_time(ev.ts)
-            if kind is None or object_id is None or not object_id.isdigit() or at is None:
-                continue
-            key = (kind, int(object_id))
-            seen = Seen.of(at, ev.source, ev.name.endswith("DELETE"))
-            portal = marks.setdefault(ev.member_id, {})
-            portal[key] = portal[key].merged(seen) if key in portal else seen
-        for member_id, portal_marks in marks.items():
-            self.seen.mark(member_id, portal_marks)
+    def _flush_writes(self, failed: set[str]) -> list[dict[str, str]]:
+        """The batch's app writes, per portal (app_writes.py); a portal whose writes did not go out
+        has every record whose handlers ran answered failed, so SQS brings them back."""
+        more: list[dict[str, str]] = []
+        for member_id, exc in self._writes.flush_all().items():
+            mids = [m for m in self._dispatched.get(member_id, []) if m not in failed]
+            more += [{"itemIdentifier": mid} for mid in mids]
+            log_event(
+                WARNING,
+                "app writes failed; events will be retried",
+                "dispatch",
+                member_id,
+                "retry",
+                error=exc,
+            )
+        return more
 
     def _spend_time(self, member_id: str, started: float) -> None:
         self._spent[member_id] = self._spent.get(member_id, 0.0) + (time.monotonic() - started)
@@ -228,13 +225,14 @@ class Worker:
         marks = plan.reads.setdefault(member_id, {})
         started = time.monotonic()
         for n, chunk in enumerate(chunks):
-            if n and time.monotonic() - started > self.portal_budget_s:
+            # The portal's own time: waiting for its budget (every read at a slow limit) is not slowness.
+            if n and time.monotonic() - started - client.waited_s > self.portal_budget_s:
                 rest = [mid for later in chunks[n:] for mid, _ in later]
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
             if n and self._hold_for_packing(plan, member_id, chunk):
                 break
-            stopped = self._read_chunk(plan, client, member_id, chunk, marks)
+            stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             if stopped is not None:
                 rest = [mid for later in chunks[n:] for mid, _ in later]
                 self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
@@ -249,33 +247,6 @@ class Worker:
             if covered(plan.events[mid].ts, last.get(key)):
                 plan.skip[mid] = "read_since"
                 del reads[mid]
-
-    def _read_chunk(
-        self,
-        plan: Plan,
-        client: LimitedClient,
-        member_id: str,
-        chunk: list[tuple[str, tuple[str, str]]],
-        marks: dict[str, tuple[ObjectKey, float]],
-    ) -> Exception | None:
-        """One `batch` request of up to 50 reads; returns what stopped the reads, or None."""
-        commands = {f"r{i}": (method, {"id": oid}) for i, (_mid, (method, oid)) in enumerate(chunk)}
-        try:
-            answer = client.batch(commands, wait_up_to=self._read_deadline - time.monotonic())
-        except (QueryLimitExceeded, OperationTimeLimit, PortalUnavailable, B24Error) as exc:
-            return exc
-        for key, (mid, obj_key) in zip(commands, chunk, strict=True):
-            obj = answer.result.get(key)
-            if isinstance(obj, dict):
-                plan.events[mid] = replace(plan.events[mid], object=obj)
-                at = read_time(answer.time.get(key))
-                if at is not None:
-                    marks[mid] = (obj_key, at)
-            elif _not_found(answer.error.get(key)):
-                plan.skip[mid] = "object_gone"  # deleted since the event; its delete event follows
-            else:
-                plan.failed.add(mid)
-        return None
 
     def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
         if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
@@ -379,7 +350,10 @@ class Worker:
         if not self.registry.handlers_for(ev.name):
             log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
-        if self._over_budget(ev.member_id):  # this portal has had its share of the invocation
+        # A portal that has had its share of the invocation sends back the events it would still spend
+        # REST on; an event whose object this batch read is handled (sent back, it would be read again:
+        # at a slow limit, a read that waited for its budget would be bought twice).
+        if ev.object is None and self._over_budget(ev.member_id):
             self._defer(plan, [mid], SLOW_PORTAL_DELAY_S, why="portal_slow")
             if mid not in plan.failed:
                 return
@@ -405,13 +379,13 @@ class Worker:
         portal = self._plan.portals[ev.member_id]
         client = self._clients.get(ev.member_id) or self._client(portal)
         kind = payload.get("idempotent")
-        ran = self.registry.dispatch(ev, Context(portal=portal, client=client), idempotent=kind)
+        self._dispatched.setdefault(ev.member_id, []).append(payload["mid"])
+        storage = self._writes.storage if self.registry.storage_factory is not None else None
+        ctx = Context(portal=portal, client=client, storage_factory=storage)
+        ran = self.registry.dispatch(ev, ctx, idempotent=kind)
+        if not kind:  # a guarded handler's writes land before its guard says completed
+            self._writes.flush(ev.member_id)
         log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
-
-
-def _not_found(error: Any) -> bool:
-    text = json.dumps(error).lower() if error is not None else ""
-    return "not found" in text
 
 
 def raise_logged(member_id: str) -> None:

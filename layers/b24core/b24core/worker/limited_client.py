@@ -31,6 +31,8 @@ class LimitedClient:
     wait: Callable[[float], None]
     max_wait_s: float
     connector: str = ""
+    #: Seconds spent waiting for the portal's budget (not the portal being slow: see dispatch.py).
+    waited_s: float = 0.0
 
     def _tagged(self, params: dict[str, Any] | None) -> dict[str, Any]:
         body = dict(params or {})
@@ -54,6 +56,7 @@ class LimitedClient:
                 raise QueryLimitExceeded("the portal's REST budget is spent for now")
             self.wait(delay)
             waited += delay
+            self.waited_s += delay
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self._spend(method)

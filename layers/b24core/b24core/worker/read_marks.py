@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from b24core.aws.batch_write import batch_write
 from b24core.aws.logs import logger
 from b24core.bitrix.values import as_epoch
 from b24core.portals.keys import portal_pk, read_sk
@@ -27,7 +28,6 @@ from b24core.portals.keys import portal_pk, read_sk
 MARGIN_S = 1.0
 TTL_S = 24 * 3600
 _GET_LIMIT = 100  # BatchGetItem keys per request
-_PUT_LIMIT = 25  # BatchWriteItem items per request
 _ATTEMPTS = 4
 
 ObjectKey = tuple[str, str]  # (read method, object id)
@@ -85,13 +85,7 @@ class MarkTable:
             {"PutRequest": {"Item": {"pk": pk, "sk": {"S": sk}, **attrs, "ttl": {"N": expires}}}}
             for sk, attrs in items.items()
         ]
-        for start in range(0, len(puts), _PUT_LIMIT):
-            request = {self.table_name: puts[start : start + _PUT_LIMIT]}
-            for _ in range(_ATTEMPTS):
-                answer = self.client.batch_write_item(RequestItems=request)
-                request = answer.get("UnprocessedItems") or {}
-                if not request:
-                    break
+        batch_write(self.client, self.table_name, puts)
 
 
 class ReadMarks(MarkTable):
