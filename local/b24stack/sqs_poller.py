@@ -162,7 +162,7 @@ class SqsPoller(threading.Thread):
                 self.stop_event.wait(min(remaining, 0.2))
         return messages
 
-    def _delete(self, chunk: list[dict[str, Any]]) -> None:
+    def _delete_chunk(self, chunk: list[dict[str, Any]]) -> None:
         self.client.delete_message_batch(
             QueueUrl=self.source.queue_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
@@ -204,9 +204,9 @@ class SqsPoller(threading.Thread):
         chunks = [done[start : start + 10] for start in range(0, len(done), 10)]
         if len(chunks) > 1:  # a full batch's 50 deletes, a few in flight, like the service's pollers
             with ThreadPoolExecutor(max_workers=_DELETES_IN_FLIGHT) as pool:
-                list(pool.map(self._delete, chunks))
+                list(pool.map(self._delete_chunk, chunks))
         elif chunks:
-            self._delete(chunks[0])
+            self._delete_chunk(chunks[0])
         if keep:
             log.info(
                 "%s: %d of %d messages reported as failed", self.source.function_id, len(keep), len(messages)
