@@ -4,12 +4,15 @@ handler bugs still take the fast path (failed record → visibility backoff → 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
 
 from b24core.bitrix.errors import ServerError, TransportError
 from b24core.events.message import QueuedEvent
 from b24core.tokens.outcomes import RefreshUnavailable
+from b24core.worker import retry
 from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
 from b24core.worker.retry import MAX_DELAY_S, RetryPolicy
@@ -17,6 +20,14 @@ from tests.unit.test_worker import PORTAL, FakeClient, FakeLimiter, record
 
 HOURS_6 = 6 * 3600.0
 SIX_HOURS = RetryPolicy(window_s=HOURS_6)
+NOW = 1_767_225_600  # the wall clock the retry module reads, fixed: a hop's failing_since is exact
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The retry module's clock stopped at NOW (the worker reads it through retry.send_later)."""
+    monkeypatch.setattr(retry, "time", SimpleNamespace(time=lambda: float(NOW)))
+    return NOW
 
 
 def make(client, policy=SIX_HOURS, handler=None, refuse=False):
@@ -50,7 +61,9 @@ def failures(answer) -> list[str]:
     return sorted(f["itemIdentifier"] for f in answer["batchItemFailures"])
 
 
-def test_a_portal_down_sends_its_events_back_delayed_with_an_attempt_count_instead_of_failing_them():
+def test_a_portal_down_sends_its_events_back_delayed_with_an_attempt_count_instead_of_failing_them(
+    frozen_clock,
+):
     for error in (ServerError("502"), TransportError("timeout"), RefreshUnavailable("auth server down")):
         worker, seen, requeued = make(FakeClient(error=error))
         answer = worker({"Records": [record(1, "ONCRMDEALUPDATE", 7), record(2, "ONCRMDEALUPDATE", 8)]}, None)
@@ -58,7 +71,7 @@ def test_a_portal_down_sends_its_events_back_delayed_with_an_attempt_count_inste
         assert seen == []
         sent = [(m["data"]["FIELDS"]["ID"], m["attempt"], d) for m, d in requeued]
         assert sent == [("7", 1, 10), ("8", 1, 10)]
-        assert all(abs(m["failing_since"] - time.time()) < 60 for m, _ in requeued)
+        assert all(m["failing_since"] == frozen_clock for m, _ in requeued)
 
 
 def test_each_hop_waits_longer_and_the_chain_lasts_the_window_then_the_event_fails_towards_the_dlq():
@@ -73,10 +86,10 @@ def test_each_hop_waits_longer_and_the_chain_lasts_the_window_then_the_event_fai
     assert message.attempt == len(delays) < 40
 
 
-def test_an_event_whose_window_is_spent_fails_like_before_and_reaches_the_dlq():
+def test_an_event_whose_window_is_spent_fails_like_before_and_reaches_the_dlq(frozen_clock):
     worker, _, requeued = make(FakeClient(error=ServerError("502")))
     rec = record(1, "ONCRMDEALUPDATE", 7)
-    old = json.loads(rec["body"]) | {"attempt": 30, "failing_since": int(time.time() - HOURS_6 - 1)}
+    old = json.loads(rec["body"]) | {"attempt": 30, "failing_since": frozen_clock - int(HOURS_6) - 1}
     rec["body"] = json.dumps(old)
     assert failures(worker({"Records": [rec]}, None)) == ["msg-1"]
     assert requeued == []
