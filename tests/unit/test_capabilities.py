@@ -19,28 +19,8 @@ from b24core.capabilities.report import (
     unknown_report,
 )
 from b24core.capabilities.survey import SURVEY, portal_kind
+from tests.unit._manifests import MANIFEST
 
-MANIFEST = Manifest.from_dict(
-    {
-        "scopes": ["crm", "im", "telephony"],
-        "features": {
-            "crm": {
-                "required": True,
-                "module": "crm",
-                "scopes": ["crm"],
-                "methods": ["crm.deal.get", "crm.deal.list"],
-                "events": ["ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"],
-            },
-            "telephony": {
-                "module": "voximplant",
-                "scopes": ["telephony"],
-                "methods": ["telephony.externalcall.register"],
-                "events": ["ONEXTERNALCALLSTART"],
-            },
-            "notifications": {"scopes": ["im"], "methods": ["im.notify.system.add"]},
-        },
-    }
-)
 HANDLER = "https://app.example.com/events"
 ALL_METHODS = {
     "crm.deal.get",

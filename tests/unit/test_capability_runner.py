@@ -10,7 +10,8 @@ from b24core.capabilities.store import InMemoryCapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
-from tests.unit.test_capabilities import HANDLER, MANIFEST, ScriptedPortal
+from tests.unit._manifests import MANIFEST
+from tests.unit.test_capabilities import HANDLER, ScriptedPortal
 
 WEEK, HOUR = 7 * 86400, 3600
 

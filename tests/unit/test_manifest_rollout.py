@@ -15,28 +15,10 @@ from b24core.capabilities.store import InMemoryCapabilityStore
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.portals.store import InMemoryPortalStore
-from tests.unit.test_capabilities import HANDLER, MANIFEST, ScriptedPortal
+from tests.unit._manifests import MANIFEST, RAW
+from tests.unit.test_capabilities import HANDLER, ScriptedPortal
 from tests.unit.test_capability_runner import HOUR, WEEK, Clock
 
-RAW = {
-    "scopes": ["crm", "im", "telephony"],
-    "features": {
-        "crm": {
-            "required": True,
-            "module": "crm",
-            "scopes": ["crm"],
-            "methods": ["crm.deal.get", "crm.deal.list"],
-            "events": ["ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE"],
-        },
-        "telephony": {
-            "module": "voximplant",
-            "scopes": ["telephony"],
-            "methods": ["telephony.externalcall.register"],
-            "events": ["ONEXTERNALCALLSTART"],
-        },
-        "notifications": {"scopes": ["im"], "methods": ["im.notify.system.add"]},
-    },
-}
 #: The next release's manifest: the crm feature also wants contact changes.
 NEXT = Manifest.from_dict(
     {**RAW, "features": {**RAW["features"], "crm": {**RAW["features"]["crm"], "events": [
