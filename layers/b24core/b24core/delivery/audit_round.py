@@ -30,7 +30,7 @@ from b24core.capabilities.report import Status, feature_status
 from b24core.delivery.audit import ChangeAudit
 from b24core.delivery.audit_cursor import AuditResult
 from b24core.delivery.audit_store import AuditState, AuditStore, schedule_audit
-from b24core.delivery.fleet import run_round
+from b24core.delivery.fleet import due_pages, run_round
 from b24core.delivery.modes import DeliveryMode, Trigger
 from b24core.delivery.route import RouteKeeper
 from b24core.delivery.store import DeliveryState, DeliveryStore, mutate
@@ -84,20 +84,12 @@ class AuditRound:
         now = int(self.clock())
         counts: dict[str, Any] = {"audited": 0, "failed": 0, "missed": 0, "polled": 0, "switched": []}
 
-        def page(size: int, tried: set[str]) -> list[str]:
-            return [m for m in self.audits.due(AUDIT_PARTITION, now, size + len(tried)) if m not in tried][
-                :size
-            ]
-
         def audit(member_id: str) -> dict[str, Any] | None:
             share = time.monotonic() + PORTAL_SHARE_S
-            try:
-                return self.one(member_id, share if deadline is None else min(deadline, share))
-            except Exception as exc:  # whatever one portal answered, the round goes on for the others
-                metrics.emit("PortalRoundsFailed", round="audit", reason=type(exc).__name__)
-                log_event(WARNING, "change audit failed", "audit", member_id, error=exc)
-                self._later(member_id, RETRY_SOON_S)
-                return None
+            return self.one(member_id, share if deadline is None else min(deadline, share))
+
+        def retry_soon(member_id: str) -> None:
+            self._later(member_id, RETRY_SOON_S)
 
         def add(member_id: str, answer: dict[str, Any] | None) -> None:
             if answer is None:
@@ -112,12 +104,14 @@ class AuditRound:
 
         report = run_round(
             "audit",
-            page,
+            due_pages(self.audits.due, now, AUDIT_PARTITION),
             audit,
             add,
             concurrency=self.policy.round_concurrency,
             deadline=deadline,
             period_s=self.policy.round_period_s,
+            failed="change audit failed",
+            on_error=retry_soon,
         )
         return counts | {"round": report.as_dict()}
 

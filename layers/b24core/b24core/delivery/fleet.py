@@ -8,7 +8,8 @@ fit in the time left at the per-portal time measured so far (this run's, else th
 process). When the time runs out with portals still due, it says so (``RoundBehind`` with the count, and
 a WARNING naming the capacity and the concurrency to raise); every run reports ``RoundUtilisation``,
 the share of its period it took. The portals it did not reach stay due, earliest first, so the next run
-starts with them.
+starts with them. Whatever one portal's work raises is counted (``PortalRoundsFailed``) and logged, and
+the round goes on for the others.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event
 
 T = TypeVar("T")
+#: ``next_page(size, tried)``: up to ``size`` due portals this run has not tried yet.
+Pages = Callable[[int, set[str]], list[str]]
 
 MIN_PAGE = 50
 MAX_PAGE = 1000
@@ -57,19 +60,38 @@ class RoundReport:
         }
 
 
+def due_pages(due: Callable[[str, int, int], list[str]], now: int, *partitions: str) -> Pages:
+    """Pages of the portals due by ``now`` in the gsi1 ``partitions`` (``due(partition, now, limit)``,
+    earliest first), without those this run has tried: a tried portal may still be due (it failed, or
+    its next time was not saved yet), so each query asks for as many more as were tried."""
+
+    def page(size: int, tried: set[str]) -> list[str]:
+        found: list[str] = []
+        for partition in partitions:
+            found += [m for m in due(partition, now, size + len(tried)) if m not in tried]
+        return found[:size]
+
+    return page
+
+
 def run_round(
     name: str,
-    next_page: Callable[[int, set[str]], list[str]],
+    next_page: Pages,
     work: Callable[[str], T],
-    on_result: Callable[[str, T], None],
+    on_result: Callable[[str, T | None], None],
     *,
     concurrency: int,
     deadline: float | None,
     period_s: float,
+    failed: str = "scheduled round failed for a portal",
+    on_error: Callable[[str], T | None] | None = None,
 ) -> RoundReport:
     """Run ``work`` for every portal ``next_page(size, tried)`` gives (due portals not yet tried in this
     run; an empty page ends the round), ``concurrency`` at a time, until ``deadline``. ``on_result`` is
-    called on the calling thread, so it may count without locks. ``work`` must not raise."""
+    called on the calling thread, so it may count without locks. When ``work`` raises, the failure is
+    counted and logged (``failed`` says what failed), then ``on_error(member_id)`` runs on the worker
+    thread (to put the portal back on its schedule, say) and its answer, or None, goes to
+    ``on_result``."""
     workers = max(1, concurrency)
     report = RoundReport(name, period_s=period_s)
     started = time.monotonic()
@@ -80,7 +102,7 @@ def run_round(
         if deadline is not None and time.monotonic() > deadline:
             return member_id, None, -1.0  # not started: left for the next run
         t0 = time.monotonic()
-        result = work(member_id)
+        result = _guarded(name, failed, work, on_error, member_id)
         return member_id, result, time.monotonic() - t0
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"round-{name}") as pool:
@@ -96,7 +118,7 @@ def run_round(
                     continue
                 report.done += 1
                 busy += took
-                on_result(member_id, result)  # type: ignore[arg-type]
+                on_result(member_id, result)
     report.elapsed_s = time.monotonic() - started
     if report.done:
         report.per_portal_s = busy / report.done
@@ -108,7 +130,22 @@ def run_round(
     return report
 
 
-def _count_left(next_page: Callable[[int, set[str]], list[str]], tried: set[str]) -> int:
+def _guarded(
+    name: str,
+    failed: str,
+    work: Callable[[str], T],
+    on_error: Callable[[str], T | None] | None,
+    member_id: str,
+) -> T | None:
+    try:
+        return work(member_id)
+    except Exception as exc:  # whatever one portal answered, the round goes on for the others
+        metrics.emit("PortalRoundsFailed", round=name, reason=type(exc).__name__)
+        log_event(WARNING, failed, name, member_id, error=exc)
+        return on_error(member_id) if on_error is not None else None
+
+
+def _count_left(next_page: Pages, tried: set[str]) -> int:
     """The portals still due that no page took (at most LEFT_PAGES pages are counted)."""
     seen, left = set(tried), 0
     for _ in range(LEFT_PAGES):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from logging import INFO, WARNING
+from logging import INFO
 from typing import Any
 
 from b24core.aws import metrics
@@ -28,7 +28,7 @@ from b24core.aws.logs import log_event
 from b24core.aws.settings import DeliveryPolicy
 from b24core.capabilities.report import CapabilityReport
 from b24core.delivery.audit_round import AuditRound
-from b24core.delivery.fleet import run_round
+from b24core.delivery.fleet import due_pages, run_round
 from b24core.delivery.modes import DeliveryMode, ProbeOutcome, Trigger
 from b24core.delivery.offline import OfflinePuller, PullResult
 from b24core.delivery.offline_bind import feature_events
@@ -135,34 +135,27 @@ class DeliveryRunner:
         now = int(self.clock())
         counts: dict[str, Any] = {"judged_missed": 0, "sent": 0, "skipped": 0}
 
-        def page(size: int, tried: set[str]) -> list[str]:
-            found: list[str] = []
-            for partition in (ONLINE_PARTITION, PULL_PARTITION):  # tried ones may still be due
-                found += [m for m in self.store.due(partition, now, size + len(tried)) if m not in tried]
-            return found[:size]
+        started: dict[str, dict[str, int]] = {}  # each portal's counts, kept when its probe fails midway
 
         def one(member_id: str) -> dict[str, int]:
-            mine = {"judged_missed": 0, "sent": 0, "skipped": 0}
-            try:
-                self._probe_one(member_id, deadline, mine)
-            except Exception as exc:  # one portal's answer never stops the others' probes
-                mine["failed"] = 1
-                metrics.emit("PortalRoundsFailed", round="probe", reason=type(exc).__name__)
-                log_event(WARNING, "delivery probe failed", "probe", member_id, error=exc)
+            mine = started[member_id] = {"judged_missed": 0, "sent": 0, "skipped": 0}
+            self._probe_one(member_id, deadline, mine)
             return mine
 
-        def add(_member_id: str, mine: dict[str, int]) -> None:
-            for key, n in mine.items():
+        def add(_member_id: str, mine: dict[str, int] | None) -> None:
+            for key, n in (mine or {}).items():
                 counts[key] = counts.get(key, 0) + n
 
         report = run_round(
             "probe",
-            page,
+            due_pages(self.store.due, now, ONLINE_PARTITION, PULL_PARTITION),
             one,
             add,
             concurrency=self.policy.round_concurrency,
             deadline=deadline,
             period_s=self.policy.round_period_s,
+            failed="delivery probe failed",
+            on_error=lambda member_id: started[member_id] | {"failed": 1},
         )
         return counts | {"round": report.as_dict()}
 
@@ -232,13 +225,8 @@ class DeliveryRunner:
             return [m for m in members if m not in tried][:size]
 
         def one(member_id: str) -> PullResult | None:
-            try:
-                portal = self._active(member_id)
-                return self._pull(portal, deadline) if portal is not None else None
-            except Exception as exc:  # one portal's answer never stops the others' pulls
-                metrics.emit("PortalRoundsFailed", round="pull", reason=type(exc).__name__)
-                log_event(WARNING, "offline pull failed", "pull", member_id, error=exc)
-                return None
+            portal = self._active(member_id)
+            return self._pull(portal, deadline) if portal is not None else None
 
         def add(member_id: str, result: PullResult | None) -> None:
             _resume_cache["pull"] = member_id
@@ -255,6 +243,7 @@ class DeliveryRunner:
             concurrency=self.policy.pull_concurrency,
             deadline=deadline,
             period_s=self.policy.round_period_s,
+            failed="offline pull failed",
         )
         return counts | {"round": report.as_dict()}
 
