@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/fleet_list.py [--portals 5000] [--extra 10] [--saves
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -25,36 +24,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from _common import ROOT, report  # noqa: E402
+from _common import fresh_table, local_services, put_portals, report, write_items  # noqa: E402
 
 BENCH = "fleet_list"
 
 
-def fresh_table(services: Any) -> str:
-    from b24stack.intrinsics import Resolver
-    from b24stack.template import load_template
-
-    tmpl = load_template(ROOT / "template.yaml")
-    props = Resolver(tmpl, region=services.region, environ=dict(os.environ)).resolve(
-        tmpl.properties("AppTable")
-    )
-    name = f"bench-fleet-{uuid.uuid4().hex[:8]}"
-    services.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in props["GlobalSecondaryIndexes"]
-        ],
-    )
-    return name
-
-
 def seed(services: Any, table: str, n: int, extra: int) -> list[Any]:
-    from concurrent.futures import ThreadPoolExecutor
-
     from b24core.portals.model import Portal
     from b24core.portals.states import PortalState
     from b24core.portals.store import DynamoPortalStore
@@ -74,21 +49,13 @@ def seed(services: Any, table: str, n: int, extra: int) -> list[Any]:
         )
         for i in range(n)
     ]
-    chunks = [portals[i : i + 500] for i in range(0, n, 500)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(store.batch_put, chunks))
-    ddb = services.client("dynamodb")
-    rows = [
-        {
-            "PutRequest": {
-                "Item": {"pk": {"S": f"PORTAL#{p.member_id}"}, "sk": {"S": f"READ#crm.deal.get#{k}"}}
-            }
-        }
+    put_portals(store, portals)
+    others = [
+        {"pk": {"S": f"PORTAL#{p.member_id}"}, "sk": {"S": f"READ#crm.deal.get#{k}"}}
         for p in portals
         for k in range(extra)
     ]
-    for i in range(0, len(rows), 25):
-        ddb.batch_write_item(RequestItems={table: rows[i : i + 25]})
+    write_items(services.client("dynamodb"), table, others)
     return portals
 
 
@@ -121,12 +88,9 @@ def main() -> None:
     from b24cli.fleet import Filter, Selection
     from b24cli.target import Target
     from b24core.portals.store import DynamoPortalStore
-    from b24stack.services import LocalServices
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    with LocalServices(in_memory=True) as services:
-        table = fresh_table(services)
+    with local_services() as services:
+        table = fresh_table(services, "bench-fleet")
         t0 = time.perf_counter()
         portals = seed(services, table, args.portals, args.extra)
         print(f"seeded {args.portals} portals (+{args.extra} items each) in {time.perf_counter() - t0:.1f} s")

@@ -12,40 +12,16 @@ Run: .venv/bin/python bench/refresh_overhead.py [--rounds 30] [--latency-ms 100]
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from _common import ROOT, median, report  # noqa: E402
+from _common import fresh_table, installed_portal, local_services, median, report  # noqa: E402
 
 CLIENT_ID = "bench.refresh"
-
-
-def fresh_table(services: Any) -> str:
-    from b24stack.intrinsics import Resolver
-    from b24stack.template import load_template
-
-    tmpl = load_template(ROOT / "template.yaml")
-    props = Resolver(tmpl, region=services.region, environ=dict(os.environ)).resolve(
-        tmpl.properties("AppTable")
-    )
-    name = f"bench-refresh-{uuid.uuid4().hex[:8]}"
-    services.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in props["GlobalSecondaryIndexes"]
-        ],
-    )
-    return name
 
 
 def run(args: argparse.Namespace) -> None:
@@ -55,23 +31,18 @@ def run(args: argparse.Namespace) -> None:
     from b24core.aws.metrics import record_metrics
     from b24core.aws.settings import TokenPolicy
     from b24core.bitrix.oauth import AuthServer
-    from b24core.portals.model import Portal
-    from b24core.portals.states import PortalState
     from b24core.portals.store import DynamoPortalStore
     from b24core.tokens.client import PortalClient
     from b24core.tokens.keeper import TokenKeeper
     from b24core.tokens.lease import DynamoLeaseStore
     from b24core.tokens.outcomes import StaticSecret
     from b24sim import Simulator
-    from b24stack.services import LocalServices
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     logging.getLogger("b24sim").setLevel(logging.WARNING)
     logger.setLevel("WARNING")
     secret = secrets.token_hex(16)
-    with LocalServices(in_memory=True) as services, Simulator(CLIENT_ID, secret) as sim:
-        table = fresh_table(services)
+    with local_services() as services, Simulator(CLIENT_ID, secret) as sim:
+        table = fresh_table(services, "bench-refresh")
         store = DynamoPortalStore(table, services.region, services.dynamodb_endpoint)
         leases = DynamoLeaseStore(table, services.region, services.dynamodb_endpoint)
         auth = AuthServer(sim.oauth_url, 10.0)
@@ -79,26 +50,9 @@ def run(args: argparse.Namespace) -> None:
             store, auth, CLIENT_ID, StaticSecret(secret), leases, TokenPolicy(), allow_insecure_endpoints=True
         )
 
-        def install() -> tuple[Any, Portal]:
-            p = sim.add_portal(f"{uuid.uuid4().hex[:12]}.bitrix24.test", rate=(1e6, 1e6))
-            t = sim.install_silently(p.domain)
-            now = int(time.time())
-            return p, store.save(
-                Portal(
-                    member_id=p.member_id,
-                    domain=p.domain,
-                    client_endpoint=t["client_endpoint"],
-                    state=PortalState.ACTIVE,
-                    access_token=t["access_token"],
-                    refresh_token=t["refresh_token"],
-                    application_token=t["application_token"],
-                    installed_at=now,
-                    refreshed_at=now,
-                )
-            )
-
         sim.oauth.latency_s = args.latency_ms / 1000
-        sim_portal, record = install()
+        now = int(time.time())
+        record = store.save(installed_portal(sim, installed_at=now, refreshed_at=now))
         spare = []  # refresh tokens of other simulator portals, for the direct requests
         for _ in range(args.rounds):
             other = sim.add_portal(f"{uuid.uuid4().hex[:12]}.bitrix24.test")
@@ -115,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 auth.refresh(CLIENT_ID, secret, spare[i])
                 direct.append(time.perf_counter() - t0)
-                sim.expire_access_tokens(sim_portal.domain)
+                sim.expire_access_tokens(record.domain)
                 client = PortalClient(store.get(record.member_id), keeper)
                 client.call("server.time")
                 assert client.last_recovery_s is not None

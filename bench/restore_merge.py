@@ -17,7 +17,6 @@ Run: .venv/bin/python bench/restore_merge.py [--portals 5000]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from _common import ROOT, report  # noqa: E402
+from _common import ROOT, fresh_table, local_services, report, write_items  # noqa: E402
 
 T = 1_790_000_000
 
@@ -42,28 +41,6 @@ class Ops:
     def __call__(self, model: Any = None, **_: Any) -> None:
         with self.lock:
             self.ops[model.name] += 1
-
-
-def fresh_table(db: Any, services: Any) -> str:
-    from b24stack.intrinsics import Resolver
-    from b24stack.template import load_template
-
-    tmpl = load_template(ROOT / "template.yaml")
-    props = Resolver(tmpl, region=services.region, environ=dict(os.environ)).resolve(
-        tmpl.properties("AppTable")
-    )
-    name = f"bench-restore-{uuid.uuid4().hex[:8]}"
-    db.create_table(
-        TableName=name,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in props["GlobalSecondaryIndexes"]
-        ],
-    )
-    return name
 
 
 def record(mid: str, refresh: str, at: int, version: int) -> dict[str, Any]:
@@ -101,13 +78,6 @@ def items_of(mid: str) -> list[dict[str, Any]]:
     ]
 
 
-def write_all(db: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        request = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
-        while request:
-            request = db.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-
-
 def scan_all(db: Any, table: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table}
@@ -124,27 +94,24 @@ def main() -> None:
     parser.add_argument("--portals", type=int, default=5000)
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "layers/b24core"), str(ROOT / "local")]
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     from b24core.portals.restore import merge
-    from b24stack.services import LocalServices
 
-    services = LocalServices(in_memory=True)
+    services = local_services()
     services.start()
     try:
         db = services.client("dynamodb")
-        live, restored, floor_table = (fresh_table(db, services) for _ in range(3))
+        live, restored, floor_table = (fresh_table(services, "bench-restore") for _ in range(3))
         ids = [uuid.uuid4().hex for _ in range(args.portals)]
-        write_all(db, live, [i for mid in ids for i in items_of(mid)])
-        write_all(db, restored, scan_all(db, live))  # the point-in-time copy
+        write_items(db, live, [i for mid in ids for i in items_of(mid)])
+        write_items(db, restored, scan_all(db, live))  # the point-in-time copy
         refreshed, lost = ids[: len(ids) * 6 // 10], ids[-max(1, len(ids) // 50) :]
-        write_all(db, live, [record(mid, f"rt-{mid}-new", T + 3600, 4) for mid in refreshed])
+        write_items(db, live, [record(mid, f"rt-{mid}-new", T + 3600, 4) for mid in refreshed])
         for mid in lost:
             for sk in ("PORTAL", "DELIVERY", "APP#settings"):
                 db.delete_item(TableName=live, Key={"pk": {"S": f"PORTAL#{mid}"}, "sk": {"S": sk}})
 
         started = time.perf_counter()
-        write_all(db, floor_table, scan_all(db, restored))
+        write_items(db, floor_table, scan_all(db, restored))
         floor_s = time.perf_counter() - started
 
         ops = Ops()

@@ -24,38 +24,15 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from _common import ROOT, report  # noqa: E402
+from _common import fresh_table, installed_portal, local_services, put_portals, report  # noqa: E402
 
 DAY = 24 * 3600
 CLIENT_ID = "bench.tokens"
-
-
-def fresh_table(services: Any) -> str:
-    from b24stack.intrinsics import Resolver
-    from b24stack.template import load_template
-
-    tmpl = load_template(ROOT / "template.yaml")
-    props = Resolver(tmpl, region=services.region, environ=dict(os.environ)).resolve(
-        tmpl.properties("AppTable")
-    )
-    name = f"bench-tokens-{uuid.uuid4().hex[:8]}"
-    services.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in props["GlobalSecondaryIndexes"]
-        ],
-    )
-    return name
 
 
 class Ops:
@@ -86,17 +63,9 @@ def seed(sim: Any, store: Any, total: int, due: int, now: int) -> float:
     rng = random.Random(7)
     records: list[Portal] = []
     for _ in range(due):
-        p = sim.add_portal(f"{uuid.uuid4().hex[:12]}.bitrix24.test", rate=(1e6, 1e6))
-        t = sim.install_silently(p.domain)
         records.append(
-            Portal(
-                member_id=p.member_id,
-                domain=p.domain,
-                client_endpoint=t["client_endpoint"],
-                state=PortalState.ACTIVE,
-                access_token=t["access_token"],
-                refresh_token=t["refresh_token"],
-                application_token=t["application_token"],
+            installed_portal(
+                sim,
                 user_id="1",
                 installed_at=now - 200 * DAY,
                 refreshed_at=now - 31 * DAY - rng.randint(0, 20 * DAY),
@@ -119,14 +88,12 @@ def seed(sim: Any, store: Any, total: int, due: int, now: int) -> float:
             )
         )
     rng.shuffle(records)
-    started = time.perf_counter()
-    chunks = [records[i : i + 500] for i in range(0, len(records), 500)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(store.batch_put, chunks))
-    return time.perf_counter() - started
+    return put_portals(store, records)
 
 
 def run(args: argparse.Namespace) -> None:
+    import logging
+
     from b24core.aws.metrics import record_metrics
     from b24core.aws.settings import TokenPolicy
     from b24core.bitrix.oauth import AuthServer
@@ -136,11 +103,6 @@ def run(args: argparse.Namespace) -> None:
     from b24core.tokens.outcomes import StaticSecret
     from b24core.tokens.sweep import AuthPace, Sweep
     from b24sim import Simulator
-    from b24stack.services import LocalServices
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    import logging
 
     logging.getLogger("b24sim").setLevel(logging.WARNING)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
@@ -149,8 +111,8 @@ def run(args: argparse.Namespace) -> None:
     logger.setLevel("WARNING")
     secret = secrets.token_hex(16)
     due = max(1, round(args.portals * args.due_pct / 100))
-    with LocalServices(in_memory=True) as services, Simulator(CLIENT_ID, secret) as sim:
-        table = fresh_table(services)
+    with local_services() as services, Simulator(CLIENT_ID, secret) as sim:
+        table = fresh_table(services, "bench-tokens")
         region, endpoint = services.region, services.dynamodb_endpoint
         store = DynamoPortalStore(table, region, endpoint)
         leases = DynamoLeaseStore(table, region, endpoint)

@@ -25,6 +25,7 @@ from botocore.config import Config
 
 from .intrinsics import Resolver
 from .procs import free_port, spawn_watched, stop_process, wait_http
+from .tables import create_request, global_indexes
 from .template import KMS_KEY_TYPE, QUEUE_TYPE, TABLE_TYPE, Template, load_template
 
 __all__ = ["DYNAMODB_LOCAL_DIR", "LocalServices", "default_region"]
@@ -252,60 +253,20 @@ class LocalServices:
 # -- DynamoDB tables --------------------------------------------------------------------------
 
 
-def _throughput(value: Any) -> dict[str, int]:
-    value = value or {}
-    return {
-        "ReadCapacityUnits": int(value.get("ReadCapacityUnits", 5)),
-        "WriteCapacityUnits": int(value.get("WriteCapacityUnits", 5)),
-    }
-
-
-def _index(spec: dict[str, Any], provisioned: bool) -> dict[str, Any]:
-    index: dict[str, Any] = {
-        "IndexName": spec["IndexName"],
-        "KeySchema": spec["KeySchema"],
-        "Projection": spec.get("Projection") or {"ProjectionType": "ALL"},
-    }
-    if provisioned:
-        index["ProvisionedThroughput"] = _throughput(spec.get("ProvisionedThroughput"))
-    return index
-
-
 def _ensure_table(ddb: Any, resolver: Resolver, logical_id: str) -> str:
     """Create the table as the template describes it, or top up an existing one (GSIs, TTL)."""
     props = resolver.resolve(resolver.template.properties(logical_id))
     name = resolver.physical_name(logical_id)
-    provisioned = str(props.get("BillingMode", "PROVISIONED")).upper() != "PAY_PER_REQUEST"
-    gsis = [_index(g, provisioned) for g in props.get("GlobalSecondaryIndexes") or []]
     try:
         existing = ddb.describe_table(TableName=name)["Table"]
     except ddb.exceptions.ResourceNotFoundException:
         existing = None
     if existing is None:
-        request: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": props["KeySchema"],
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST",
-        }
-        if provisioned:
-            request["ProvisionedThroughput"] = _throughput(props.get("ProvisionedThroughput"))
-        if gsis:
-            request["GlobalSecondaryIndexes"] = gsis
-        lsis = [_index(i, False) for i in props.get("LocalSecondaryIndexes") or []]
-        if lsis:
-            request["LocalSecondaryIndexes"] = lsis
-        stream = props.get("StreamSpecification") or {}
-        if stream.get("StreamViewType"):
-            request["StreamSpecification"] = {
-                "StreamEnabled": True,
-                "StreamViewType": stream["StreamViewType"],
-            }
-        ddb.create_table(**request)
+        ddb.create_table(**create_request(props, name))
         log.info("created table %s", name)
     else:
         have = {g["IndexName"] for g in existing.get("GlobalSecondaryIndexes") or []}
-        for gsi in gsis:
+        for gsi in global_indexes(props):
             if gsi["IndexName"] not in have:
                 ddb.update_table(
                     TableName=name,

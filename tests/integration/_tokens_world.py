@@ -4,7 +4,6 @@ the DynamoDB client, and portals installed into the simulator."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -22,32 +21,15 @@ from b24core.tokens.keeper import TokenKeeper
 from b24core.tokens.lease import DynamoLeaseStore
 from b24core.tokens.outcomes import StaticSecret
 from b24sim import Simulator
+from b24stack.tables import scratch_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "tokens.it.app"
 
 
 def fresh_table(services: Any) -> str:
-    """A new, empty table built from template.yaml's AppTable (keys, gsi1, TTL)."""
-    from b24stack.intrinsics import Resolver
-    from b24stack.template import load_template
-
-    tmpl = load_template(ROOT / "template.yaml")
-    resolver = Resolver(tmpl, region=services.region, environ=dict(os.environ))
-    props = resolver.resolve(tmpl.properties("AppTable"))
-    name = f"tokens-{uuid.uuid4().hex[:10]}"
-    ddb = services.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        GlobalSecondaryIndexes=[
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in props["GlobalSecondaryIndexes"]
-        ],
-    )
-    return name
+    """A new, empty table built from template.yaml's AppTable (keys, gsi1)."""
+    return scratch_table(services, ROOT / "template.yaml", "tokens")
 
 
 class OffsetClock:
