@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/refresh_overhead.py [--rounds 30] [--latency-ms 100]
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> None:
     from b24core.tokens.outcomes import StaticSecret
     from b24sim import Simulator
 
+    os.environ["B24_ALLOW_INSECURE_ENDPOINTS"] = "1"  # the simulator's portals live on 127.0.0.1
     logging.getLogger("b24sim").setLevel(logging.WARNING)
     logger.setLevel("WARNING")
     secret = secrets.token_hex(16)
