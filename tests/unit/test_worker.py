@@ -447,6 +447,7 @@ def test_a_record_another_worker_is_handling_fails_and_runs_nothing():
     )
     assert worker({"Records": [event]}, None)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
     assert ran == []
+    assert worker._plan.fail_reason == {"msg-1": "in_progress"}  # EventsFailed{reason=in_progress}
     assert list(guard.items.values()) == [INPROGRESS]  # its claim is the other worker's: left alone
 
 

@@ -224,15 +224,21 @@ class GuardBatch:
     keys: dict[str, GuardKey] = field(default_factory=dict)
     claims: dict[str, Claim] = field(default_factory=dict)
     completed: set[str] = field(default_factory=set)
+    #: messageId -> why it fails (the batch's Plan.fail_reason: ``in_progress``, ``guard_unavailable``)
+    fail_reason: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def open(
-        cls, ledger: Ledger | None, messages: Mapping[str, Any], expires_ms: int
+        cls,
+        ledger: Ledger | None,
+        messages: Mapping[str, Any],
+        expires_ms: int,
+        fail_reason: dict[str, str],
     ) -> tuple[GuardBatch, list[str]]:
         """Claim the records (messageId -> message) that will run guarded handlers. Also returns the
         records whose message repeats an earlier one of the batch: the first one stands for them."""
         if ledger is None or not messages:
-            return cls(ledger), []
+            return cls(ledger, fail_reason=fail_reason), []
         keys: dict[str, GuardKey] = {}
         firsts: set[GuardKey] = set()
         repeats: list[str] = []
@@ -248,7 +254,7 @@ class GuardBatch:
         except Exception as exc:  # its records come back; nothing ran
             _warn("guard claims failed; events will be retried", exc)
             claims = dict.fromkeys(keys, Claim.FAILED)
-        return cls(ledger, keys, claims), repeats
+        return cls(ledger, keys, claims, fail_reason=fail_reason), repeats
 
     def should_run(self, mid: str) -> bool:
         """True: run the record's guarded handlers; False: its event completed before (a redelivery).
@@ -257,8 +263,10 @@ class GuardBatch:
             return True
         claim = self.claims.get(mid, Claim.FAILED)
         if claim is Claim.BUSY:
+            self.fail_reason[mid] = "in_progress"
             raise GuardBusy("event is being handled by another worker; it will be retried")
         if claim is Claim.FAILED:
+            self.fail_reason[mid] = "guard_unavailable"
             raise GuardBusy("event's guard could not be claimed; it will be retried")
         return claim is Claim.CLAIMED
 
@@ -294,7 +302,7 @@ def open_batch(
             messages[mid] = json.loads(str(rec.get("body")))  # the key: the same on every redelivery
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     lasts = int(remaining()) if callable(remaining) else DEFAULT_CLAIM_MS
-    batch, repeats = GuardBatch.open(ledger, messages, int(time.time() * 1000) + lasts)
+    batch, repeats = GuardBatch.open(ledger, messages, int(time.time() * 1000) + lasts, plan.fail_reason)
     for mid in repeats:  # the same message twice in one batch: the first one runs it
         plan.skip[mid] = "duplicate"
     return batch
