@@ -207,3 +207,25 @@ def test_a_guarded_handlers_writes_that_failed_are_not_written_later_in_the_batc
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1"]
     assert storage.data == {}
     assert ledger.items == {}  # not completed, claim released
+
+
+def test_a_guarded_events_committed_write_is_not_overwritten_by_an_older_pending_one() -> None:
+    """An idempotent handler wrote a key earlier in the batch (pending till its end); a guarded event
+    read it and wrote the key again, committed at once. The batch's end must not put the older back."""
+    storage, registry = TransactStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+
+    @registry.on("ONCRMCONTACTUPDATE", idempotent=True)
+    def state(event, ctx):
+        ctx.storage.put("total", {"n": 10})
+
+    @registry.on("ONCRMDEALUPDATE")
+    def add(event, ctx):
+        ctx.storage.put("total", {"n": ctx.storage.get("total")["n"] + 1})
+
+    records = [record(1, "ONCRMCONTACTUPDATE", 1), record(2, "ONCRMDEALUPDATE", 4)]
+    assert (
+        _worker(registry, guard=CommittingLedger(storage))({"Records": records}, None)["batchItemFailures"]
+        == []
+    )
+    assert storage.get("total") == {"n": 11}

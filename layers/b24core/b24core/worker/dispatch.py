@@ -354,6 +354,13 @@ class Worker:
         if not self.registry.handlers_for(ev.name):
             log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
+        # Idempotent handlers run as they are; the others once per event, behind the batch's guard ledger
+        # (claimed in step 1): a completed event's redelivery runs only the idempotent ones, if any.
+        kinds = {reg.idempotent for reg in self.registry.handlers_for(ev.name)}
+        if False in kinds and not self._guards.should_run(mid, ev.member_id, ev.name):  # or raises
+            kinds.discard(False)
+            if not kinds:
+                return
         # A portal that has had its share of the invocation sends back the events it would still spend
         # REST on; an event whose object this batch read is handled (sent back, it would be read again:
         # at a slow limit, a read that waited for its budget would be bought twice).
@@ -362,12 +369,6 @@ class Worker:
             if mid not in plan.failed:
                 return
             raise RuntimeError("event could not be sent back; it will be retried")
-        # Handlers declared idempotent run as they are; the others once per event, behind the batch's
-        # guard ledger (claimed in step 1; a completed event's redelivery runs only the idempotent ones).
-        kinds = {reg.idempotent for reg in self.registry.handlers_for(ev.name)}
-        if False in kinds and not self._guards.should_run(mid):  # raises when another worker has it
-            kinds.discard(False)
-            log_event(INFO, "event handled before", "dispatch", ev.member_id, "duplicate", event=ev.name)
         started = time.monotonic()
         try:
             for idempotent in sorted(kinds, reverse=True):  # the idempotent ones first
@@ -384,15 +385,13 @@ class Worker:
         portal = self._plan.portals[ev.member_id]
         client = self._clients.get(ev.member_id) or self._client(portal)
         self._dispatched.setdefault(ev.member_id, []).append(mid)
-        guarded = not idempotent and self.guard is not None
-        has_storage = self.registry.storage_factory is not None
-        own = self._writes.event_storage(ev.member_id) if guarded and has_storage else None
-        storage = (lambda _m: own) if own is not None else self._writes.storage if has_storage else None
+        guarded, writes = not idempotent and self.guard is not None, self._writes
+        own = writes.event_storage(ev.member_id) if guarded and writes.factory else None
+        storage = (lambda _m: own) if own is not None else writes.storage if writes.factory else None
         ctx = Context(portal=portal, client=client, storage_factory=storage)
         ran = self.registry.dispatch(ev, ctx, idempotent=idempotent)
         if guarded:  # its writes and its guard's "completed" in one transaction, or neither
-            done = partial(self._guards.complete, mid)
-            self._writes.commit(ev.member_id, own, done, TRANSACT_LIMIT)
+            writes.commit(ev.member_id, own, partial(self._guards.complete, mid), TRANSACT_LIMIT)
         log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
 
 

@@ -36,10 +36,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from logging import INFO
 from typing import Any, Protocol
 
 from b24core.aws.batch_write import batch_write
-from b24core.aws.logs import logger
+from b24core.aws.logs import log_event, logger
 from b24core.portals.keys import IDEMPOTENCY_SHARDS, idempotency_pk
 from b24core.worker.handlers import Registry
 from b24core.worker.plan import Plan
@@ -256,12 +257,14 @@ class GuardBatch:
             claims = dict.fromkeys(keys, Claim.FAILED)
         return cls(ledger, keys, claims, fail_reason=fail_reason), repeats
 
-    def should_run(self, mid: str) -> bool:
+    def should_run(self, mid: str, member_id: str, event: str) -> bool:
         """True: run the record's guarded handlers; False: its event completed before (a redelivery).
         Raises GuardBusy when the record must come back."""
         if self.ledger is None:
             return True
         claim = self.claims.get(mid, Claim.FAILED)
+        if claim is Claim.DONE:
+            log_event(INFO, "event handled before", "dispatch", member_id, "duplicate", event=event)
         if claim is Claim.BUSY:
             self.fail_reason[mid] = "in_progress"
             raise GuardBusy("event is being handled by another worker; it will be retried")
