@@ -6,10 +6,9 @@ from b24core.aws.logs import logger
 from b24core.entry.wiring import the_app
 from b24core.entry.worker import build_worker
 
-worker, idempotency = build_worker(the_app().registry)
+worker = build_worker(the_app().registry)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
-    return worker(event, context)
+    return worker(event, context)  # the guard's claims last the invocation's remaining time

@@ -1,7 +1,7 @@
 """A worker killed mid-batch: every event is processed, and each side effect happens once.
 
 Real parts: the local SQS (moto) for delivery and redelivery with real receipt handles, DynamoDB
-Local for the shared rate limiter, Powertools' idempotency records and the side-effect ledger. The
+Local for the shared rate limiter, the worker's guard ledger and the side-effect ledger. The
 portal read is an in-process stand-in (the worker's reads are covered against the simulator in e2e).
 """
 
@@ -12,16 +12,12 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.worker.dispatch import Worker
+from b24core.worker.guard_ledger import GuardLedger
 from b24core.worker.handlers import Registry
 from b24core.worker.limiter import RateLimit, RateLimiter
 
@@ -92,28 +88,13 @@ def test_a_worker_killed_mid_batch_processes_everything_with_each_side_effect_on
             ExpressionAttributeValues={":one": {"N": "1"}},
         )
 
-    persistence = DynamoDBPersistenceLayer(
-        table_name=table,
-        key_attr="pk",
-        sort_key_attr="sk",
-        static_pk_value=f"IDEMPOTENCY#{member_id}",
-        expiry_attr="ttl",
-        boto3_client=ddb,
-    )
-    config = IdempotencyConfig(event_key_jmespath="message", expires_after_seconds=600)
-
-    def wrap(fn):
-        return idempotent_function(
-            data_keyword_argument="payload", config=config, persistence_store=persistence
-        )(fn)
-
     worker = Worker(
         registry,
         load_portal=lambda m: Portal_(m).portal,
         make_client=lambda p: Portal_(p.member_id),
         limiter=RateLimiter(ddb, table, RateLimit(50, 2)),
         requeue=lambda b, d: set(),
-        idempotent=wrap,
+        guard=GuardLedger(ddb, table, ttl_s=600),  # its claims last the Context's remaining_ms
         wait=lambda s: None,
     )
 
@@ -138,7 +119,6 @@ def test_a_worker_killed_mid_batch_processes_everything_with_each_side_effect_on
             }
             for m in msgs
         ]
-        config.register_lambda_context(Context())
         try:
             result = worker({"Records": records}, Context())
         except Killed:

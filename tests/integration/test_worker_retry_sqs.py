@@ -7,20 +7,14 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
-from types import SimpleNamespace
 
 import pytest
 
-from b24core.aws.settings import get_settings
 from b24core.entry import wiring
-from b24core.entry.worker import build_worker
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.worker.handlers import Registry
-
-CACHED = [getattr(wiring, n) for n in dir(wiring) if hasattr(getattr(wiring, n), "cache_clear")]
 
 
 def _closed_port() -> int:
@@ -30,22 +24,16 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def queue(services, member_id, monkeypatch) -> Iterator[str]:
-    sqs = services.client("sqs")
-    url = sqs.create_queue(QueueName=f"retry-{member_id[:12]}")["QueueUrl"]
-    monkeypatch.setenv("TABLE_NAME", services.resources["AppTable"])
-    monkeypatch.setenv("EVENTS_QUEUE_URL", url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", services.moto_endpoint)
-    monkeypatch.setenv("B24_ALLOW_INSECURE_ENDPOINTS", "1")
-    monkeypatch.setenv("B24_RETRY_BASE_S", "1")
-    monkeypatch.setenv("B24_RETRY_HOURS", "6")
-    monkeypatch.setenv("B24_HTTP_TIMEOUT_S", "2")
-    for fn in (get_settings, *CACHED):
-        fn.cache_clear()
-    yield url
-    for fn in (get_settings, *CACHED):
-        fn.cache_clear()
+def queue(services, member_id, deployed) -> str:
+    url = services.client("sqs").create_queue(QueueName=f"retry-{member_id[:12]}")["QueueUrl"]
+    deployed.env(
+        EVENTS_QUEUE_URL=url,
+        B24_ALLOW_INSECURE_ENDPOINTS="1",
+        B24_RETRY_BASE_S="1",
+        B24_RETRY_HOURS="6",
+        B24_HTTP_TIMEOUT_S="2",
+    )
+    return url
 
 
 def _deliver(sqs, url: str, worker, context) -> list[dict]:
@@ -81,7 +69,9 @@ def _deliver(sqs, url: str, worker, context) -> list[dict]:
     return [json.loads(m["Body"]) for m in msgs]
 
 
-def test_a_portal_that_cannot_be_reached_gets_its_event_back_later_and_later(services, member_id, queue):
+def test_a_portal_that_cannot_be_reached_gets_its_event_back_later_and_later(
+    services, member_id, queue, deployed
+):
     sqs = services.client("sqs")
     down = f"http://127.0.0.1:{_closed_port()}/rest/"
     wiring.portal_store().save(
@@ -97,15 +87,7 @@ def test_a_portal_that_cannot_be_reached_gets_its_event_back_later_and_later(ser
     )
     registry, effects = Registry(), []
     registry.on("ONCRMDEALUPDATE", fetch="crm.deal.get")(lambda event, ctx: effects.append(event.object_id))
-    worker, idempotency = build_worker(registry)
-    context = SimpleNamespace(
-        function_name="EventWorkerFunction",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:EventWorkerFunction",
-        aws_request_id="r1",
-        get_remaining_time_in_millis=lambda: 60_000,
-    )
-    idempotency.register_lambda_context(context)
+    worker, context = deployed.worker(registry), deployed.context()
     event = QueuedEvent("ONCRMDEALUPDATE", member_id, "down.example", data={"FIELDS": {"ID": "7"}}, ts="1")
     sqs.send_message(QueueUrl=queue, MessageBody=event.to_json())
 

@@ -406,18 +406,9 @@ def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_gua
     ran: list[str] = []
     reg.on("ONCRMDEALUPDATE", idempotent=True)(lambda e, c: ran.append("state"))
     reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append("effect"))
-    done: set[str] = set()
-    guarded: list[dict] = []
+    from b24core.worker.guard_ledger import COMPLETED, InMemoryGuardLedger
 
-    def guard(fn):  # what Powertools' idempotent_function does, keyed by the message
-        def wrapped(payload):
-            guarded.append(payload)
-            key = json.dumps(payload["message"], sort_keys=True)
-            if key not in done:
-                fn(payload)
-                done.add(key)
-
-        return wrapped
+    guard = InMemoryGuardLedger()
 
     worker = Worker(
         reg,
@@ -425,7 +416,7 @@ def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_gua
         make_client=lambda p: FakeClient({}),
         limiter=FakeLimiter(),
         requeue=lambda bodies, d: set(),
-        idempotent=guard,
+        guard=guard,
         max_wait_s=1.0,
         wait=lambda s: None,
     )
@@ -433,7 +424,51 @@ def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_gua
     for _ in range(2):  # the same record delivered twice
         assert worker({"Records": [event]}, None)["batchItemFailures"] == []
     assert ran == ["state", "effect", "state"]  # the side effect once, the idempotent handler each time
-    assert [p["idempotent"] for p in guarded] == [False, False]  # only the guarded ones went through it
+    assert list(guard.items.values()) == [COMPLETED]  # one guard record: the event's
+
+
+def test_a_record_another_worker_is_handling_fails_and_runs_nothing():
+    from b24core.worker.guard_ledger import INPROGRESS, InMemoryGuardLedger, guard_key
+
+    reg, ran = Registry(), []
+    reg.on("ONCRMDEALUPDATE", idempotent=True)(lambda e, c: ran.append("state"))
+    reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append("effect"))
+    guard = InMemoryGuardLedger()
+    event = record(1, "ONCRMDEALUPDATE", 5)
+    guard.items[guard_key(json.loads(event["body"]))] = INPROGRESS  # claimed by a live worker
+    worker = Worker(
+        reg,
+        load_portal=lambda m: PORTAL,
+        make_client=lambda p: FakeClient({}),
+        limiter=FakeLimiter(),
+        requeue=lambda bodies, d: set(),
+        guard=guard,
+        wait=lambda s: None,
+    )
+    assert worker({"Records": [event]}, None)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert ran == []
+    assert worker._plan.fail_reason == {"msg-1": "in_progress"}  # EventsFailed{reason=in_progress}
+    assert list(guard.items.values()) == [INPROGRESS]  # its claim is the other worker's: left alone
+
+
+def test_the_same_message_twice_in_one_batch_runs_its_guarded_handler_once():
+    from b24core.worker.guard_ledger import InMemoryGuardLedger
+
+    reg, ran = Registry(), []
+    reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append(e.object_id))
+    worker = Worker(
+        reg,
+        load_portal=lambda m: PORTAL,
+        make_client=lambda p: FakeClient({}),
+        limiter=FakeLimiter(),
+        requeue=lambda bodies, d: set(),
+        guard=InMemoryGuardLedger(),
+        wait=lambda s: None,
+    )
+    first = record(1, "ONCRMDEALUPDATE", 5)
+    again = {**first, "messageId": "msg-again"}
+    assert worker({"Records": [first, again]}, None)["batchItemFailures"] == []
+    assert ran == ["5"]
 
 
 def test_every_event_of_a_listable_kind_is_marked_seen_once_per_batch_with_its_source():

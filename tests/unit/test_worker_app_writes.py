@@ -9,6 +9,7 @@ from dataclasses import replace
 from b24core.portals.app_data import InMemoryAppStorage
 from b24core.worker.app_writes import BufferedAppStorage
 from b24core.worker.dispatch import Worker
+from b24core.worker.guard_ledger import InMemoryGuardLedger
 from b24core.worker.handlers import Registry
 from tests.unit.test_worker import PORTAL, FakeClient, FakeLimiter, record
 
@@ -36,7 +37,7 @@ class BatchStorage(InMemoryAppStorage):
                 super().put(key, value)
 
 
-def _worker(registry: Registry, idempotent=None) -> Worker:
+def _worker(registry: Registry, guard=None) -> Worker:
     deals = {str(i): {"ID": str(i), "TITLE": f"d{i}"} for i in range(40)}
     return Worker(
         registry,
@@ -44,7 +45,7 @@ def _worker(registry: Registry, idempotent=None) -> Worker:
         make_client=lambda p: FakeClient(deals),
         limiter=FakeLimiter(),
         requeue=lambda bodies, delay: set(),
-        idempotent=idempotent,
+        guard=guard,
         wait=lambda s: None,
     )
 
@@ -75,27 +76,74 @@ def test_records_whose_writes_did_not_go_out_are_answered_failed() -> None:
     assert storage.data == {}
 
 
-def test_a_guarded_handlers_writes_land_before_its_guard_records_it_completed() -> None:
-    storage, registry, at_completion = BatchStorage(), Registry(), []
-    registry.storage_factory = lambda member_id: storage
+class TransactStorage(BatchStorage):
+    """Also says its writes as transaction actions, which the guard ledger sends with its own."""
 
+    def write_actions(self, writes):
+        return [{"Write": (key, value)} for key, value in writes.items()]
+
+
+class CommittingLedger(InMemoryGuardLedger):
+    """Applies the app writes it completes with, in the same step (what one transaction does)."""
+
+    def __init__(self, storage, fail=False):
+        super().__init__()
+        self.storage, self.fail = storage, fail
+
+    def complete(self, key, writes):
+        if self.fail:
+            raise RuntimeError("transaction cancelled")
+        for action in writes:
+            k, v = action["Write"]
+            self.storage.put(k, v)
+        super().complete(key, writes)
+
+
+def _counter(registry: Registry) -> None:
     @registry.on("ONCRMDEALUPDATE")
-    def count(event, ctx):
-        ctx.storage.put(f"calls/{event.object_id}", {"n": 1})
+    def count(event, ctx):  # a delta: not idempotent
+        n = (ctx.storage.get(f"calls/{event.object_id}") or {"n": 0})["n"]
+        ctx.storage.put(f"calls/{event.object_id}", {"n": n + 1})
 
-    def guard(fn):  # stands for Powertools: what is stored when the guard saves "completed"
-        def call(payload):
-            fn(payload=payload)
+
+def test_a_guarded_events_writes_go_out_with_its_guards_completion_in_one_step() -> None:
+    storage, registry = TransactStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+    _counter(registry)
+    ledger = CommittingLedger(storage)
+    records = [record(1, "ONCRMDEALUPDATE", 4), record(2, "ONCRMDEALUPDATE", 4)]  # two events of deal 4
+    assert _worker(registry, guard=ledger)({"Records": records}, None)["batchItemFailures"] == []
+    assert [len(w) for w in ledger.completed_with] == [1, 1]  # each event's write rode with its mark
+    assert storage.batches == [] and storage.single == 2  # nothing written outside the transactions
+    assert storage.get("calls/4") == {"n": 2}  # the second event read the first one's committed write
+
+
+def test_a_guarded_events_writes_are_dropped_when_its_completion_fails() -> None:
+    """Written without its guard completed, its redelivery would write the effect a second time."""
+    storage, registry = TransactStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+    _counter(registry)
+    ledger = CommittingLedger(storage, fail=True)
+    result = _worker(registry, guard=ledger)({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1"]
+    assert storage.data == {} and storage.batches == []
+    assert ledger.items == {}  # its claim released: the redelivery runs it at once
+
+
+def test_a_guarded_handlers_writes_land_before_its_guard_records_it_completed() -> None:
+    """A storage that cannot say its writes as transaction actions: written first, completed after."""
+    storage, registry = BatchStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+    _counter(registry)
+    at_completion = []
+
+    class Ledger(InMemoryGuardLedger):
+        def complete(self, key, writes):
             at_completion.append(dict(storage.data))
+            super().complete(key, writes)
 
-        return call
-
-    assert (
-        _worker(registry, idempotent=guard)({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)[
-            "batchItemFailures"
-        ]
-        == []
-    )
+    result = _worker(registry, guard=Ledger())({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)
+    assert result["batchItemFailures"] == []
     assert at_completion and "calls/4" in at_completion[0]
 
 
@@ -153,14 +201,31 @@ def test_a_guarded_handlers_writes_that_failed_are_not_written_later_in_the_batc
     """Its guard let the event go again; writing its effect at the batch's end would repeat it."""
     storage, registry = BatchStorage(fail=1), Registry()  # DynamoDB answers again by the batch's end
     registry.storage_factory = lambda member_id: storage
-
-    @registry.on("ONCRMDEALUPDATE")
-    def count(event, ctx):
-        ctx.storage.put(f"calls/{event.object_id}", {"n": 1})
-
-    def guard(fn):  # stands for Powertools: an error deletes the in-progress record and propagates
-        return lambda payload: fn(payload=payload)
-
-    result = _worker(registry, idempotent=guard)({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)
+    _counter(registry)
+    ledger = InMemoryGuardLedger()
+    result = _worker(registry, guard=ledger)({"Records": [record(1, "ONCRMDEALUPDATE", 4)]}, None)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1"]
     assert storage.data == {}
+    assert ledger.items == {}  # not completed, claim released
+
+
+def test_a_guarded_events_committed_write_is_not_overwritten_by_an_older_pending_one() -> None:
+    """An idempotent handler wrote a key earlier in the batch (pending till its end); a guarded event
+    read it and wrote the key again, committed at once. The batch's end must not put the older back."""
+    storage, registry = TransactStorage(), Registry()
+    registry.storage_factory = lambda member_id: storage
+
+    @registry.on("ONCRMCONTACTUPDATE", idempotent=True)
+    def state(event, ctx):
+        ctx.storage.put("total", {"n": 10})
+
+    @registry.on("ONCRMDEALUPDATE")
+    def add(event, ctx):
+        ctx.storage.put("total", {"n": ctx.storage.get("total")["n"] + 1})
+
+    records = [record(1, "ONCRMCONTACTUPDATE", 1), record(2, "ONCRMDEALUPDATE", 4)]
+    assert (
+        _worker(registry, guard=CommittingLedger(storage))({"Records": records}, None)["batchItemFailures"]
+        == []
+    )
+    assert storage.get("total") == {"n": 11}

@@ -1,15 +1,13 @@
-"""Wiring of the worker in a Lambda process: store, limiter, requeue and idempotency from settings."""
+"""Wiring of the worker in a Lambda process: store, limiter, requeue and guard ledger from settings."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from b24core.aws.settings import get_settings
 from b24core.entry import wiring as runtime
-from b24core.portals.keys import IDEMPOTENCY_SHARDS, idempotency_pk
 from b24core.worker.dispatch import Worker
+from b24core.worker.guard_ledger import GuardLedger
 from b24core.worker.handlers import Registry
 from b24core.worker.health import PortalHealth
 from b24core.worker.read_marks import ReadMarks
@@ -34,55 +32,6 @@ def _backoff(receipt_handle: str, seconds: int) -> None:
     )
 
 
-def _idempotency() -> Any:
-    """Powertools idempotency whose records spread over IDEMPOTENCY_SHARDS partition keys.
-
-    Powertools puts every record of one persistence layer under its one ``static_pk_value``: a storm's
-    guard writes would all hit one partition (about 1,000 writes a second). So there is one layer per
-    shard, and each event goes to the shard a hash of its guarded payload picks - the same one on every
-    redelivery, so the guard still finds its record.
-    """
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-
-    s = get_settings()
-    config = IdempotencyConfig(event_key_jmespath="message", expires_after_seconds=24 * 3600)
-
-    def layer(shard: int) -> Any:
-        return DynamoDBPersistenceLayer(
-            table_name=s.table_name,
-            key_attr="pk",
-            sort_key_attr="sk",
-            static_pk_value=idempotency_pk(shard),
-            expiry_attr="ttl",
-            boto3_client=runtime.boto_client("dynamodb"),
-        )
-
-    def wrap(fn: Any) -> Any:
-        guarded: dict[int, Any] = {}  # shard -> fn behind that shard's layer, built on first use
-
-        def call(payload: dict[str, Any]) -> Any:
-            shard = payload_shard(payload.get("message"))
-            if shard not in guarded:
-                guarded[shard] = idempotent_function(
-                    data_keyword_argument="payload", config=config, persistence_store=layer(shard)
-                )(fn)
-            return guarded[shard](payload=payload)
-
-        return call
-
-    return wrap, config
-
-
-def payload_shard(message: Any) -> int:
-    """A stable shard of the guarded message (its canonical JSON's hash), uniform over the shards."""
-    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
-    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:4], "big") % IDEMPOTENCY_SHARDS
-
-
 def _kind_of() -> Any:
     """An event's listable kind of object (the manifest's ``objects``), or None."""
     from b24core.capabilities.manifest import load_manifest
@@ -92,9 +41,8 @@ def _kind_of() -> Any:
     return kinds.get
 
 
-def build_worker(registry: Registry) -> tuple[Worker, Any]:
-    """The worker and the idempotency config (register the Lambda context on it per invocation)."""
-    wrap, config = _idempotency()
+def build_worker(registry: Registry) -> Worker:
+    """The worker; its guard ledger's claims last the invocation (the Lambda context it is called with)."""
     s = get_settings()
     budget = s.worker_portal_budget_s
     worker = Worker(
@@ -104,7 +52,7 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         make_client=lambda portal: runtime.portal_client(portal, timeout_s=min(s.http_timeout_s, budget)),
         limiter=runtime.rate_limiter(),
         requeue=_requeue,
-        idempotent=wrap,
+        guard=GuardLedger(runtime.boto_client("dynamodb"), s.table_name),
         max_wait_s=get_settings().worker_max_wait_s,
         backoff=_backoff,
         retry_base_s=get_settings().retry_base_s,
@@ -116,4 +64,4 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         health=PortalHealth(runtime.boto_client("dynamodb"), s.table_name),
         retry_policy=RetryPolicy(window_s=s.retry_window_s, base_s=s.retry_base_s),
     )
-    return worker, config
+    return worker

@@ -105,6 +105,18 @@ class DynamoAppStorage:
                 ops.append({"PutRequest": {"Item": {**self._key(key), "data": {"S": _encode(value)}}}})
         batch_write(self._db, self._table, ops)
 
+    def write_actions(self, writes: Mapping[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+        """The same writes as TransactWriteItems actions, for the worker's guard to send with its own
+        (worker/guard_ledger.py): an event's effect and its "completed" land together or not at all."""
+        actions: list[dict[str, Any]] = []
+        for key, value in writes.items():
+            if value is None:
+                actions.append({"Delete": {"TableName": self._table, "Key": self._key(key)}})
+            else:
+                item = {**self._key(key), "data": {"S": _encode(value)}}
+                actions.append({"Put": {"TableName": self._table, "Item": item}})
+        return actions
+
     def items(self, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         start: dict[str, Any] | None = None
         while True:

@@ -29,7 +29,7 @@ DIRECTORY_SK = "DIRECTORY"  # its entry in the portal directory, by domain (port
 # ---------------------------------------------------------------- partitions of their own
 SWEEP_LEASE_PK = "SWEEP"  # with sk=LEASE#sweep: one keep-alive sweep at a time
 SWEEP_LEASE_SK = "LEASE#sweep"
-IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard records (Powertools)
+IDEMPOTENCY_PK = "IDEMPOTENCY#event_worker"  # the worker's once-per-event guard (worker/guard_ledger.py)
 ROLLOUT_PK = "MANIFEST"  # with sk=ROLLOUT: how far a changed manifest's re-check of every portal got
 ROLLOUT_SK = "ROLLOUT"
 #: The guard records spread over this many partitions (IDEMPOTENCY#event_worker#NN, chosen by a hash of

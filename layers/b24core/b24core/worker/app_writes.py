@@ -10,8 +10,10 @@ Why this keeps every guarantee:
   the flush) costs nothing: the records were not deleted from SQS, come back, and run again.
 * A batch's records are answered successful only after their portal's writes were flushed; if the
   flush fails, every record whose handlers wrote to that portal is answered failed and comes back.
-* A guarded (not idempotent) handler's writes are flushed before its guard records it completed
-  (``flush`` inside the guarded call), so a completed guard never hides an unwritten effect.
+* A guarded (not idempotent) event's writes are its own (``event_storage``, over its portal's) and
+  go out with its guard's completion in one transaction (``commit``; worker/guard_ledger.py), so a
+  completed guard never hides an unwritten effect, and an unwritten effect never leaves a completed
+  guard. Its keys then leave the portal's buffer: the committed value is the newest.
 
 Reads see the batch's own writes (a handler reading what an earlier event of the batch wrote).
 """
@@ -19,7 +21,7 @@ Reads see the batch's own writes (a handler reading what an earlier event of the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,9 +54,6 @@ class BufferedAppStorage:
             if merged[key] is not None:
                 yield key, dict(json.loads(str(merged[key])))
 
-    def discard(self) -> None:
-        self._pending.clear()
-
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -63,17 +62,30 @@ class BufferedAppStorage:
         """Write what is pending (batched where the storage can); kept on failure for the next try."""
         if not self._pending:
             return
-        writes = {k: None if v is None else dict(json.loads(v)) for k, v in self._pending.items()}
-        write_many = getattr(self.inner, "write_many", None)
-        if callable(write_many):
-            write_many(writes)
-        else:
-            for key, value in writes.items():
-                if value is None:
-                    self.inner.delete(key)
-                else:
-                    self.inner.put(key, value)
+        write_all(self.inner, self.writes())
         self._pending.clear()
+
+    def writes(self) -> dict[str, dict[str, Any] | None]:
+        """What is pending: key -> value, or None for a delete."""
+        return {k: None if v is None else dict(json.loads(v)) for k, v in self._pending.items()}
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """These keys were written by someone else since (a guarded event's commit): not pending here."""
+        for key in keys:
+            self._pending.pop(key, None)
+
+
+def write_all(storage: AppStorage, writes: Mapping[str, dict[str, Any] | None]) -> None:
+    """Batched where the storage can (``write_many``), else one by one."""
+    write_many = getattr(storage, "write_many", None)
+    if callable(write_many):
+        write_many(writes)
+        return
+    for key, value in writes.items():
+        if value is None:
+            storage.delete(key)
+        else:
+            storage.put(key, value)
 
 
 class BatchWrites:
@@ -82,7 +94,6 @@ class BatchWrites:
     def __init__(self, factory: Callable[[str], AppStorage] | None) -> None:
         self.factory = factory
         self.buffers: dict[str, BufferedAppStorage] = {}
-        self.failed: dict[str, Exception] = {}  # portals whose writes failed in this batch
 
     def storage(self, member_id: str) -> AppStorage:
         if self.factory is None:
@@ -91,28 +102,40 @@ class BatchWrites:
             self.buffers[member_id] = BufferedAppStorage(self.factory(member_id))
         return self.buffers[member_id]
 
-    def flush(self, member_id: str) -> None:
-        """Write one portal's pending writes now (inside a guard). If that fails they are dropped, not
-        written later: the guard lets its event go again, which must not find its effect written; the
-        portal's records are all answered failed and come back."""
-        buffer = self.buffers.get(member_id)
-        if buffer is None:
-            return
-        try:
-            buffer.flush()
-        except Exception as exc:
-            buffer.discard()
-            self.failed[member_id] = exc
-            raise
+    def event_storage(self, member_id: str) -> BufferedAppStorage:
+        """A guarded event's own writes, reading through its portal's (the batch's earlier writes)."""
+        return BufferedAppStorage(self.storage(member_id))
+
+    def commit(
+        self,
+        member_id: str,
+        event: BufferedAppStorage | None,
+        complete: Callable[[list[dict[str, Any]]], None],
+        limit: int,
+    ) -> None:
+        """A guarded event's writes and its completion (``complete`` gets the writes as TransactWriteItems
+        actions and sends them with its own, at most ``limit`` in all). More writes than that, or a
+        storage that cannot say them as actions: written first, completed after (the older, weaker
+        order: a failure between the two lets the event run again over its written effect). Raises
+        when not done; the event's writes are dropped then (its redelivery writes them)."""
+        writes = event.writes() if event is not None else {}
+        portal = self.buffers[member_id] if writes else None
+        actions: list[dict[str, Any]] = []
+        if portal is not None:
+            make = getattr(portal.inner, "write_actions", None)
+            actions = make(writes) if callable(make) else []
+            if not actions or len(actions) >= limit:
+                write_all(portal.inner, writes)
+                actions = []
+        complete(actions)
+        if portal is not None:
+            portal.forget(writes)
 
     def flush_all(self) -> dict[str, Exception]:
         """Flush every portal's writes; the portals whose flush failed, with the error."""
-        failed: dict[str, Exception] = dict(self.failed)
+        failed: dict[str, Exception] = {}
 
         def flush(member_id: str) -> None:
-            if member_id in failed:
-                self.buffers[member_id].discard()  # its records are answered failed anyway
-                return
             try:
                 self.buffers[member_id].flush()
             except Exception as exc:  # that portal's records are answered failed and come back

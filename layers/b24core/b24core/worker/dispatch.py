@@ -4,20 +4,20 @@ Within a batch, events are grouped per portal and coalesced per object: for hand
 ``fetch=``, only the latest event of an object is dispatched and its object is read once, in `batch`
 calls of up to 50 reads. Reads are paced by the shared rate limiter; when a portal's budget is spent
 for longer than the worker may wait, its events go back to the queue with a delay (a new message, so
-they never count towards the DLQ). Powertools runs the records with partial batch responses, and an
-idempotency record (DynamoDB) guards each dispatch of a handler not declared idempotent, so a
-redelivered batch does not repeat side effects. The handlers' storage writes go out per portal at the
-batch's end (worker/app_writes.py); a batch's portals are prepared at once, one thread per portal.
+they never count towards the DLQ). Powertools runs the records with partial batch responses; the batch's
+guard ledger (worker/guard_ledger.py) runs a handler not declared idempotent once per event: claimed for
+the batch at once, completed per event together with its storage writes. The other handlers' writes go
+out per portal at the batch's end (worker/app_writes.py); portals are prepared one thread per portal.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from logging import ERROR, INFO, WARNING
 from typing import Any
 
@@ -34,6 +34,7 @@ from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker import retry
 from b24core.worker.app_writes import BatchWrites
+from b24core.worker.guard_ledger import TRANSACT_LIMIT, GuardBatch, Ledger, open_batch
 from b24core.worker.handlers import Context, Event, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
@@ -56,7 +57,8 @@ class Worker:
     make_client: Callable[[Portal], Any]
     limiter: RateLimiter
     requeue: Callable[[list[str], int], set[int] | None]
-    idempotent: Callable[[Callable[..., None]], Callable[..., None]] | None = None
+    #: The once-per-event guard of handlers not declared idempotent (worker/guard_ledger.py); None: unguarded.
+    guard: Ledger | None = None
     max_wait_s: float = 5.0
     wait: Callable[[float], None] = time.sleep
     backoff: Callable[[str, int], None] | None = None
@@ -75,7 +77,7 @@ class Worker:
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
         self._read_deadline = 0.0
-        self._dispatch = self.idempotent(self._run_handlers) if self.idempotent else self._run_handlers
+        self._guards = GuardBatch()
         self._plan = Plan()
         self._clients: dict[str, LimitedClient] = {}
         self._writes = BatchWrites(self.registry.storage_factory)
@@ -89,6 +91,7 @@ class Worker:
         self._writes = BatchWrites(self.registry.storage_factory)
         self._dispatched = {}
         self._plan = self.prefetch(event.get("Records") or [])
+        self._guards = open_batch(self.guard, self._plan, self.registry, event.get("Records") or [], context)
         # An all-failed batch is still answered with its failures (not an error), so each record gets its
         # own backoff instead of the whole batch waiting out the queue's visibility timeout.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -97,6 +100,7 @@ class Worker:
         )
         failures: list[Any] = list(response.get("batchItemFailures") or [])
         failures += self._flush_writes({f["itemIdentifier"] for f in failures})
+        self._guards.release()  # claims of events that did not complete: their redelivery runs at once
         response["batchItemFailures"] = failures
         mark_reads(self.marks, self._plan, failures)
         retry.visibility_backoff(self.backoff, event.get("Records") or [], failures, self.retry_base_s)
@@ -350,6 +354,13 @@ class Worker:
         if not self.registry.handlers_for(ev.name):
             log_event(INFO, "no handler", "dispatch", ev.member_id, "ignored", event=ev.name)
             return
+        # Idempotent handlers run as they are; the others once per event, behind the batch's guard ledger
+        # (claimed in step 1): a completed event's redelivery runs only the idempotent ones, if any.
+        kinds = {reg.idempotent for reg in self.registry.handlers_for(ev.name)}
+        if False in kinds and not self._guards.should_run(mid, ev.member_id, ev.name):  # or raises
+            kinds.discard(False)
+            if not kinds:
+                return
         # A portal that has had its share of the invocation sends back the events it would still spend
         # REST on; an event whose object this batch read is handled (sent back, it would be read again:
         # at a slow limit, a read that waited for its budget would be bought twice).
@@ -358,15 +369,10 @@ class Worker:
             if mid not in plan.failed:
                 return
             raise RuntimeError("event could not be sent back; it will be retried")
-        # Handlers declared idempotent run as they are; the others once per event, behind the guard
-        # whose key is the message body (stable across redeliveries of the same event).
-        kinds = {reg.idempotent for reg in self.registry.handlers_for(ev.name)}
         started = time.monotonic()
         try:
-            if True in kinds:
-                self._run_handlers(payload={"mid": mid, "idempotent": True})
-            if False in kinds:
-                self._dispatch(payload={"message": json.loads(record.body), "mid": mid, "idempotent": False})
+            for idempotent in sorted(kinds, reverse=True):  # the idempotent ones first
+                self._run_handlers(mid, idempotent)
         except Exception as exc:  # a handler's REST call found the portal failing: back later, for hours
             if not self._retry_later(plan, ev.member_id, [mid], exc):
                 log_failed(ev.member_id, ev.name, exc)  # SQS retries it; the line says portal, event, error
@@ -374,17 +380,18 @@ class Worker:
         finally:
             self._spend_time(ev.member_id, started)
 
-    def _run_handlers(self, payload: dict[str, Any]) -> None:
-        ev = self._plan.events[payload["mid"]]
+    def _run_handlers(self, mid: str, idempotent: bool) -> None:
+        ev = self._plan.events[mid]
         portal = self._plan.portals[ev.member_id]
         client = self._clients.get(ev.member_id) or self._client(portal)
-        kind = payload.get("idempotent")
-        self._dispatched.setdefault(ev.member_id, []).append(payload["mid"])
-        storage = self._writes.storage if self.registry.storage_factory is not None else None
+        self._dispatched.setdefault(ev.member_id, []).append(mid)
+        guarded, writes = not idempotent and self.guard is not None, self._writes
+        own = writes.event_storage(ev.member_id) if guarded and writes.factory else None
+        storage = (lambda _m: own) if own is not None else writes.storage if writes.factory else None
         ctx = Context(portal=portal, client=client, storage_factory=storage)
-        ran = self.registry.dispatch(ev, ctx, idempotent=kind)
-        if not kind:  # a guarded handler's writes land before its guard says completed
-            self._writes.flush(ev.member_id)
+        ran = self.registry.dispatch(ev, ctx, idempotent=idempotent)
+        if guarded:  # its writes and its guard's "completed" in one transaction, or neither
+            writes.commit(ev.member_id, own, partial(self._guards.complete, mid), TRANSACT_LIMIT)
         log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
 
 

@@ -11,9 +11,10 @@ function error), so the worker reports them itself, as EMF metrics named as noun
   ``portal_slow`` over its share of the invocation); they come back as new messages;
 - ``EventsDropped{reason}``: given up on purpose (``portal_not_active``, ``portal_unavailable``);
 - ``EventsFailed{reason}`` and ``EventsFailed`` (no reason, for the alarm's rate): left to SQS to
-  retry (``not_prepared``: its portal's reads failed; ``handler_error``; ``message_version``,
-  ``malformed`` and ``newer_release``: a message or portal this release cannot read); after
-  ``maxReceiveCount`` receives the DLQ takes it;
+  retry (``not_prepared``: its portal's reads failed; ``handler_error``; ``in_progress``: another
+  worker holds its guard claim, ``guard_unavailable``: the claim failed (worker/guard_ledger.py);
+  ``message_version``, ``malformed`` and ``newer_release``: a message or portal this release cannot
+  read); after ``maxReceiveCount`` receives the DLQ takes it;
 - ``EventsDeadLettered``: failed on their last receive (``MAX_RECEIVES``): the DLQ takes them, and
   each is logged at ERROR with its portal and event (the saved query "dead-lettered events").
 
