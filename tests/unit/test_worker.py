@@ -208,6 +208,7 @@ class FakeMarks:
 
     def mark(self, member_id, reads):
         self.t.update({(member_id, k): v for k, v in reads.items()})
+        return True
 
 
 def test_a_read_in_an_earlier_batch_covers_older_events_of_the_object_but_not_newer_ones():

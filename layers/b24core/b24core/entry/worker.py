@@ -12,6 +12,7 @@ from b24core.portals.keys import IDEMPOTENCY_SHARDS, idempotency_pk
 from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
 from b24core.worker.health import PortalHealth
+from b24core.worker.read_claims import ReadClaims
 from b24core.worker.read_marks import ReadMarks
 from b24core.worker.retry import RetryPolicy
 
@@ -115,5 +116,6 @@ def build_worker(registry: Registry) -> tuple[Worker, Any]:
         kind_of=_kind_of(),
         health=PortalHealth(runtime.boto_client("dynamodb"), s.table_name),
         retry_policy=RetryPolicy(window_s=s.retry_window_s, base_s=s.retry_base_s),
+        claims=ReadClaims(runtime.boto_client("dynamodb"), s.table_name),
     )
     return worker, config

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from logging import ERROR, INFO, WARNING
+from logging import INFO, WARNING
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -28,18 +28,18 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
-from b24core.events.message import QueuedEvent, UnknownVersion
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker import retry
 from b24core.worker.app_writes import BatchWrites
-from b24core.worker.handlers import Context, Event, Registry
+from b24core.worker.handlers import Context, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.outcomes import log_failed, report
-from b24core.worker.plan import Plan, mark_reads, mark_seen
-from b24core.worker.read_marks import ReadMarks, covered
+from b24core.worker.plan import Plan, mark_reads, mark_seen, parse_batch, skip_covered
+from b24core.worker.read_claims import CLAIM_HANDLING_S, ReadClaims, claimed_delay
+from b24core.worker.read_marks import ObjectKey, ReadMarks
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
@@ -71,6 +71,8 @@ class Worker:
     health: Any = None
     #: A failing portal's events: delayed requeues for hours before the DLQ (worker/retry.py).
     retry_policy: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
+    #: Objects being read by another worker right now are not read twice (worker/read_claims.py).
+    claims: ReadClaims | None = None
 
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
@@ -86,6 +88,8 @@ class Worker:
         # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
         self._read_deadline = time.monotonic() + self.max_wait_s
         self._spent = {}
+        if self.claims is not None:
+            self.claims.renew_owner()
         self._writes = BatchWrites(self.registry.storage_factory)
         self._dispatched = {}
         self._plan = self.prefetch(event.get("Records") or [])
@@ -98,46 +102,16 @@ class Worker:
         failures: list[Any] = list(response.get("batchItemFailures") or [])
         failures += self._flush_writes({f["itemIdentifier"] for f in failures})
         response["batchItemFailures"] = failures
-        mark_reads(self.marks, self._plan, failures)
+        marked = mark_reads(self.marks, self._plan, failures)
+        if self.claims is not None:
+            self.claims.release_unmarked(marked)
         retry.visibility_backoff(self.backoff, event.get("Records") or [], failures, self.retry_base_s)
         report(self._plan, event.get("Records") or [], failures, self.registry, self.health)
         return dict(response)
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
     def prefetch(self, records: list[dict[str, Any]]) -> Plan:
-        plan = Plan()
-        latest: dict[tuple[str, str, str], str] = {}  # (member, fetch method, object id) -> messageId
-        by_portal: dict[str, list[str]] = {}
-        for rec in records:
-            mid = str(rec.get("messageId"))
-            try:
-                message = QueuedEvent.from_json(str(rec.get("body")))
-            except (ValueError, KeyError, TypeError) as exc:
-                # Never deleted: a newer release's message (a canary, a rollback) or an unreadable one
-                # fails here, comes back for whichever worker can read it, and ends in the DLQ.
-                plan.failed.add(mid)
-                reason = "message_version" if isinstance(exc, UnknownVersion) else "malformed"
-                plan.fail_reason[mid] = reason
-                log_event(
-                    ERROR,
-                    "queue message this release cannot read; left for the DLQ",
-                    "dispatch",
-                    outcome="retry",
-                    reason=reason,
-                    version=str(exc.version) if isinstance(exc, UnknownVersion) else None,
-                )
-                continue
-            ev = Event.from_message(message)
-            plan.events[mid] = ev
-            plan.messages[mid] = message
-            by_portal.setdefault(ev.member_id, []).append(mid)
-            method = self.registry.fetch_method(ev.name)
-            if method and ev.object_id is not None:
-                key = (ev.member_id, method, ev.object_id)
-                previous = latest.get(key)
-                if previous is not None:
-                    plan.skip[previous] = "coalesced"
-                latest[key] = mid
+        plan, latest, by_portal = parse_batch(records, self.registry.fetch_method)
         # The seen marks go out while the portals are read: bookkeeping overlaps the REST wait.
         seen = threading.Thread(target=mark_seen, args=(self.seen, self.kind_of, list(plan.events.values())))
         seen.start()
@@ -214,7 +188,7 @@ class Worker:
         wanted = {mid: (m, oid) for (mem, m, oid), mid in latest.items() if mem == member_id and mid in mids}
         # A delete that is the latest event of an object needs no read.
         reads = {mid: mo for mid, mo in wanted.items() if not plan.events[mid].name.endswith("DELETE")}
-        self._skip_covered(plan, member_id, reads)
+        skip_covered(self.marks, plan, member_id, reads)
         if not reads:
             return
         # Events without a declared read may call REST themselves: they wait for budget like reads do.
@@ -232,21 +206,28 @@ class Worker:
                 return
             if n and self._hold_for_packing(plan, member_id, chunk):
                 break
+            chunk = self._claim(plan, member_id, chunk)
             stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             if stopped is not None:
+                if self.claims is not None:  # the reads did not happen: others may buy them
+                    self.claims.release(member_id, [key for _, key in chunk])
                 rest = [mid for later in chunks[n:] for mid, _ in later]
                 self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
                 return
 
-    def _skip_covered(self, plan: Plan, member_id: str, reads: dict[str, tuple[str, str]]) -> None:
-        """Drop reads that an earlier batch's read already covered (see read_marks)."""
-        if self.marks is None or not reads:
-            return
-        last = self.marks.last_reads(member_id, set(reads.values()))
-        for mid, key in list(reads.items()):
-            if covered(plan.events[mid].ts, last.get(key)):
-                plan.skip[mid] = "read_since"
-                del reads[mid]
+    def _claim(self, plan: Plan, member_id: str, chunk: list[tuple[str, ObjectKey]]) -> list[Any]:
+        """The chunk's objects another worker is reading now are not bought twice (read_claims.py):
+        their events come back when that read should be marked, to be skipped or read then."""
+        if self.claims is None:
+            return chunk
+        hold = max(0.0, self._read_deadline - time.monotonic()) + CLAIM_HANDLING_S
+        refused = self.claims.take(member_id, [key for _, key in chunk], hold)
+        if not refused:
+            return chunk
+        taken = [(mid, key) for mid, key in chunk if key not in refused]
+        left = max(refused.values())
+        self._defer(plan, [mid for mid, key in chunk if key in refused], claimed_delay(left), why="claimed")
+        return taken
 
     def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
         if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
