@@ -39,7 +39,7 @@ from b24core.worker.limiter import RateLimiter
 from b24core.worker.outcomes import log_failed, report
 from b24core.worker.plan import Plan, mark_reads, mark_seen, parse_batch, skip_covered
 from b24core.worker.read_claims import CLAIM_HANDLING_S, ReadClaims, claimed_delay
-from b24core.worker.read_marks import ObjectKey, ReadMarks
+from b24core.worker.read_marks import ObjectKey, ReadMarks, covered
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
@@ -194,40 +194,54 @@ class Worker:
         # Events without a declared read may call REST themselves: they wait for budget like reads do.
         unread_others = [mid for mid in mids if mid not in wanted]
         client = self._client(portal)
-        items = list(reads.items())
-        chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+        queue = list(reads.items())
         marks = plan.reads.setdefault(member_id, {})
-        started = time.monotonic()
-        for n, chunk in enumerate(chunks):
+        started, n = time.monotonic(), 0
+        while queue:
             # The portal's own time: waiting for its budget (every read at a slow limit) is not slowness.
             if n and time.monotonic() - started - client.waited_s > self.portal_budget_s:
-                rest = [mid for later in chunks[n:] for mid, _ in later]
+                rest = [mid for mid, _ in queue]
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
-            if n and self._hold_for_packing(plan, member_id, chunk):
+            chunk, queue = self._claim(plan, member_id, queue)
+            if not chunk or (n and self._hold_for_packing(plan, member_id, chunk)):
+                self._release(member_id, chunk)
                 break
-            chunk = self._claim(plan, member_id, chunk)
             stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             if stopped is not None:
-                if self.claims is not None:  # the reads did not happen: others may buy them
-                    self.claims.release(member_id, [key for _, key in chunk])
-                rest = [mid for later in chunks[n:] for mid, _ in later]
-                self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
+                self._release(member_id, chunk)  # the reads did not happen: others may buy them
+                rest = [mid for mid, _ in chunk + queue]
+                requests = -(-len(rest) // BATCH_LIMIT)
+                self._stop_reads(plan, member_id, rest + unread_others, stopped, requests)
                 return
+            n += 1
 
-    def _claim(self, plan: Plan, member_id: str, chunk: list[tuple[str, ObjectKey]]) -> list[Any]:
-        """The chunk's objects another worker is reading now are not bought twice (read_claims.py):
-        their events come back when that read should be marked, to be skipped or read then."""
+    def _claim(self, plan: Plan, member_id: str, queue: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The next request's reads (up to 50) and the queue left. An object another worker is reading
+        now is not bought twice (read_claims.py): its event is skipped when that read already covers
+        it, else it comes back when the read should be marked; the request is filled from the queue."""
         if self.claims is None:
-            return chunk
+            return queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
         hold = max(0.0, self._read_deadline - time.monotonic()) + CLAIM_HANDLING_S
-        refused = self.claims.take(member_id, [key for _, key in chunk], hold)
-        if not refused:
-            return chunk
-        taken = [(mid, key) for mid, key in chunk if key not in refused]
-        left = max(refused.values())
-        self._defer(plan, [mid for mid, key in chunk if key in refused], claimed_delay(left), why="claimed")
-        return taken
+        chunk: list[tuple[str, ObjectKey]] = []
+        while queue and len(chunk) < BATCH_LIMIT:
+            ask, queue = queue[: BATCH_LIMIT - len(chunk)], queue[BATCH_LIMIT - len(chunk) :]
+            refused = self.claims.take(member_id, {key: plan.events[mid].ts for mid, key in ask}, hold)
+            chunk += [(mid, key) for mid, key in ask if key not in refused]
+            later = []
+            for mid, key in ask:
+                if key in refused and covered(plan.events[mid].ts, refused[key].read_at):
+                    plan.skip[mid] = "read_since"  # the other worker's read has been marked since
+                elif key in refused:
+                    later.append(mid)
+            if later:
+                left = max(refused[key].left_s for mid, key in ask if mid in later)
+                self._defer(plan, later, claimed_delay(left), why="claimed")
+        return chunk, queue
+
+    def _release(self, member_id: str, chunk: list[tuple[str, ObjectKey]]) -> None:
+        if self.claims is not None and chunk:
+            self.claims.release(member_id, [key for _, key in chunk])
 
     def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
         if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):

@@ -14,20 +14,23 @@ reads the objects anyway. The holder's mark (an unconditional put of the whole i
 claims left by reads that were not marked are given back at the batch's end.
 
 One TransactWriteItems per `batch` request of reads (up to 50 objects; a transaction takes 100), each
-a conditional update: no live claim of another worker. When some are refused, the transaction is
-cancelled with one reason per action, and the rest are claimed in a second one.
+a conditional update: no live claim of another worker, and no mark of a read that covers the event (a
+mark written since the batch looked at the marks: that event is skipped at once). When some are
+refused, the transaction is cancelled with one reason per action, and the rest are claimed in a
+second one.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from b24core.aws.logs import logger
 from b24core.portals.keys import portal_pk, read_sk
-from b24core.worker.read_marks import TTL_S, ObjectKey
+from b24core.worker.read_marks import MARGIN_S, TTL_S, ObjectKey, event_time
 
 TRANSACTION_LIMIT = 100  # actions per TransactWriteItems
 #: How long a claim outlives the wait for budget: the batch's handlers run and its marks are written.
@@ -35,7 +38,26 @@ CLAIM_HANDLING_S = 30.0
 #: An event whose object another worker is reading comes back after that claim's time, within these.
 CLAIMED_DELAY_S = (2, 30)
 _ATTEMPTS = 3
+Wanted = Mapping[ObjectKey, str]  # object -> the ``ts`` of the event its read is for
 _FREE = "attribute_not_exists(cb) OR cb = :me OR cu < :now"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an object was not claimed: the other worker's claim runs ``left_s`` more seconds, and/or a
+    read marked at ``read_at`` (portal time) may already cover the event."""
+
+    left_s: float
+    read_at: float | None
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any], now: float) -> Refusal:
+        until = item.get("cu", {}).get("N")
+        at = item.get("t", {}).get("N")
+        return cls(max(0.0, float(until) - now) if until else 0.0, float(at) if at else None)
+
+
+Refused = dict[ObjectKey, Refusal]
 
 
 class ReadClaims:
@@ -59,47 +81,30 @@ class ReadClaims:
         self.owner = uuid.uuid4().hex
         self.held = {}
 
-    def take(self, member_id: str, keys: Iterable[ObjectKey], hold_s: float) -> dict[ObjectKey, float]:
-        """Claim the objects for ``hold_s`` seconds; returns those another worker holds, each with the
-        seconds its claim still runs (0 when not known). Whatever fails here leaves every object read."""
-        wanted = list(dict.fromkeys(keys))
-        refused: dict[ObjectKey, float] = {}
+    def take(self, member_id: str, wanted: Wanted, hold_s: float) -> Refused:
+        """Claim the objects (each with its event's ``ts``) for ``hold_s`` seconds; returns those refused:
+        another worker holds them, or a read marked since covers the event. Whatever fails here leaves
+        every object to be read."""
+        keys = list(wanted)
+        refused: Refused = {}
         try:
-            for start in range(0, len(wanted), TRANSACTION_LIMIT):
-                refused.update(self._take(member_id, wanted[start : start + TRANSACTION_LIMIT], hold_s))
+            for start in range(0, len(keys), TRANSACTION_LIMIT):
+                part = {k: wanted[k] for k in keys[start : start + TRANSACTION_LIMIT]}
+                refused.update(self._take(member_id, part, hold_s))
         except Exception as exc:  # claims only save reads: without them, this worker reads everything
             _warn("read claims not taken", member_id, exc)
             return {}
-        self.held.setdefault(member_id, set()).update(k for k in wanted if k not in refused)
+        self.held.setdefault(member_id, set()).update(k for k in keys if k not in refused)
         return refused
 
-    def _take(self, member_id: str, keys: list[ObjectKey], hold_s: float) -> dict[ObjectKey, float]:
-        refused: dict[ObjectKey, float] = {}
-        pending = keys
+    def _take(self, member_id: str, wanted: Wanted, hold_s: float) -> Refused:
+        refused: Refused = {}
+        pending = list(wanted)
         for _ in range(_ATTEMPTS):
             if not pending:
                 break
             now = self.clock()
-            values = {
-                ":me": {"S": self.owner},
-                ":now": {"N": repr(now)},
-                ":until": {"N": repr(now + hold_s)},
-                ":ttl": {"N": str(int(now) + TTL_S)},
-            }
-            actions = [
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": self._key(member_id, key),
-                        "UpdateExpression": "SET cb = :me, cu = :until, #ttl = if_not_exists(#ttl, :ttl)",
-                        "ConditionExpression": _FREE,
-                        "ExpressionAttributeNames": {"#ttl": "ttl"},
-                        "ExpressionAttributeValues": values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                }
-                for key in pending
-            ]
+            actions = [self._claim_action(member_id, key, wanted[key], now, hold_s) for key in pending]
             try:
                 self.client.transact_write_items(TransactItems=actions)
                 return refused
@@ -109,16 +114,41 @@ class ReadClaims:
                     raise
             retry: list[ObjectKey] = []
             for key, reason in zip(pending, reasons, strict=True):
-                code = reason.get("Code")
-                if code == "ConditionalCheckFailed":
-                    until = reason.get("Item", {}).get("cu", {}).get("N")
-                    refused[key] = max(0.0, float(until) - now) if until else 0.0
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    refused[key] = Refusal.of(reason.get("Item") or {}, now)
                 else:  # cancelled with the others, or a conflicting write: asked again
                     retry.append(key)
             pending = retry
         if pending:
             raise RuntimeError("read claims kept conflicting")
         return refused
+
+    def _claim_action(
+        self, member_id: str, key: ObjectKey, ts: str, now: float, hold_s: float
+    ) -> dict[str, Any]:
+        """A conditional update: no live claim of another worker, and no mark that covers the event."""
+        changed = event_time(ts)
+        values = {
+            ":me": {"S": self.owner},
+            ":now": {"N": repr(now)},
+            ":until": {"N": repr(now + hold_s)},
+            ":ttl": {"N": str(int(now) + TTL_S)},
+        }
+        condition = _FREE
+        if changed is not None:
+            values[":need"] = {"N": repr(changed + 1 + MARGIN_S)}
+            condition = f"({_FREE}) AND (attribute_not_exists(t) OR t < :need)"
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._key(member_id, key),
+                "UpdateExpression": "SET cb = :me, cu = :until, #ttl = if_not_exists(#ttl, :ttl)",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#ttl": "ttl"},
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def release(self, member_id: str, keys: Iterable[ObjectKey]) -> None:
         """Give claims back (reads that did not happen, or were not marked); a claim another worker
