@@ -240,6 +240,10 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         # Objects read in all (more than the deals: some were read twice) and the requests' sizes.
         objects_read=sum(c.subcalls for c in calls if c.was_batch),
         read_sizes=dict(sorted(Counter(c.subcalls for c in calls if c.was_batch).items())),
+        # When each part-filled request went out (seconds into the storm, portal clock) and its size.
+        partial_reads=[
+            (round(c.at - calls[0].at, 1), c.subcalls) for c in calls if c.was_batch and c.subcalls < 50
+        ],
         worker_invocations=len(invocations),
         worker_busy_s=round(sum(ms for ms, _ in invocations) / 1000, 2),
         memory_mb=max((mb for _, mb in invocations), default=0),

@@ -204,7 +204,7 @@ class Worker:
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
             chunk, queue = self._claim(plan, member_id, queue)
-            if not chunk or (n and self._hold_for_packing(plan, member_id, chunk)):
+            if not chunk or self._hold_for_packing(plan, member_id, chunk, first=not n):
                 self._release(member_id, chunk)
                 break
             stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
@@ -277,13 +277,16 @@ class Worker:
         )
         return True
 
-    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
-        """A backlog is being read (this batch filled a request already): its part-filled last read goes
-        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times per
-        event, for a second or until the budget has room). A batch with fewer reads is read at once."""
+    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[Any], first: bool) -> bool:
+        """A backlog is being read (this batch filled a request already, or the portal's budget is busy,
+        so the request would wait anyway): a part-filled read goes back to ride with later events
+        instead of spending a whole request (at most MAX_HOLDS times per event, until the budget has
+        room). A batch with fewer reads while the budget has room is read at once."""
         if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
             return False
         wait = self.limiter.wait_for(member_id)
+        if first and wait <= 0:
+            return False
         self._defer(
             plan, [mid for mid, _ in chunk], int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True
         )
