@@ -237,12 +237,24 @@ def run(deals: int, events: int, workers: int, scale: float) -> None:
         dynamodb_requests_per_event=round(aws["dynamodb"] / events, 4),
         sqs_requests_per_event=round(aws["sqs"] / events, 4),
         operations=operations,
+        # Objects read in all (more than the deals: some were read twice) and the requests' sizes.
+        objects_read=sum(c.subcalls for c in calls if c.was_batch),
+        read_sizes=dict(sorted(Counter(c.subcalls for c in calls if c.was_batch).items())),
+        # When each part-filled request went out (seconds into the storm, portal clock) and its size.
+        partial_reads=[
+            (round(c.at - calls[0].at, 1), c.subcalls) for c in calls if c.was_batch and c.subcalls < 50
+        ],
         worker_invocations=len(invocations),
         worker_busy_s=round(sum(ms for ms, _ in invocations) / 1000, 2),
         memory_mb=max((mb for _, mb in invocations), default=0),
         **common,
     )
     print(f"event_storm: the worker's AWS requests by operation: {operations}")
+    sizes = Counter(c.subcalls for c in calls if c.was_batch)
+    print(
+        f"event_storm: {sum(c.subcalls for c in calls if c.was_batch)} objects read for {deals} deals; "
+        f"reads per batch request: {dict(sorted(sizes.items()))}"
+    )
     if peer is not None:
         slow = peer["slow1"]
         record(

@@ -27,12 +27,14 @@ def _names(params: dict[str, Any]) -> dict[str, Any]:
         out["Tables"] = sorted(str(t) for t in items)
     transact = params.get("TransactItems")
     if isinstance(transact, list):
-        tables = set()
+        tables, kinds = set(), set()
         for entry in transact:
-            for op in entry.values() if isinstance(entry, dict) else ():
+            for kind, op in entry.items() if isinstance(entry, dict) else ():
                 if isinstance(op, dict) and isinstance(op.get("TableName"), str):
                     tables.add(op["TableName"])
+                    kinds.add(str(kind))
         out["Tables"] = sorted(tables)
+        out["TransactOps"] = sorted(kinds)  # IAM decides each contained action (b24stack.iam)
     return out
 
 

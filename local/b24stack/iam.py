@@ -27,6 +27,15 @@ ACTION_ALIASES = {
     ("lambda", "Invoke"): "lambda:InvokeFunction",
     ("lambda", "InvokeAsync"): "lambda:InvokeFunction",
 }
+#: IAM has no action for a DynamoDB transaction: it evaluates each contained action as its single-item
+#: operation ("Using IAM with DynamoDB transactions", DynamoDB developer guide).
+TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Get": "dynamodb:GetItem",
+}
 #: Actions that support no resource-level permission: only these may be granted on "*"
 #: (service authorization reference; logs: the basic execution role SAM attaches).
 NO_RESOURCE_LEVEL = frozenset(
@@ -78,6 +87,9 @@ def requests_of(function: str, line: dict[str, Any], region: str, account: str) 
         resources.append(str(line.get("TopicArn") or line.get("TargetArn")))
     elif service == "secretsmanager" and "SecretId" in line:
         resources.append(arn("secretsmanager", f"secret:{line['SecretId']}"))
+    if service == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        actions = [TRANSACT_ACTIONS[k] for k in line.get("TransactOps") or () if k in TRANSACT_ACTIONS]
+        return [Call(function, a, r) for a in actions or [action] for r in resources or ["*"]]
     return [Call(function, action, r) for r in resources or ["*"]]
 
 

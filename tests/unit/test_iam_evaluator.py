@@ -70,3 +70,20 @@ def test_a_star_resource_is_flagged_unless_the_action_has_no_resource_level():
         ]
     }
     assert wildcard_grants(roles) == [("F", "dynamodb:GetItem")]
+
+
+def test_a_transaction_needs_each_contained_action_not_a_transact_action():
+    from b24stack.aws_calls import _names
+
+    params = {
+        "TransactItems": [
+            {"Update": {"TableName": "AppTable", "Key": {}}},
+            {"ConditionCheck": {"TableName": "AppTable", "Key": {}}},
+        ]
+    }
+    line = {"service": "dynamodb", "operation": "TransactWriteItems", **_names(params)}
+    calls = requests_of("F", line, "us-east-1", "123456789012")
+    assert sorted(c.action for c in calls) == ["dynamodb:ConditionCheckItem", "dynamodb:UpdateItem"]
+    # A role granting UpdateItem alone misses the condition check (AWS would refuse the transaction).
+    role = [{"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": TABLE}]
+    assert denied_calls(calls, {"F": role}) == [Call("F", "dynamodb:ConditionCheckItem", TABLE)]

@@ -208,6 +208,7 @@ class FakeMarks:
 
     def mark(self, member_id, reads):
         self.t.update({(member_id, k): v for k, v in reads.items()})
+        return True
 
 
 def test_a_read_in_an_earlier_batch_covers_older_events_of_the_object_but_not_newer_ones():
@@ -563,3 +564,18 @@ def test_waiting_for_the_portals_budget_does_not_count_as_the_portal_being_slow(
     records = [record(i, "ONCRMDEALUPDATE", i) for i in range(150)]  # three requests of 50
     assert worker({"Records": records}, None)["batchItemFailures"] == []
     assert requeued == [] and len(seen) == 150
+
+
+def test_a_part_filled_first_request_waits_for_company_only_while_the_budget_is_busy():
+    """Two workers split a storm's returning events: each alone would spend a whole request on a
+    fragment. While the budget would make the request wait anyway, the fragment goes back to ride with
+    others; with room in the budget it is read at once (quiet times keep their latency)."""
+    deals = {str(i): {"ID": str(i)} for i in range(1, 11)}
+    busy = FakeLimiter(budget=0)
+    worker, seen, requeued = make(FakeClient(deals), limiter=busy)
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(1, 11)]}, None)
+    assert len(requeued) == 10 and all(json.loads(body)["held"] == 1 for body, _ in requeued)
+    client = FakeClient(deals)
+    worker, seen, requeued = make(client)  # the budget has room
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(1, 11)]}, None)
+    assert client.batches == [10] and requeued == [] and len(seen) == 10

@@ -60,12 +60,13 @@ def test_a_batch_counts_each_event_once_as_handled_skipped_dropped_or_failed_by_
 
 
 def test_events_sent_back_for_a_spent_budget_count_as_deferred_not_failed_or_handled():
-    client = FakeClient({"1": {"ID": "1"}})
+    # A full request's worth (a part-filled one would be held for company while the budget is busy).
+    client = FakeClient({str(i): {"ID": str(i)} for i in range(1, 51)})
     worker, _seen, requeued = make(client, limiter=FakeLimiter(budget=0))
     with record_metrics() as seen:
-        worker({"Records": [record(1, "ONCRMDEALUPDATE", 1)]}, None)
-    assert len(requeued) == 1
-    assert seen.total("EventsDeferred", reason="budget") == 1
+        worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(1, 51)]}, None)
+    assert len(requeued) == 50
+    assert seen.total("EventsDeferred", reason="budget") == 50
     assert seen.total("EventsHandled") == 0 and seen.total("EventsFailed") == 0
 
 

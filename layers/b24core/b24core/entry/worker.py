@@ -10,6 +10,7 @@ from b24core.worker.dispatch import Worker
 from b24core.worker.guard_ledger import GuardLedger
 from b24core.worker.handlers import Registry
 from b24core.worker.health import PortalHealth
+from b24core.worker.read_claims import ReadClaims
 from b24core.worker.read_marks import ReadMarks
 from b24core.worker.retry import RetryPolicy
 
@@ -63,5 +64,6 @@ def build_worker(registry: Registry) -> Worker:
         kind_of=_kind_of(),
         health=PortalHealth(runtime.boto_client("dynamodb"), s.table_name),
         retry_policy=RetryPolicy(window_s=s.retry_window_s, base_s=s.retry_base_s),
+        claims=ReadClaims(runtime.boto_client("dynamodb"), s.table_name),
     )
     return worker

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from logging import ERROR, INFO, WARNING
+from logging import INFO, WARNING
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -28,19 +28,19 @@ from b24core.aws import metrics
 from b24core.aws.logs import log_event
 from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.bitrix.rest import BATCH_LIMIT
-from b24core.events.message import QueuedEvent, UnknownVersion
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
 from b24core.tokens.outcomes import PortalUnavailable
 from b24core.worker import retry
 from b24core.worker.app_writes import BatchWrites
 from b24core.worker.guard_ledger import TRANSACT_LIMIT, GuardBatch, Ledger, open_batch
-from b24core.worker.handlers import Context, Event, Registry
+from b24core.worker.handlers import Context, Registry
 from b24core.worker.limited_client import LimitedClient
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.outcomes import log_failed, report
-from b24core.worker.plan import Plan, mark_reads, mark_seen
-from b24core.worker.read_marks import ReadMarks, covered
+from b24core.worker.plan import Plan, mark_reads, mark_seen, parse_batch, skip_covered
+from b24core.worker.read_claims import CLAIM_HANDLING_S, ReadClaims, claimed_delay
+from b24core.worker.read_marks import ObjectKey, ReadMarks, covered
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
@@ -73,6 +73,8 @@ class Worker:
     health: Any = None
     #: A failing portal's events: delayed requeues for hours before the DLQ (worker/retry.py).
     retry_policy: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
+    #: Objects being read by another worker right now are not read twice (worker/read_claims.py).
+    claims: ReadClaims | None = None
 
     def __post_init__(self) -> None:
         self._spent: dict[str, float] = {}
@@ -88,6 +90,8 @@ class Worker:
         # Reads of the whole batch share one wait for budget; what does not fit goes back delayed.
         self._read_deadline = time.monotonic() + self.max_wait_s
         self._spent = {}
+        if self.claims is not None:
+            self.claims.renew_owner()
         self._writes = BatchWrites(self.registry.storage_factory)
         self._dispatched = {}
         self._plan = self.prefetch(event.get("Records") or [])
@@ -102,46 +106,16 @@ class Worker:
         failures += self._flush_writes({f["itemIdentifier"] for f in failures})
         self._guards.release()  # claims of events that did not complete: their redelivery runs at once
         response["batchItemFailures"] = failures
-        mark_reads(self.marks, self._plan, failures)
+        marked = mark_reads(self.marks, self._plan, failures)
+        if self.claims is not None:
+            self.claims.release_unmarked(marked)
         retry.visibility_backoff(self.backoff, event.get("Records") or [], failures, self.retry_base_s)
         report(self._plan, event.get("Records") or [], failures, self.registry, self.health)
         return dict(response)
 
     # ---- step 1: parse, coalesce, read objects in batch, decide
     def prefetch(self, records: list[dict[str, Any]]) -> Plan:
-        plan = Plan()
-        latest: dict[tuple[str, str, str], str] = {}  # (member, fetch method, object id) -> messageId
-        by_portal: dict[str, list[str]] = {}
-        for rec in records:
-            mid = str(rec.get("messageId"))
-            try:
-                message = QueuedEvent.from_json(str(rec.get("body")))
-            except (ValueError, KeyError, TypeError) as exc:
-                # Never deleted: a newer release's message (a canary, a rollback) or an unreadable one
-                # fails here, comes back for whichever worker can read it, and ends in the DLQ.
-                plan.failed.add(mid)
-                reason = "message_version" if isinstance(exc, UnknownVersion) else "malformed"
-                plan.fail_reason[mid] = reason
-                log_event(
-                    ERROR,
-                    "queue message this release cannot read; left for the DLQ",
-                    "dispatch",
-                    outcome="retry",
-                    reason=reason,
-                    version=str(exc.version) if isinstance(exc, UnknownVersion) else None,
-                )
-                continue
-            ev = Event.from_message(message)
-            plan.events[mid] = ev
-            plan.messages[mid] = message
-            by_portal.setdefault(ev.member_id, []).append(mid)
-            method = self.registry.fetch_method(ev.name)
-            if method and ev.object_id is not None:
-                key = (ev.member_id, method, ev.object_id)
-                previous = latest.get(key)
-                if previous is not None:
-                    plan.skip[previous] = "coalesced"
-                latest[key] = mid
+        plan, latest, by_portal = parse_batch(records, self.registry.fetch_method)
         # The seen marks go out while the portals are read: bookkeeping overlaps the REST wait.
         seen = threading.Thread(target=mark_seen, args=(self.seen, self.kind_of, list(plan.events.values())))
         seen.start()
@@ -218,39 +192,60 @@ class Worker:
         wanted = {mid: (m, oid) for (mem, m, oid), mid in latest.items() if mem == member_id and mid in mids}
         # A delete that is the latest event of an object needs no read.
         reads = {mid: mo for mid, mo in wanted.items() if not plan.events[mid].name.endswith("DELETE")}
-        self._skip_covered(plan, member_id, reads)
+        skip_covered(self.marks, plan, member_id, reads)
         if not reads:
             return
         # Events without a declared read may call REST themselves: they wait for budget like reads do.
         unread_others = [mid for mid in mids if mid not in wanted]
         client = self._client(portal)
-        items = list(reads.items())
-        chunks = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+        queue = list(reads.items())
         marks = plan.reads.setdefault(member_id, {})
-        started = time.monotonic()
-        for n, chunk in enumerate(chunks):
+        started, n = time.monotonic(), 0
+        while queue:
             # The portal's own time: waiting for its budget (every read at a slow limit) is not slowness.
             if n and time.monotonic() - started - client.waited_s > self.portal_budget_s:
-                rest = [mid for later in chunks[n:] for mid, _ in later]
+                rest = [mid for mid, _ in queue]
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
-            if n and self._hold_for_packing(plan, member_id, chunk):
+            chunk, queue = self._claim(plan, member_id, queue)
+            if not chunk or self._hold_for_packing(plan, member_id, chunk, first=not n):
+                self._release(member_id, chunk)
                 break
             stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             if stopped is not None:
-                rest = [mid for later in chunks[n:] for mid, _ in later]
-                self._stop_reads(plan, member_id, rest + unread_others, stopped, len(chunks) - n)
+                self._release(member_id, chunk)  # the reads did not happen: others may buy them
+                rest = [mid for mid, _ in chunk + queue]
+                requests = -(-len(rest) // BATCH_LIMIT)
+                self._stop_reads(plan, member_id, rest + unread_others, stopped, requests)
                 return
+            n += 1
 
-    def _skip_covered(self, plan: Plan, member_id: str, reads: dict[str, tuple[str, str]]) -> None:
-        """Drop reads that an earlier batch's read already covered (see read_marks)."""
-        if self.marks is None or not reads:
-            return
-        last = self.marks.last_reads(member_id, set(reads.values()))
-        for mid, key in list(reads.items()):
-            if covered(plan.events[mid].ts, last.get(key)):
-                plan.skip[mid] = "read_since"
-                del reads[mid]
+    def _claim(self, plan: Plan, member_id: str, queue: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The next request's reads (up to 50) and the queue left. An object another worker is reading
+        now is not bought twice (read_claims.py): its event is skipped when that read already covers
+        it, else it comes back when the read should be marked; the request is filled from the queue."""
+        if self.claims is None:
+            return queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
+        hold = max(0.0, self._read_deadline - time.monotonic()) + CLAIM_HANDLING_S
+        chunk: list[tuple[str, ObjectKey]] = []
+        while queue and len(chunk) < BATCH_LIMIT:
+            ask, queue = queue[: BATCH_LIMIT - len(chunk)], queue[BATCH_LIMIT - len(chunk) :]
+            refused = self.claims.take(member_id, {key: plan.events[mid].ts for mid, key in ask}, hold)
+            chunk += [(mid, key) for mid, key in ask if key not in refused]
+            later = []
+            for mid, key in ask:
+                if key in refused and covered(plan.events[mid].ts, refused[key].read_at):
+                    plan.skip[mid] = "read_since"  # the other worker's read has been marked since
+                elif key in refused:
+                    later.append(mid)
+            if later:
+                left = max(refused[key].left_s for mid, key in ask if mid in later)
+                self._defer(plan, later, claimed_delay(left), why="claimed")
+        return chunk, queue
+
+    def _release(self, member_id: str, chunk: list[tuple[str, ObjectKey]]) -> None:
+        if self.claims is not None and chunk:
+            self.claims.release(member_id, [key for _, key in chunk])
 
     def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
         if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
@@ -286,13 +281,16 @@ class Worker:
         )
         return True
 
-    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[tuple[str, tuple[str, str]]]) -> bool:
-        """A backlog is being read (this batch filled a request already): its part-filled last read goes
-        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times per
-        event, for a second or until the budget has room). A batch with fewer reads is read at once."""
+    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[Any], first: bool) -> bool:
+        """A backlog is being read (this batch filled a request already, or the portal's budget is busy,
+        so the request would wait anyway): a part-filled read goes back to ride with later events
+        instead of spending a whole request (at most MAX_HOLDS times per event, until the budget has
+        room). A batch with fewer reads while the budget has room is read at once."""
         if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
             return False
         wait = self.limiter.wait_for(member_id)
+        if first and wait <= 0:
+            return False
         self._defer(
             plan, [mid for mid, _ in chunk], int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True
         )

@@ -8,7 +8,8 @@ function error), so the worker reports them itself, as EMF metrics named as noun
 - ``EventsSkipped{reason}``: done without a handler call by design (``coalesced`` with a later event
   of the same object, ``read_since`` an earlier read, ``object_gone``, ``no_handler``);
 - ``EventsDeferred{reason}``: sent back delayed (``budget`` spent, ``held`` to pack reads,
-  ``portal_slow`` over its share of the invocation); they come back as new messages;
+  ``portal_slow`` over its share of the invocation, ``claimed``: another worker is reading its object
+  right now); they come back as new messages;
 - ``EventsDropped{reason}``: given up on purpose (``portal_not_active``, ``portal_unavailable``);
 - ``EventsFailed{reason}`` and ``EventsFailed`` (no reason, for the alarm's rate): left to SQS to
   retry (``not_prepared``: its portal's reads failed; ``handler_error``; ``in_progress``: another
@@ -32,11 +33,11 @@ from typing import Any
 from b24core.aws import metrics
 from b24core.aws.logs import log_event
 
-DEFERRED = frozenset({"deferred", "held", "portal_slow", "retrying"})
+DEFERRED = frozenset({"deferred", "held", "portal_slow", "retrying", "claimed"})
 DROPPED = frozenset({"portal_not_active", "portal_unavailable"})
 #: EventsQueue's RedrivePolicy maxReceiveCount in template.yaml (a unit test holds the two together).
 MAX_RECEIVES = 5
-_DEFER_REASON = {"deferred": "budget", "held": "held", "portal_slow": "portal_slow"}
+_DEFER_REASON = {"deferred": "budget", "held": "held", "portal_slow": "portal_slow", "claimed": "claimed"}
 
 
 @dataclass

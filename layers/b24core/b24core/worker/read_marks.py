@@ -100,7 +100,8 @@ class ReadMarks(MarkTable):
             _warn("read marks unavailable", member_id, exc)
         return found
 
-    def mark(self, member_id: str, reads: Mapping[ObjectKey, float]) -> None:
+    def mark(self, member_id: str, reads: Mapping[ObjectKey, float]) -> bool:
+        """Write the marks (each put replaces its item, ending a read claim on it); False on failure."""
         try:
             self.put_many(
                 member_id,
@@ -108,6 +109,8 @@ class ReadMarks(MarkTable):
             )
         except Exception as exc:
             _warn("read marks not written", member_id, exc)
+            return False
+        return True
 
 
 def _warn(message: str, member_id: str, exc: Exception) -> None:
