@@ -8,7 +8,7 @@ from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.worker.dispatch import Worker
+from b24core.worker.dispatch import MAX_HOLDS, Worker
 from b24core.worker.handlers import Registry
 
 PORTAL = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", state=PortalState.ACTIVE)
@@ -269,7 +269,7 @@ def test_a_part_filled_read_is_held_back_once_the_budget_is_spent_and_read_when_
     for n, (body, _) in enumerate(requeued):
         rec = record(1000 + n, "ONCRMDEALUPDATE", 0)
         msg = json.loads(body)
-        msg["held"] = 2
+        msg["held"] = MAX_HOLDS
         rec["body"] = json.dumps(msg)
         tail.append(rec)
     requeued.clear()

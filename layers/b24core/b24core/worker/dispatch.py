@@ -44,7 +44,9 @@ from b24core.worker.read_marks import ObjectKey, ReadMarks, covered
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
-MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
+#: Times one event may be sent back to pack its read with later events. A hold happens only while the
+#: portal's budget is busy (the read would wait for it anyway), so each costs about one budget wait.
+MAX_HOLDS = 4
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
 #: Portals prepared at once: one portal's REST wait overlaps another's bookkeeping and reads.
 PORTAL_THREADS = 4
