@@ -35,7 +35,7 @@ from b24core.worker import retry
 from b24core.worker.app_writes import BatchWrites
 from b24core.worker.guard_ledger import TRANSACT_LIMIT, GuardBatch, Ledger, open_batch
 from b24core.worker.handlers import Context, Registry
-from b24core.worker.limited_client import LimitedClient
+from b24core.worker.limited_client import BudgetBusy, LimitedClient
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.outcomes import log_failed, report
 from b24core.worker.plan import Plan, mark_reads, mark_seen, parse_batch, skip_covered
@@ -209,11 +209,21 @@ class Worker:
                 rest = [mid for mid, _ in queue]
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
-            chunk, queue = self._claim(plan, member_id, queue)
-            if not chunk or self._hold_for_packing(plan, member_id, chunk, first=not n):
-                self._release(member_id, chunk)
-                break
-            stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
+            if not n and len(queue) < BATCH_LIMIT and not _held_enough(plan, queue):
+                # A few reads: at once and unclaimed while the budget has room (steady traffic: a claim
+                # costs two write units, a rare read bought twice a request the budget can spare); with
+                # the budget busy (a backlog: the request would wait anyway) they wait for company.
+                chunk, queue = queue, []
+                stopped = read_chunk(plan, client, chunk, marks, 0.0)
+                if isinstance(stopped, BudgetBusy):
+                    self._hold(plan, member_id, chunk)
+                    break
+            else:
+                chunk, queue = self._claim(plan, member_id, queue)
+                if not chunk or (n and self._hold_for_packing(plan, member_id, chunk)):
+                    self._release(member_id, chunk)
+                    break
+                stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             if stopped is not None:
                 self._release(member_id, chunk)  # the reads did not happen: others may buy them
                 rest = [mid for mid, _ in chunk + queue]
@@ -283,20 +293,19 @@ class Worker:
         )
         return True
 
-    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[Any], first: bool) -> bool:
-        """A backlog is being read (this batch filled a request already, or the portal's budget is busy,
-        so the request would wait anyway): a part-filled read goes back to ride with later events
-        instead of spending a whole request (at most MAX_HOLDS times per event, until the budget has
-        room). A batch with fewer reads while the budget has room is read at once."""
-        if len(chunk) >= BATCH_LIMIT or any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in chunk):
+    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[Any]) -> bool:
+        """A backlog is being read (this batch filled a request already): its part-filled last read goes
+        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times)."""
+        if len(chunk) >= BATCH_LIMIT or _held_enough(plan, chunk):
             return False
-        wait = self.limiter.wait_for(member_id)
-        if first and wait <= 0:
-            return False
-        self._defer(
-            plan, [mid for mid, _ in chunk], int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0))), hold=True
-        )
+        self._hold(plan, member_id, chunk)
         return True
+
+    def _hold(self, plan: Plan, member_id: str, chunk: list[Any]) -> None:
+        """Back to the queue until the budget has room for a request, to ride with later events."""
+        wait = self.limiter.wait_for(member_id)
+        delay = int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0)))
+        self._defer(plan, [mid for mid, _ in chunk], delay, hold=True)
 
     def _client(self, portal: Portal) -> LimitedClient:
         client = LimitedClient(
@@ -393,6 +402,11 @@ class Worker:
         if guarded:  # its writes and its guard's "completed" in one transaction, or neither
             writes.commit(ev.member_id, own, partial(self._guards.complete, mid), TRANSACT_LIMIT)
         log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
+
+
+def _held_enough(plan: Plan, reads: list[Any]) -> bool:
+    """Some event of these reads was held for company MAX_HOLDS times: read now, whatever it costs."""
+    return any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in reads)
 
 
 def raise_logged(member_id: str) -> None:

@@ -15,6 +15,10 @@ from b24core.tokens.client import BatchResult
 from b24core.worker.limiter import RateLimiter
 
 
+class BudgetBusy(QueryLimitExceeded):
+    """Our own view of the portal's budget has no room within the wait allowed (nothing was sent)."""
+
+
 @dataclass(eq=False)  # a service, compared by identity
 class LimitedClient:
     """The portal-bound client handlers get: every HTTP call first takes its share of the budget.
@@ -53,7 +57,7 @@ class LimitedClient:
             if delay <= 0:
                 return
             if waited + delay > most:
-                raise QueryLimitExceeded("the portal's REST budget is spent for now")
+                raise BudgetBusy("the portal's REST budget is spent for now")
             self.wait(delay)
             waited += delay
             self.waited_s += delay

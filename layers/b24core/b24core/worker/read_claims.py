@@ -119,8 +119,8 @@ class ReadClaims:
                 else:  # cancelled with the others, or a conflicting write: asked again
                     retry.append(key)
             pending = retry
-        if pending:
-            raise RuntimeError("read claims kept conflicting")
+        for key in pending:  # still conflicting: someone is writing the item now (a mark, a claim)
+            refused[key] = Refusal(0.0, None)
         return refused
 
     def _claim_action(
