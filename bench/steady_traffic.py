@@ -30,7 +30,7 @@ bench/results/steady_traffic.jsonl (``dynamodb_read_units_per_event``, ``dynamod
 ``dynamodb_requests_per_event``, ``rest_requests_per_event``, ``worker_busy_s_per_event``, ...): the
 cost model (bench/cost_inputs.py) takes the newest.
 
-Run: .venv/bin/python bench/steady_traffic.py [--portals 20 --events 300 --rate 3]
+Run: .venv/bin/python bench/steady_traffic.py [--portals 20 --events 300 --rate 3 --pollers 5]
 """
 
 from __future__ import annotations
@@ -154,6 +154,9 @@ def run(portals: int, events: int, rate: float, pollers: int) -> None:
             "B24_OAUTH_URL": sim.oauth_url,
             "B24_ALLOW_INSECURE_ENDPOINTS": "1",
             AWS_CALLS_ENV: str(Path(state) / "aws-calls"),
+            # The functions' processes start as ``python -m b24stack.lambda_env``: this tree's b24stack
+            # (the recorder with item counts), not whichever one the interpreter has installed.
+            "PYTHONPATH": str(ROOT / "local"),
         }
         with LocalStack(
             ROOT,
@@ -255,6 +258,10 @@ def summarize(
     sizes: dict[str, int],
 ) -> None:
     ddb = [c for c in worker if c["service"] == "dynamodb"]
+    uncounted = [c for c in ddb + intake if "Items" not in c and c["operation"] not in ("Query", "Scan")]
+    if [c for c in uncounted if c["service"] == "dynamodb"]:
+        # The functions imported another tree's b24stack (one without item counts): units would be wrong.
+        raise SystemExit("steady_traffic: the functions recorded DynamoDB calls without item counts")
     intake_ddb = [c for c in intake if c["service"] == "dynamodb"]
     read_units, write_units = units(ddb)
     intake_read, intake_write = units(intake_ddb)
