@@ -111,6 +111,51 @@ def storm_inputs(results: Path) -> dict[str, Input]:
     return out
 
 
+def steady_inputs(results: Path) -> dict[str, Input]:
+    """What one event of steady traffic costs the worker (events of many portals, a few a second): the
+    newest bench/steady_traffic.py line, else the counts along the worker's code path (assumptions)."""
+    run = _latest(
+        _rows(results, "steady_traffic"),
+        lambda r: r.get("events") and "dynamodb_read_units_per_event" in r,
+    )
+    if run is None:
+        return {
+            "steady_ddb_reads_per_event": _a(
+                3.0, "units", "portal record, limiter level (consistent), read marks"
+            ),
+            "steady_ddb_writes_per_event": _a(
+                5.0,
+                "units",
+                "limiter, deal_mirror's deal + history entry, read mark, seen mark (no guard: idempotent)",
+            ),
+            "steady_rest_per_event": _a(
+                1.0, "requests", "steady traffic: a portal's events rarely share a 2 s batch"
+            ),
+        }
+    note = (
+        f"{run['events']} events, {run.get('portals')} portals, {run.get('rate_per_s')}/s, "
+        f"{run.get('events_per_invocation')} per invocation"
+    )
+    out = {
+        "steady_ddb_reads_per_event": _m(
+            run["dynamodb_read_units_per_event"], "units", "steady_traffic", run, note
+        ),
+        "steady_ddb_writes_per_event": _m(
+            run["dynamodb_write_units_per_event"], "units", "steady_traffic", run, note
+        ),
+        "steady_rest_per_event": _m(run["rest_requests_per_event"], "requests", "steady_traffic", run, note),
+    }
+    busy, invocations = run.get("worker_busy_s_per_event"), run.get("worker_invocations")
+    if busy is not None and invocations:
+        # The model adds the per-invocation base over the profile's batch (Model.events): the measured
+        # time per event less that base at the bench's own batch, so it is not counted twice.
+        base = float(assumptions()["worker_base_s"].value) * invocations / run["events"]
+        out["steady_worker_own_s_per_event"] = _m(
+            max(0.0, busy - base), "s", "steady_traffic", run, note + ", less worker_base_s per invocation"
+        )
+    return out
+
+
 def other_inputs(results: Path) -> dict[str, Input]:
     out: dict[str, Input] = {}
     audit = _rows(results, "audit_cost")
@@ -160,23 +205,9 @@ def assumptions() -> dict[str, Input]:
         "sqs_send_s": _a(0.015, "s", "one SQS SendMessage round trip inside the region"),
         "esm_sqs_per_event": _a(0.2, "requests", "the event source's receives and deletes, 10 records each"),
         "rest_latency_s": _a(0.3, "s", "a Bitrix24 REST answer, as the schedules bench's portals"),
-        "steady_rest_per_event": _a(
-            1.0, "requests", "steady traffic: a portal's events rarely share a 2 s batch"
-        ),
         "worker_base_s": _a(0.03, "s", "per worker invocation: settings, limiter, partial-batch answer"),
         "batch_window_s": _a(2.0, "s", "MaximumBatchingWindowInSeconds of the worker's queue trigger"),
         "pollers": _a(5.0, "pollers", "Lambda's SQS event source starts with 5 long-polling pollers"),
-        # Steady traffic: a batch holds events of different portals, so nothing is shared between
-        # them; counted from the worker's code path for one event (the storm's figure is per event of
-        # one portal's coalesced batches, a floor).
-        "steady_ddb_reads_per_event": _a(
-            3.0, "units", "portal record, limiter level (consistent), read marks"
-        ),
-        "steady_ddb_writes_per_event": _a(
-            5.0,
-            "units",
-            "limiter, deal_mirror's deal + history entry, read mark, seen mark (no guard: idempotent)",
-        ),
         "audit_write_share": _a(0.4, "share", "audit requests: cursor and shard writes, seen-mark reads"),
         "round_base_s": _a(0.1, "s", "a schedule's invocation when nothing is due (one index Query)"),
         "round_ddb": _a(2.0, "requests", "index Queries a schedule's invocation makes"),

@@ -1,11 +1,11 @@
 """Cost model (issue 14): what the bundle costs to run, next to one always-on queue-worker box.
 
 Nothing heavy is re-run: the request counts come from the benches' own result lines under
-bench/results/ (event storm, change audit, schedules over 5,000 portals, keep-alive sweep, intake), the
-schedules, alarms, keys and memory from template.yaml, the probe/audit/keep-alive periods from the
-layer's settings defaults, and the prices from bench/cost_prices.py (dated; update there). Every input
-is shown as measured (with its bench and date) or assumed (with the assumption), so a reader can tell
-a figure from a guess.
+bench/results/ (event storm, steady traffic, change audit, schedules over 5,000 portals, keep-alive sweep,
+intake), the schedules, alarms, keys and memory from template.yaml, the probe/audit/keep-alive periods
+from the layer's settings defaults, and the prices from bench/cost_prices.py (dated; update there).
+Every input is shown as measured (with its bench and date) or assumed (with the assumption), so a
+reader can tell a figure from a guess.
 
 Printed: cost per million events, and per 1,000 portals per month for three activity profiles, next to
 the always-on shape of Bitrix24's starter kit (a queue + worker + database on one small box); the ratio
@@ -32,6 +32,7 @@ from cost_inputs import (  # noqa: E402
     other_inputs,
     per_month,
     policies,
+    steady_inputs,
     storm_inputs,
     template_facts,
 )
@@ -84,9 +85,12 @@ class Model:
         rest_per_event = i["storm_rest_per_event"] if storm else i["steady_rest_per_event"]
         bill.add("events", "API Gateway HTTP API requests", events, p["http_api_request"])
         intake_s = math.ceil((i["intake_cpu_s"] + i["sqs_send_s"]) * 1000) / 1000
-        worker_s = (i["worker_base_s"] / batch + i["worker_own_s_per_event"]) + (
-            rest_per_event * i["rest_latency_s"]
-        )
+        # The worker's own time per event: as the storm measured it, or in steady traffic as the steady
+        # bench measured it (each event its portal's own reads and writes) when it has run.
+        own = i["worker_own_s_per_event"]
+        if not storm:
+            own = i.get("steady_worker_own_s_per_event", own)
+        worker_s = (i["worker_base_s"] / batch + own) + (rest_per_event * i["rest_latency_s"])
         bill.add("events", "Lambda requests (intake + worker)", events * (1 + 1 / batch), p["lambda_request"])
         bill.add("events", "Lambda GB-s", events * (intake_s + worker_s) * mem, p["lambda_gb_s_arm"])
         sqs = events * (1 + i["esm_sqs_per_event"] + i["sqs_worker_per_event"])
@@ -216,7 +220,7 @@ class Model:
 def build(
     results: Path = RESULTS, template: Path = ROOT / "template.yaml", prices: dict[str, Price] | None = None
 ) -> Model:
-    inputs = {**storm_inputs(results), **other_inputs(results), **assumptions()}
+    inputs = {**storm_inputs(results), **steady_inputs(results), **other_inputs(results), **assumptions()}
     return Model(inputs, template_facts(template), policies(), prices or PRICES)
 
 

@@ -6,6 +6,12 @@ The local stack enforces no IAM, so a policy that misses a grant works here and 
 one JSON line per call to ``<dir>/<function>.jsonl``; ``b24stack.iam`` then checks each call against
 the function's role as the SAM translator builds it from template.yaml. Only resource names are
 recorded, never a parameter's value (items carry tokens).
+
+For what a call costs (bench/steady_traffic.py turns them into DynamoDB request units), a DynamoDB line
+also says how many items it touched - ``Items``: the keys or requests of a BatchGetItem/BatchWriteItem,
+the entries of a transaction, 1 for a single-item call (a Query's or Scan's count is in its answer, not
+its parameters: none) - and ``Consistent`` when it asked for strongly consistent reads (a batch read:
+when every table of it did). Counts and flags only, still never a value.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 ENV_VAR = "B24STACK_AWS_CALLS_DIR"
 _NAME_KEYS = ("TableName", "IndexName", "QueueUrl", "FunctionName", "Name", "KeyId", "SecretId", "TopicArn")
+_SINGLE_ITEM = ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
 
 
 def _names(params: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +45,29 @@ def _names(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _counts(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """How many items a DynamoDB call touches and whether it reads strongly consistent (no values)."""
+    out: dict[str, Any] = {}
+    items = params.get("RequestItems")
+    transact = params.get("TransactItems")
+    if operation in _SINGLE_ITEM:
+        out["Items"] = 1
+    elif isinstance(items, dict):
+        tables = list(items.values())
+        if operation == "BatchGetItem":
+            keys = [v.get("Keys") if isinstance(v, dict) else None for v in tables]
+            out["Items"] = sum(len(k) for k in keys if isinstance(k, list))
+            if tables and all(isinstance(v, dict) and v.get("ConsistentRead") is True for v in tables):
+                out["Consistent"] = True
+        else:
+            out["Items"] = sum(len(v) for v in tables if isinstance(v, list))
+    elif isinstance(transact, list):
+        out["Items"] = len(transact)
+    if params.get("ConsistentRead") is True:
+        out["Consistent"] = True
+    return out
+
+
 def install(directory: str, function_name: str) -> None:
     """Patch botocore so every client of this process reports its calls."""
     import botocore.session
@@ -53,6 +83,8 @@ def install(directory: str, function_name: str) -> None:
             "operation": model.name,
             **_names(params or {}),
         }
+        if line["service"] == "dynamodb":
+            line.update(_counts(model.name, params or {}))
         with lock, path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
 

@@ -40,6 +40,7 @@ def fixed_model(**prices: float) -> cost_model.Model:
     zero = {k: replace(p, usd=prices.get(k, 0.0)) for k, p in PRICES.items()}
     inputs = {
         **cost_inputs.storm_inputs(Path("/nonexistent")),
+        **cost_inputs.steady_inputs(Path("/nonexistent")),
         **cost_inputs.other_inputs(Path("/nonexistent")),
     }
     inputs.update(cost_inputs.assumptions())
@@ -203,3 +204,62 @@ def test_the_storm_write_share_comes_from_the_measured_operations(tmp_path: Path
     share = cost_inputs.storm_inputs(tmp_path)["storm_write_share"]
     assert share.measured
     assert share.value == pytest.approx(0.75)
+
+
+STEADY = {
+    "bench": "steady_traffic",
+    "date": "2026-12-06T00:10:00Z",
+    "events": 300,
+    "portals": 20,
+    "rate_per_s": 3.0,
+    "dynamodb_requests_per_event": 4.2,
+    "dynamodb_read_units_per_event": 1.7,
+    "dynamodb_write_units_per_event": 3.9,
+    "rest_requests_per_event": 0.8,
+    "worker_invocations": 250,
+    "events_per_invocation": 1.2,
+    "worker_busy_s_per_event": 0.09,
+}
+
+
+def test_a_steady_traffic_line_replaces_the_assumed_steady_costs(tmp_path: Path) -> None:
+    older = {**STEADY, "date": "2026-12-01T00:00:00Z", "dynamodb_read_units_per_event": 9.0}
+    (tmp_path / "steady_traffic.jsonl").write_text(json.dumps(older) + "\n" + json.dumps(STEADY) + "\n")
+    inputs = cost_inputs.steady_inputs(tmp_path)
+    for key, value in (
+        ("steady_ddb_reads_per_event", 1.7),
+        ("steady_ddb_writes_per_event", 3.9),
+        ("steady_rest_per_event", 0.8),
+    ):
+        assert inputs[key].value == value
+        assert inputs[key].measured and "steady_traffic 2026-12-06" in inputs[key].source
+    # The per-invocation base the model adds again at the profile's batch is taken out once.
+    base = cost_inputs.assumptions()["worker_base_s"].value
+    assert inputs["steady_worker_own_s_per_event"].value == pytest.approx(0.09 - base * 250 / 300)
+    zero = {k: replace(p, usd=0.0) for k, p in PRICES.items()}
+    zero["ddb_read"] = replace(zero["ddb_read"], usd=1.0)
+    model = cost_model.Model({**fixed_model().inputs, **inputs}, FACTS, POLICIES, zero)
+    assert model.per_million(500) == pytest.approx(1e6 * (1.7 + model.i["intake_ddb_per_event"]))
+
+
+def test_without_a_steady_traffic_line_the_steady_costs_stay_assumed(tmp_path: Path) -> None:
+    (tmp_path / "event_storm.jsonl").write_text(json.dumps({"bench": "event_storm", "events": 10}) + "\n")
+    inputs = cost_inputs.steady_inputs(tmp_path)
+    assert {k: v.value for k, v in inputs.items()} == {
+        "steady_ddb_reads_per_event": 3.0,
+        "steady_ddb_writes_per_event": 5.0,
+        "steady_rest_per_event": 1.0,
+    }
+    assert not any(v.measured for v in inputs.values())
+    # ... and the worker's own time per event is then the storm's (the model's fallback).
+    model = fixed_model(lambda_gb_s_arm=1.0)
+    assert "steady_worker_own_s_per_event" not in model.i
+
+
+def test_steady_traffic_bills_the_measured_worker_time_per_event() -> None:
+    base = fixed_model(lambda_gb_s_arm=1.0)
+    own = base.i["worker_own_s_per_event"] + 0.05
+    inputs = {**base.inputs, "steady_worker_own_s_per_event": cost_inputs.Input(own, "s", "measured: x")}
+    model = cost_model.Model(inputs, FACTS, POLICIES, base.p)
+    assert model.per_million(1) == pytest.approx(base.per_million(1) + 1e6 * 0.05 * 0.25)
+    assert model.per_million_storm() == pytest.approx(base.per_million_storm())
