@@ -62,7 +62,9 @@ def test_query_limit_exceeded_fills_the_bucket_for_everyone(services, member_id)
 def test_per_portal_limits_and_method_blocks(services, member_id):
     clock = Clock()
     lim = limiter(services, clock)
+    assert lim.request_s(member_id) == 0.5  # the default Y = 2/s
     lim.configure(member_id, RateLimit(250, 5))  # Enterprise
+    assert lim.request_s(member_id) == 0.2  # what a request costs this portal's budget
     assert sum(1 for _ in range(300) if lim.acquire(member_id) == 0.0) == 250
     lim.block(member_id, "crm.deal.list", clock.now + 60)
     clock.now += 100

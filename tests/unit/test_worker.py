@@ -27,6 +27,11 @@ class FakeLimiter:
     def wait_for(self, member_id, cost=1.0, method=None):
         return 0.0 if self.budget >= cost else 30.0
 
+    request_s_value = 5.0  # a slow limit (Y = 0.2/s): holding a fragment for company pays
+
+    def request_s(self, member_id):
+        return self.request_s_value
+
     def saturate(self, member_id):
         self.saturated += 1
 
@@ -579,3 +584,14 @@ def test_a_part_filled_first_request_waits_for_company_only_while_the_budget_is_
     worker, seen, requeued = make(client)  # the budget has room
     worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(1, 11)]}, None)
     assert client.batches == [10] and requeued == [] and len(seen) == 10
+
+
+def test_at_the_clouds_own_pace_a_fragment_waits_for_the_budget_instead_of_company():
+    """At 2 requests a second a request costs half a second, a hold at least one (SQS's whole-second
+    delays): the fragment is read as soon as the budget allows, not held."""
+    deals = {str(i): {"ID": str(i)} for i in range(1, 11)}
+    limiter = FakeLimiter(budget=0)
+    limiter.request_s_value = 0.5
+    worker, seen, requeued = make(FakeClient(deals), limiter=limiter)
+    worker({"Records": [record(i, "ONCRMDEALUPDATE", i) for i in range(1, 11)]}, None)
+    assert len(requeued) == 10 and all("held" not in json.loads(body) for body, _ in requeued)

@@ -44,9 +44,7 @@ from b24core.worker.read_marks import ObjectKey, ReadMarks, covered
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
-#: Times one event may be sent back to pack its read with later events. A hold happens only while the
-#: portal's budget is busy (the read would wait for it anyway), so each costs about one budget wait.
-MAX_HOLDS = 4
+MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
 #: Portals prepared at once: one portal's REST wait overlaps another's bookkeeping and reads.
 PORTAL_THREADS = 4
@@ -215,9 +213,11 @@ class Worker:
                 # the budget busy (a backlog: the request would wait anyway) they wait for company.
                 chunk, queue = queue, []
                 stopped = read_chunk(plan, client, chunk, marks, 0.0)
-                if isinstance(stopped, BudgetBusy):
+                if isinstance(stopped, BudgetBusy) and self._holds_pay(member_id):
                     self._hold(plan, member_id, chunk)
                     break
+                if isinstance(stopped, BudgetBusy):  # a hold would cost more than the request it saves
+                    stopped = read_chunk(plan, client, chunk, marks, self._read_deadline - time.monotonic())
             else:
                 chunk, queue = self._claim(plan, member_id, queue)
                 if not chunk or (n and self._hold_for_packing(plan, member_id, chunk)):
@@ -300,6 +300,11 @@ class Worker:
             return False
         self._hold(plan, member_id, chunk)
         return True
+
+    def _holds_pay(self, member_id: str) -> bool:
+        """A hold costs its events at least a second (SQS delays are whole seconds): it pays where one
+        request costs the portal's budget at least as long (a slow limit, or a box's own)."""
+        return self.limiter.request_s(member_id) >= 1.0
 
     def _hold(self, plan: Plan, member_id: str, chunk: list[Any]) -> None:
         """Back to the queue until the budget has room for a request, to ride with later events."""

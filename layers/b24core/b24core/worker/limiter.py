@@ -65,6 +65,10 @@ class RateLimiter:
                 return 0.0
         return 0.05  # heavy contention: back off briefly and try again
 
+    def request_s(self, member_id: str) -> float:
+        """Seconds of the portal's budget one request takes once the burst is spent (1 / Y)."""
+        return 1.0 / self.limit_for(self._read(member_id)).drain_per_s
+
     def wait_for(self, member_id: str, cost: float = 1.0, method: str | None = None) -> float:
         """Seconds until ``cost`` requests would fit, spending nothing (0 when they fit now)."""
         level, limit, blocked, now = self._level(member_id, method)
