@@ -94,3 +94,18 @@ def test_read_marks_round_trip_past_the_batch_api_page_sizes(services, member_id
     got = marks.last_reads(member_id, [*reads, ("crm.deal.get", "999")])
     assert got == reads
     assert marks.last_reads("someone-else", list(reads)) == {}
+
+
+def test_a_worker_learns_that_another_spends_the_same_portals_budget(services, member_id):
+    """Read claims pay only when two workers read one portal: each spend records its spender."""
+    clock = Clock()
+    a, b = limiter(services, clock), limiter(services, clock)
+    assert a.acquire(member_id) == 0.0 and not a.shared(member_id)
+    assert b.acquire(member_id) == 0.0 and b.shared(member_id)  # a spent just before
+    assert not a.shared(member_id)
+    a.acquire(member_id)
+    assert a.shared(member_id)
+    clock.now += 61  # nobody else for a minute: alone again
+    assert not b.shared(member_id)
+    b.acquire(member_id)
+    assert not b.shared(member_id)  # b itself spent last

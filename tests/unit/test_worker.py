@@ -28,6 +28,10 @@ class FakeLimiter:
         return 0.0 if self.budget >= cost else 30.0
 
     request_s_value = 5.0  # a slow limit (Y = 0.2/s): holding a fragment for company pays
+    others = True  # another worker spends this portal's budget too (read claims pay)
+
+    def shared(self, member_id):
+        return self.others
 
     def request_s(self, member_id):
         return self.request_s_value

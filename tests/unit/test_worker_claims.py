@@ -174,3 +174,15 @@ def test_an_object_whose_item_keeps_conflicting_is_left_for_later_not_read_uncla
     refused = claims.take("m1", {deal(1): "900", deal(2): "900"}, 30)
     assert set(refused) == {deal(1), deal(2)} and all(r.left_s == 0.0 for r in refused.values())
     assert client.calls == 3 and claims.held.get("m1", set()) == set()
+
+
+def test_a_worker_alone_on_a_portal_claims_nothing():
+    """Claims cost a transaction per request: with no other worker spending the portal's budget there
+    is no read to share."""
+    limiter = FakeLimiter()
+    limiter.others = False
+    client = FakeClient(DEALS, now=2000.0)
+    worker, _, _ = make(client, limiter=limiter)
+    worker.claims = claims = SharedClaims({("m1", deal(2)): "other"}, "me")
+    worker({"Records": storm(1, 100)}, None)
+    assert client.batches == [50, 50] and claims.held == {}

@@ -236,7 +236,7 @@ class Worker:
         """The next request's reads (up to 50) and the queue left. An object another worker is reading
         now is not bought twice (read_claims.py): its event is skipped when that read already covers
         it, else it comes back when the read should be marked; the request is filled from the queue."""
-        if self.claims is None:
+        if self.claims is None or not self.limiter.shared(member_id):  # alone on it: nothing to claim
             return queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
         hold = max(0.0, self._read_deadline - time.monotonic()) + CLAIM_HANDLING_S
         chunk: list[tuple[str, ObjectKey]] = []

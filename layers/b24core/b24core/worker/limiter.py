@@ -10,8 +10,9 @@ knows better), OPERATION_TIME_LIMIT blocks that method until the portal's operat
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from b24core.portals.keys import RATE_SK, portal_pk
@@ -19,6 +20,8 @@ from b24core.portals.keys import RATE_SK, portal_pk
 #: our grant and the portal's count of the request are milliseconds apart, and a request timed to the
 #: exact edge would sometimes meet QUERY_LIMIT_EXCEEDED. Costs EDGE / Y seconds once per busy spell.
 EDGE = 0.25
+#: How recently another worker must have spent a portal's budget for reads to count as shared.
+SHARED_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,16 @@ class RateLimiter:
     default: RateLimit
     clock: Callable[[], float] = time.time
     attempts: int = 8
+    #: This process (one worker at a time in a Lambda environment): whose spend the item last recorded.
+    spender: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        self._others_seen: dict[str, float] = {}  # member_id -> when another spender was last seen
+
+    def shared(self, member_id: str) -> bool:
+        """Another worker spent this portal's budget within SHARED_WINDOW_S: reads may overlap (the
+        worker's read claims pay only then)."""
+        return self.clock() - self._others_seen.get(member_id, float("-inf")) < SHARED_WINDOW_S
 
     def _key(self, member_id: str) -> dict[str, Any]:
         return {"pk": {"S": portal_pk(member_id)}, "sk": {"S": RATE_SK}}
@@ -52,6 +65,7 @@ class RateLimiter:
         for _ in range(self.attempts):
             item = self._read(member_id)
             now = self.clock()
+            self._note_spender(member_id, item, now)
             limit = self.limit_for(item)
             blocked = _blocked_until(item, method)
             if blocked > now:
@@ -120,6 +134,11 @@ class RateLimiter:
             },
         )
 
+    def _note_spender(self, member_id: str, item: dict[str, Any], now: float) -> None:
+        by, at = item.get("by", {}).get("S"), item.get("at", {}).get("N")
+        if by and by != self.spender and at and now - float(at) < SHARED_WINDOW_S:
+            self._others_seen[member_id] = now
+
     def _write(self, member_id: str, old: dict[str, Any], level: float, now: float) -> bool:
         version = int(old["v"]["N"]) if "v" in old else 0
         names = {"#v": "v"}
@@ -127,6 +146,7 @@ class RateLimiter:
             ":l": {"N": repr(level)},
             ":at": {"N": repr(now)},
             ":nv": {"N": str(version + 1)},
+            ":by": {"S": self.spender},
         }
         if version:
             condition = "#v = :ov"
@@ -137,9 +157,9 @@ class RateLimiter:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(member_id),
-                UpdateExpression="SET #l = :l, #at = :at, #v = :nv",
+                UpdateExpression="SET #l = :l, #at = :at, #v = :nv, #by = :by",
                 ConditionExpression=condition,
-                ExpressionAttributeNames={**names, "#l": "level", "#at": "at"},
+                ExpressionAttributeNames={**names, "#l": "level", "#at": "at", "#by": "by"},
                 ExpressionAttributeValues=values,
             )
             return True
