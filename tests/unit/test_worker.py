@@ -8,8 +8,9 @@ from b24core.bitrix.errors import OperationTimeLimit, QueryLimitExceeded
 from b24core.events.message import QueuedEvent
 from b24core.portals.model import Portal
 from b24core.portals.states import PortalState
-from b24core.worker.dispatch import MAX_HOLDS, Worker
+from b24core.worker.dispatch import Worker
 from b24core.worker.handlers import Registry
+from b24core.worker.packing import MAX_HOLDS
 
 PORTAL = Portal(member_id="m1", domain="p", client_endpoint="https://p/rest/", state=PortalState.ACTIVE)
 

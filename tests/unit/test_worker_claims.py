@@ -186,3 +186,15 @@ def test_a_worker_alone_on_a_portal_claims_nothing():
     worker.claims = claims = SharedClaims({("m1", deal(2)): "other"}, "me")
     worker({"Records": storm(1, 100)}, None)
     assert client.batches == [50, 50] and claims.held == {}
+
+
+def test_at_the_clouds_own_pace_reads_are_not_claimed():
+    """At 2 requests a second a read bought twice costs half a second of budget, less than the
+    claim's transaction on the read path: shared or not, nothing is claimed."""
+    limiter = FakeLimiter()
+    limiter.request_s_value = 0.5
+    client = FakeClient(DEALS, now=2000.0)
+    worker, _, _ = make(client, limiter=limiter)
+    worker.claims = claims = SharedClaims({("m1", deal(2)): "other"}, "me")
+    worker({"Records": storm(1, 100)}, None)
+    assert client.batches == [50, 50] and claims.held == {}

@@ -38,20 +38,20 @@ from b24core.worker.handlers import Context, Registry
 from b24core.worker.limited_client import BudgetBusy, LimitedClient
 from b24core.worker.limiter import RateLimiter
 from b24core.worker.outcomes import log_failed, report
+from b24core.worker.packing import ReadPacking, held_enough
 from b24core.worker.plan import Plan, mark_reads, mark_seen, parse_batch, skip_covered
-from b24core.worker.read_claims import CLAIM_HANDLING_S, ReadClaims, claimed_delay
-from b24core.worker.read_marks import ObjectKey, ReadMarks, covered
+from b24core.worker.read_claims import ReadClaims
+from b24core.worker.read_marks import ReadMarks
 from b24core.worker.reads import read_chunk
 from b24core.worker.seen_marks import SeenMarks
 
-MAX_HOLDS = 2  # times one event may be sent back to pack its read with later events
 SLOW_PORTAL_DELAY_S = 30  # a portal over its share of one invocation: its other events come back then
 #: Portals prepared at once: one portal's REST wait overlaps another's bookkeeping and reads.
 PORTAL_THREADS = 4
 
 
 @dataclass(eq=False)  # a service, compared by identity
-class Worker:
+class Worker(ReadPacking):
     registry: Registry
     load_portal: Callable[[str], Portal | None]
     make_client: Callable[[Portal], Any]
@@ -207,7 +207,7 @@ class Worker:
                 rest = [mid for mid, _ in queue]
                 self._defer(plan, rest + unread_others, SLOW_PORTAL_DELAY_S, why="portal_slow")
                 return
-            if not n and len(queue) < BATCH_LIMIT and not _held_enough(plan, queue):
+            if not n and len(queue) < BATCH_LIMIT and not held_enough(plan, queue):
                 # A few reads: at once and unclaimed while the budget has room (steady traffic: a claim
                 # costs two write units, a rare read bought twice a request the budget can spare); with
                 # the budget busy (a backlog: the request would wait anyway) they wait for company.
@@ -231,33 +231,6 @@ class Worker:
                 self._stop_reads(plan, member_id, rest + unread_others, stopped, requests)
                 return
             n += 1
-
-    def _claim(self, plan: Plan, member_id: str, queue: list[Any]) -> tuple[list[Any], list[Any]]:
-        """The next request's reads (up to 50) and the queue left. An object another worker is reading
-        now is not bought twice (read_claims.py): its event is skipped when that read already covers
-        it, else it comes back when the read should be marked; the request is filled from the queue."""
-        if self.claims is None or not self.limiter.shared(member_id):  # alone on it: nothing to claim
-            return queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
-        hold = max(0.0, self._read_deadline - time.monotonic()) + CLAIM_HANDLING_S
-        chunk: list[tuple[str, ObjectKey]] = []
-        while queue and len(chunk) < BATCH_LIMIT:
-            ask, queue = queue[: BATCH_LIMIT - len(chunk)], queue[BATCH_LIMIT - len(chunk) :]
-            refused = self.claims.take(member_id, {key: plan.events[mid].ts for mid, key in ask}, hold)
-            chunk += [(mid, key) for mid, key in ask if key not in refused]
-            later = []
-            for mid, key in ask:
-                if key in refused and covered(plan.events[mid].ts, refused[key].read_at):
-                    plan.skip[mid] = "read_since"  # the other worker's read has been marked since
-                elif key in refused:
-                    later.append(mid)
-            if later:
-                left = max(refused[key].left_s for mid, key in ask if mid in later)
-                self._defer(plan, later, claimed_delay(left), why="claimed")
-        return chunk, queue
-
-    def _release(self, member_id: str, chunk: list[tuple[str, ObjectKey]]) -> None:
-        if self.claims is not None and chunk:
-            self.claims.release(member_id, [key for _, key in chunk])
 
     def _stop_reads(self, plan: Plan, member_id: str, mids: list[str], exc: Exception, requests: int) -> None:
         if isinstance(exc, (QueryLimitExceeded, OperationTimeLimit)):
@@ -292,25 +265,6 @@ class Worker:
             WARNING, "portal failing; its events come back later", "dispatch", member_id, "retry", error=exc
         )
         return True
-
-    def _hold_for_packing(self, plan: Plan, member_id: str, chunk: list[Any]) -> bool:
-        """A backlog is being read (this batch filled a request already): its part-filled last read goes
-        back to ride with later events instead of spending a whole request (at most MAX_HOLDS times)."""
-        if len(chunk) >= BATCH_LIMIT or _held_enough(plan, chunk):
-            return False
-        self._hold(plan, member_id, chunk)
-        return True
-
-    def _holds_pay(self, member_id: str) -> bool:
-        """A hold costs its events at least a second (SQS delays are whole seconds): it pays where one
-        request costs the portal's budget at least as long (a slow limit, or a box's own)."""
-        return self.limiter.request_s(member_id) >= 1.0
-
-    def _hold(self, plan: Plan, member_id: str, chunk: list[Any]) -> None:
-        """Back to the queue until the budget has room for a request, to ride with later events."""
-        wait = self.limiter.wait_for(member_id)
-        delay = int(min(retry.MAX_DELAY_S, max(1.0, wait + 1.0)))
-        self._defer(plan, [mid for mid, _ in chunk], delay, hold=True)
 
     def _client(self, portal: Portal) -> LimitedClient:
         client = LimitedClient(
@@ -407,11 +361,6 @@ class Worker:
         if guarded:  # its writes and its guard's "completed" in one transaction, or neither
             writes.commit(ev.member_id, own, partial(self._guards.complete, mid), TRANSACT_LIMIT)
         log_event(INFO, "event handled", "dispatch", ev.member_id, "handled", event=ev.name, handlers=ran)
-
-
-def _held_enough(plan: Plan, reads: list[Any]) -> bool:
-    """Some event of these reads was held for company MAX_HOLDS times: read now, whatever it costs."""
-    return any(plan.messages[mid].held >= MAX_HOLDS for mid, _ in reads)
 
 
 def raise_logged(member_id: str) -> None:

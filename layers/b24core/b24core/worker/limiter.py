@@ -42,6 +42,7 @@ class RateLimiter:
 
     def __post_init__(self) -> None:
         self._others_seen: dict[str, float] = {}  # member_id -> when another spender was last seen
+        self._limits: dict[str, RateLimit] = {}  # member_id -> its limit, as last read
 
     def shared(self, member_id: str) -> bool:
         """Another worker spent this portal's budget within SHARED_WINDOW_S: reads may overlap (the
@@ -52,8 +53,10 @@ class RateLimiter:
         return {"pk": {"S": portal_pk(member_id)}, "sk": {"S": RATE_SK}}
 
     def _read(self, member_id: str) -> dict[str, Any]:
-        item = self.client.get_item(TableName=self.table_name, Key=self._key(member_id), ConsistentRead=True)
-        return item.get("Item") or {}
+        got = self.client.get_item(TableName=self.table_name, Key=self._key(member_id), ConsistentRead=True)
+        item: dict[str, Any] = got.get("Item") or {}
+        self._limits[member_id] = self.limit_for(item)
+        return item
 
     def limit_for(self, item: dict[str, Any]) -> RateLimit:
         x = float(item["x"]["N"]) if "x" in item else self.default.threshold
@@ -80,8 +83,10 @@ class RateLimiter:
         return 0.05  # heavy contention: back off briefly and try again
 
     def request_s(self, member_id: str) -> float:
-        """Seconds of the portal's budget one request takes once the burst is spent (1 / Y)."""
-        return 1.0 / self.limit_for(self._read(member_id)).drain_per_s
+        """Seconds of the portal's budget one request takes once the burst is spent (1 / Y); from the
+        item this process last read for the portal, else read now."""
+        limit = self._limits.get(member_id) or self.limit_for(self._read(member_id))
+        return 1.0 / limit.drain_per_s
 
     def wait_for(self, member_id: str, cost: float = 1.0, method: str | None = None) -> float:
         """Seconds until ``cost`` requests would fit, spending nothing (0 when they fit now)."""
