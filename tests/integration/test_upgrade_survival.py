@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from types import SimpleNamespace
 
 import boto3
 import pytest
 
-from b24core.aws.settings import get_settings
 from b24core.delivery.store import DeliveryState
 from b24core.entry import wiring
-from b24core.entry.worker import build_worker
 from b24core.events.message import MESSAGE_VERSION, QueuedEvent
 from b24core.portals.keys import DELIVERY_SK, PORTAL_SK, portal_pk
 from b24core.portals.model import Portal
@@ -25,32 +21,6 @@ from b24core.portals.states import PortalState, TokenState
 from b24core.worker.handlers import Registry
 from b24stack.sqs_poller import batch_failures, sqs_record
 
-CACHED = [getattr(wiring, n) for n in dir(wiring) if hasattr(getattr(wiring, n), "cache_clear")]
-
-
-@pytest.fixture
-def deployed(services, monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TABLE_NAME", services.resources["AppTable"])
-    monkeypatch.setenv("EVENTS_QUEUE_URL", services.resources["EventsQueue"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", services.dynamodb_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", services.moto_endpoint)
-    monkeypatch.setenv("B24_RETRY_BASE_S", "0")  # a failed record is visible again at once
-    for fn in (get_settings, *CACHED):
-        fn.cache_clear()
-    yield
-    for fn in (get_settings, *CACHED):
-        fn.cache_clear()
-
-
-def _context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="EventWorkerFunction",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:EventWorkerFunction",
-        aws_request_id="r1",
-        get_remaining_time_in_millis=lambda: 60_000,
-    )
-
 
 def test_a_message_of_the_next_version_survives_into_the_dlq_unchanged(services, member_id, deployed):
     sqs = boto3.client("sqs", endpoint_url=services.moto_endpoint, region_name="us-east-1")
@@ -58,11 +28,11 @@ def test_a_message_of_the_next_version_survives_into_the_dlq_unchanged(services,
     wiring.portal_store().save(
         Portal(member_id, "p.example", "https://p.example/rest/", state=PortalState.ACTIVE)
     )
+    deployed.env(B24_RETRY_BASE_S="0")  # a failed record is visible again at once
     handled: list[str | None] = []
     registry = Registry()
     registry.on("ONCRMDEALUPDATE")(lambda event, ctx: handled.append(event.object_id))
-    worker, idempotency = build_worker(registry)
-    idempotency.register_lambda_context(_context())
+    worker = deployed.worker(registry)  # exactly as EventWorkerFunction builds it
     body = json.loads(
         QueuedEvent("ONCRMDEALUPDATE", member_id, "p.example", {"FIELDS": {"ID": "7"}}, ts="1").to_json()
     )
@@ -83,7 +53,7 @@ def test_a_message_of_the_next_version_survives_into_the_dlq_unchanged(services,
             records = [
                 sqs_record(m, "arn:aws:sqs:us-east-1:123456789012:EventsQueue", "us-east-1") for m in mine
             ]
-            out = worker({"Records": records}, _context())
+            out = worker({"Records": records}, deployed.context())
             failed = batch_failures(out, {r["messageId"] for r in records})
             assert failed == {r["messageId"] for r in records}  # the older worker never deletes it
             for m in mine:

@@ -129,6 +129,7 @@ class RateLimiter:
 
     def configure(self, member_id: str, limit: RateLimit) -> None:
         """Per-portal X/Y (a box sets its own; Enterprise has 250/5)."""
+        self._limits[member_id] = limit
         self.client.update_item(
             TableName=self.table_name,
             Key=self._key(member_id),
