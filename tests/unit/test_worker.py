@@ -412,16 +412,9 @@ def test_a_slow_portal_spends_only_its_own_share_and_its_other_events_come_back_
     assert all(delay == 30 for _, delay in requeued)
 
 
-def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_guard():
-    reg = Registry()
-    ran: list[str] = []
-    reg.on("ONCRMDEALUPDATE", idempotent=True)(lambda e, c: ran.append("state"))
-    reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append("effect"))
-    from b24core.worker.guard_ledger import COMPLETED, InMemoryGuardLedger
-
-    guard = InMemoryGuardLedger()
-
-    worker = Worker(
+def guarded_worker(reg: Registry, guard) -> Worker:
+    """A worker with the given guard ledger, for handlers not declared idempotent (no reads, no budget)."""
+    return Worker(
         reg,
         load_portal=lambda m: PORTAL,
         make_client=lambda p: FakeClient({}),
@@ -431,6 +424,18 @@ def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_gua
         max_wait_s=1.0,
         wait=lambda s: None,
     )
+
+
+def test_only_handlers_not_declared_idempotent_run_behind_the_once_per_event_guard():
+    reg = Registry()
+    ran: list[str] = []
+    reg.on("ONCRMDEALUPDATE", idempotent=True)(lambda e, c: ran.append("state"))
+    reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append("effect"))
+    from b24core.worker.guard_ledger import COMPLETED, InMemoryGuardLedger
+
+    guard = InMemoryGuardLedger()
+
+    worker = guarded_worker(reg, guard)
     event = record(1, "ONCRMDEALUPDATE", 5)
     for _ in range(2):  # the same record delivered twice
         assert worker({"Records": [event]}, None)["batchItemFailures"] == []
@@ -447,15 +452,7 @@ def test_a_record_another_worker_is_handling_fails_and_runs_nothing():
     guard = InMemoryGuardLedger()
     event = record(1, "ONCRMDEALUPDATE", 5)
     guard.items[guard_key(json.loads(event["body"]))] = INPROGRESS  # claimed by a live worker
-    worker = Worker(
-        reg,
-        load_portal=lambda m: PORTAL,
-        make_client=lambda p: FakeClient({}),
-        limiter=FakeLimiter(),
-        requeue=lambda bodies, d: set(),
-        guard=guard,
-        wait=lambda s: None,
-    )
+    worker = guarded_worker(reg, guard)
     assert worker({"Records": [event]}, None)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
     assert ran == []
     assert worker._plan.fail_reason == {"msg-1": "in_progress"}  # EventsFailed{reason=in_progress}
@@ -467,15 +464,7 @@ def test_the_same_message_twice_in_one_batch_runs_its_guarded_handler_once():
 
     reg, ran = Registry(), []
     reg.on("ONCRMDEALUPDATE")(lambda e, c: ran.append(e.object_id))
-    worker = Worker(
-        reg,
-        load_portal=lambda m: PORTAL,
-        make_client=lambda p: FakeClient({}),
-        limiter=FakeLimiter(),
-        requeue=lambda bodies, d: set(),
-        guard=InMemoryGuardLedger(),
-        wait=lambda s: None,
-    )
+    worker = guarded_worker(reg, InMemoryGuardLedger())
     first = record(1, "ONCRMDEALUPDATE", 5)
     again = {**first, "messageId": "msg-again"}
     assert worker({"Records": [first, again]}, None)["batchItemFailures"] == []
